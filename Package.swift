@@ -1,0 +1,33 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "charrnn",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "charrnn", targets: ["charrnn"]),
+        .library(name: "CharRNN", targets: ["CharRNN"]),
+        .library(name: "CharRNNDistributed", targets: ["CharRNNDistributed"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
+        // The core: data, model, training, checkpoints, sampling. Knows nothing of sockets.
+        .target(name: "CharRNN", dependencies: ["COpenBLAS"]),
+        // Coordinator and workers over ZeroMQ. Knows the core's shard step and step plan, not GRU internals.
+        .target(name: "CharRNNDistributed", dependencies: ["CharRNN", "CZeroMQ"]),
+        .executableTarget(
+            name: "charrnn",
+            dependencies: [
+                "CharRNN", "CharRNNDistributed", "COpenBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "CharRNNTests", dependencies: ["CharRNN"]),
+        .testTarget(name: "CharRNNDistributedTests", dependencies: ["CharRNNDistributed", "CharRNN"]),
+        .testTarget(name: "CLITests", dependencies: ["CharRNN"]),
+    ]
+)

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Mean sparse softmax cross-entropy over N rows of V logits.
+///
+/// Forward:   loss = (1/N) Σ_n [log Σ_v exp(l[n, v]) − l[n, y_n]]
+/// Backward:  dl[n, v] = (softmax(l[n])_v − [v = y_n]) / N       (written over the logits)
+public enum SoftmaxCrossEntropy {
+    /// `target(n)` gives row n's target id. Returns the mean loss; replaces logits by their gradient
+    /// when `gradient` is true.
+    public static func apply(
+        _ logits: UnsafeMutablePointer<Float>, rows n: Int, vocab v: Int, gradient: Bool,
+        target: (Int) -> Int
+    ) -> Double {
+        var total = 0.0
+        let scale = 1 / Float(n)
+        for r in 0..<n {
+            let row = logits + r * v
+            var m = -Float.infinity
+            for k in 0..<v { m = max(m, row[k]) }
+            var sum: Float = 0
+            for k in 0..<v { sum += expf(row[k] - m) }
+            let y = target(r)
+            total += Double(logf(sum) + m - row[y])
+            if gradient {
+                let inv = scale / sum
+                for k in 0..<v { row[k] = expf(row[k] - m) * inv }
+                row[y] -= scale
+            }
+        }
+        return total / Double(n)
+    }
+}

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Adam as Keras 3 writes it, over the flat parameter vector:
+///   m ← m + (g − m)(1 − β1)      v ← v + (g² − v)(1 − β2)
+///   α = lr · √(1 − β2ᵗ) / (1 − β1ᵗ)      w ← w − α · m / (√v + ε)
+public struct AdamConfig: Codable, Equatable, Sendable {
+    public var learningRate: Float = 1e-3
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-7
+
+    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+    }
+}
+
+/// The optimizer's state: both moments in the parameter layout and the step count.
+public struct AdamState: @unchecked Sendable {
+    public var m: Parameters
+    public var v: Parameters
+    public var t: Int
+
+    public init(_ config: ModelConfig) {
+        m = Parameters(config)
+        v = Parameters(config)
+        t = 0
+    }
+
+    public init(m: Parameters, v: Parameters, t: Int) {
+        self.m = m
+        self.v = v
+        self.t = t
+    }
+
+    public func copy() -> AdamState { AdamState(m: m.copy(), v: v.copy(), t: t) }
+}
+
+public enum Adam {
+    public static func apply(_ c: AdamConfig, weights w: Parameters, grads g: Parameters, state s: inout AdamState) {
+        s.t += 1
+        let t = Double(s.t)
+        let alpha = Float(Double(c.learningRate) * (1 - pow(Double(c.beta2), t)).squareRoot() / (1 - pow(Double(c.beta1), t)))
+        let (b1, b2, eps) = (1 - c.beta1, 1 - c.beta2, c.epsilon)
+        let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
+        for i in 0..<w.count {
+            let gi = gp[i]
+            let m = mp[i] + (gi - mp[i]) * b1
+            let v = vp[i] + (gi * gi - vp[i]) * b2
+            mp[i] = m
+            vp[i] = v
+            wp[i] -= alpha * m / (v.squareRoot() + eps)
+        }
+    }
+
+    /// Scales `g` so its global L2 norm is at most `maxNorm`; returns the norm before clipping.
+    @discardableResult
+    public static func clip(_ g: Parameters, maxNorm: Float?) -> Float {
+        var sum = 0.0
+        for i in 0..<g.count { sum += Double(g.storage[i]) * Double(g.storage[i]) }
+        let norm = Float(sum.squareRoot())
+        if let maxNorm, norm > maxNorm {
+            let scale = maxNorm / norm
+            for i in 0..<g.count { g.storage[i] *= scale }
+        }
+        return norm
+    }
+}

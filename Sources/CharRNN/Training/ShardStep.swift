@@ -1,0 +1,107 @@
+/// A shard's sequences for one step: `rows` sequences of `seq` ids, row-major [rows, seq].
+public struct ShardRows: Equatable, Sendable {
+    public var rows: Int
+    public var seq: Int
+    public var inputs: [Int32]
+    public var targets: [Int32]
+
+    public init(rows: Int, seq: Int, inputs: [Int32], targets: [Int32]) {
+        precondition(inputs.count == rows * seq && targets.count == rows * seq, "shard size mismatch")
+        self.rows = rows
+        self.seq = seq
+        self.inputs = inputs
+        self.targets = targets
+    }
+}
+
+/// The shard step: what a worker does. Given weights, a shard's rows and their hidden state, it computes
+/// the shard's mean loss, the gradient of that mean loss, and the final hidden state. Pure computation;
+/// it owns its scratch memory and reuses it every step, so the step loop allocates nothing.
+///
+/// The same object serves the in-process trainer and the distributed worker, which is what makes their
+/// results bitwise equal: a shard's gradient depends only on the weights, its rows and its state.
+public final class ShardStep {
+    public let config: ModelConfig
+    public let maxRows: Int
+    public let seq: Int
+
+    private var weights: Parameters
+    private let table: FloatBuffer      // [V, 3H]  embedding·W + b0
+    private let dTable: FloatBuffer     // [V, 3H]
+    private let hs: FloatBuffer         // [(T+1)·b, H]
+    private let cache: FloatBuffer      // [T·b, 4H]
+    private let logits: FloatBuffer     // [T·b, V]
+    private let dhs: FloatBuffer        // [T·b, H]
+    private let scratch: FloatBuffer    // [b, 3H]: hu in the forward pass, carry in the backward pass
+    private var tokens: [Int32]         // [T, b] time-major inputs
+    private var targets: [Int32]        // [T, b] time-major targets
+
+    public init(config: ModelConfig, maxRows: Int, seq: Int) {
+        self.config = config
+        self.maxRows = maxRows
+        self.seq = seq
+        let (v, h, n) = (config.vocab, config.units, maxRows * seq)
+        weights = Parameters(config)
+        table = FloatBuffer(count: v * 3 * h)
+        dTable = FloatBuffer(count: v * 3 * h)
+        hs = FloatBuffer(count: (n + maxRows) * h)
+        cache = FloatBuffer(count: n * 4 * h)
+        logits = FloatBuffer(count: n * v)
+        dhs = FloatBuffer(count: n * h)
+        scratch = FloatBuffer(count: maxRows * 3 * h)
+        tokens = Array(repeating: 0, count: n)
+        targets = Array(repeating: 0, count: n)
+    }
+
+    /// Binds the weights for the following shards and builds their input table (once per step, not per shard).
+    public func load(weights w: Parameters) {
+        precondition(w.config == config, "weights of another model")
+        weights = w
+        InputTable.forward(w, into: table.base)
+    }
+
+    /// Forward and backward over one shard. `state` [rows, H] holds h0 on entry and hT on return;
+    /// `grads` is overwritten with d(mean loss)/d(weights). Returns the shard's mean loss.
+    public func run(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, grads: Parameters) -> Double {
+        let loss = forward(shard, state: state, gradient: true)
+        let (b, h, n) = (shard.rows, config.units, shard.rows * shard.seq)
+        Dense.backward(weights, states: hs.base + b * h, count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
+        dTable.zero()
+        tokens.withUnsafeBufferPointer { tok in
+            GRU.backward(
+                GRU.Shape(rows: b, steps: shard.seq, units: h), tokens: tok.baseAddress!,
+                recurrentKernel: weights[.recurrentKernel], hs: hs.base, cache: cache.base, dhs: dhs.base,
+                carry: scratch.base, dTable: dTable.base, dU: grads[.recurrentKernel], db1: grads[.bias] + 3 * h)
+        }
+        InputTable.backward(weights, dTable: dTable.base, grads: grads)
+        return loss
+    }
+
+    /// Forward only: the shard's mean loss; `state` advances to hT as in training.
+    public func loss(_ shard: ShardRows, state: UnsafeMutablePointer<Float>) -> Double {
+        forward(shard, state: state, gradient: false)
+    }
+
+    private func forward(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, gradient: Bool) -> Double {
+        precondition(shard.rows <= maxRows && shard.seq == seq, "shard larger than the workspace")
+        let (b, t, h, v) = (shard.rows, shard.seq, config.units, config.vocab)
+        for i in 0..<b {
+            for s in 0..<t {
+                tokens[s * b + i] = shard.inputs[i * t + s]
+                targets[s * b + i] = shard.targets[i * t + s]
+            }
+        }
+        hs.base.update(from: state, count: b * h)
+        tokens.withUnsafeBufferPointer { tok in
+            GRU.forward(
+                GRU.Shape(rows: b, steps: t, units: h), table: table.base, tokens: tok.baseAddress!,
+                recurrentKernel: weights[.recurrentKernel], recurrentBias: weights[.bias] + 3 * h,
+                hs: hs.base, cache: cache.base, hu: scratch.base)
+        }
+        state.update(from: hs.base + t * b * h, count: b * h)
+        Dense.forward(weights, states: hs.base + b * h, count: t * b, into: logits.base)
+        return targets.withUnsafeBufferPointer { y in
+            SoftmaxCrossEntropy.apply(logits.base, rows: t * b, vocab: v, gradient: gradient) { Int(y[$0]) }
+        }
+    }
+}
