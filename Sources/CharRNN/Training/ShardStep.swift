@@ -82,6 +82,20 @@ public final class ShardStep {
         forward(shard, state: state, gradient: false)
     }
 
+    /// Forward only, returning the logits as [rows, seq, V] (batch-major, as Keras returns them).
+    public func logits(of shard: ShardRows, state: [Float]) -> [Float] {
+        var h = state
+        _ = h.withUnsafeMutableBufferPointer { forward(shard, state: $0.baseAddress!, gradient: false) }
+        let (b, t, v) = (shard.rows, shard.seq, config.vocab)
+        var out = [Float](repeating: 0, count: b * t * v)
+        for i in 0..<b {
+            for s in 0..<t {
+                for k in 0..<v { out[(i * t + s) * v + k] = logits[(s * b + i) * v + k] }
+            }
+        }
+        return out
+    }
+
     private func forward(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, gradient: Bool) -> Double {
         precondition(shard.rows <= maxRows && shard.seq == seq, "shard larger than the workspace")
         let (b, t, h, v) = (shard.rows, shard.seq, config.units, config.vocab)
