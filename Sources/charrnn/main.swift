@@ -1,1 +1,5 @@
-print("placeholder")
+@preconcurrency import Glibc
+
+BLASSetup.ensureFastKernel()
+setvbuf(stdout, nil, _IOLBF, 0)
+CharRNNCommand.main()

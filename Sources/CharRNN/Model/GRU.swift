@@ -68,12 +68,11 @@ public enum GRU {
     }
 
     /// Backpropagates through T steps. `dhs` [T·b, H] is the loss gradient on each output state;
-    /// `carry` is scratch [b, H]. Writes dU and db1 into `grads` and accumulates dxw into `dTable`.
+    /// `carry` is scratch [b, H]. Leaves dhu in `cache` and accumulates dxw into `dTable`.
     public static func backward(
         _ s: Shape, tokens: UnsafePointer<Int32>, recurrentKernel u: UnsafePointer<Float>,
         hs: UnsafePointer<Float>, cache: UnsafeMutablePointer<Float>, dhs: UnsafePointer<Float>,
-        carry: UnsafeMutablePointer<Float>, dTable: UnsafeMutablePointer<Float>,
-        dU: UnsafeMutablePointer<Float>, db1: UnsafeMutablePointer<Float>
+        carry: UnsafeMutablePointer<Float>, dTable: UnsafeMutablePointer<Float>
     ) {
         let (b, h, steps) = (s.rows, s.units, s.steps)
         carry.update(repeating: 0, count: b * h)
@@ -105,8 +104,16 @@ public enum GRU {
             }
             gemm(cache + t * b * 4 * h, u, transB: true, into: carry, m: b, n: h, k: 3 * h, beta: 1, lda: 4 * h)
         }
-        gemm(hs, transA: true, cache, into: dU, m: h, n: 3 * h, k: steps * b, lda: h, ldb: 4 * h)
-        columnSums(cache, rows: steps * b, cols: 3 * h, stride: 4 * h, into: db1)
+    }
+
+    /// After `backward`: dU = Σ_t h_tᵀ·dhu_t as one [H, T·b]×[T·b, 3H] product, and db1 = Σ dhu.
+    public static func weightGradients(
+        _ s: Shape, hs: UnsafePointer<Float>, cache: UnsafePointer<Float>,
+        dU: UnsafeMutablePointer<Float>, db1: UnsafeMutablePointer<Float>
+    ) {
+        let (n, h) = (s.rows * s.steps, s.units)
+        gemm(hs, transA: true, cache, into: dU, m: h, n: 3 * h, k: n, lda: h, ldb: 4 * h)
+        columnSums(cache, rows: n, cols: 3 * h, stride: 4 * h, into: db1)
     }
 }
 

@@ -36,6 +36,9 @@ public final class ShardStep {
     private var tokens: [Int32]         // [T, b] time-major inputs
     private var targets: [Int32]        // [T, b] time-major targets
 
+    /// Seconds spent in each phase since the workspace was made (or `times` was reset): the benchmark's split.
+    public var times = PhaseTimes()
+
     public init(config: ModelConfig, maxRows: Int, seq: Int) {
         self.config = config
         self.maxRows = maxRows
@@ -65,15 +68,20 @@ public final class ShardStep {
     public func run(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, grads: Parameters) -> Double {
         let loss = forward(shard, state: state, gradient: true)
         let (b, h, n) = (shard.rows, config.units, shard.rows * shard.seq)
+        let shape = GRU.Shape(rows: b, steps: shard.seq, units: h)
+        var clock = PhaseClock()
         Dense.backward(weights, states: hs.base + b * h, count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
+        times.dense += clock.lap()
         dTable.zero()
         tokens.withUnsafeBufferPointer { tok in
             GRU.backward(
-                GRU.Shape(rows: b, steps: shard.seq, units: h), tokens: tok.baseAddress!,
-                recurrentKernel: weights[.recurrentKernel], hs: hs.base, cache: cache.base, dhs: dhs.base,
-                carry: scratch.base, dTable: dTable.base, dU: grads[.recurrentKernel], db1: grads[.bias] + 3 * h)
+                shape, tokens: tok.baseAddress!, recurrentKernel: weights[.recurrentKernel],
+                hs: hs.base, cache: cache.base, dhs: dhs.base, carry: scratch.base, dTable: dTable.base)
         }
+        times.backwardRecurrence += clock.lap()
+        GRU.weightGradients(shape, hs: hs.base, cache: cache.base, dU: grads[.recurrentKernel], db1: grads[.bias] + 3 * h)
         InputTable.backward(weights, dTable: dTable.base, grads: grads)
+        times.weightGradients += clock.lap()
         return loss
     }
 
@@ -106,6 +114,7 @@ public final class ShardStep {
             }
         }
         hs.base.update(from: state, count: b * h)
+        var clock = PhaseClock()
         tokens.withUnsafeBufferPointer { tok in
             GRU.forward(
                 GRU.Shape(rows: b, steps: t, units: h), table: table.base, tokens: tok.baseAddress!,
@@ -113,9 +122,12 @@ public final class ShardStep {
                 hs: hs.base, cache: cache.base, hu: scratch.base)
         }
         state.update(from: hs.base + t * b * h, count: b * h)
+        times.forwardRecurrence += clock.lap()
         Dense.forward(weights, states: hs.base + b * h, count: t * b, into: logits.base)
-        return targets.withUnsafeBufferPointer { y in
+        let loss = targets.withUnsafeBufferPointer { y in
             SoftmaxCrossEntropy.apply(logits.base, rows: t * b, vocab: v, gradient: gradient) { Int(y[$0]) }
         }
+        times.dense += clock.lap()
+        return loss
     }
 }

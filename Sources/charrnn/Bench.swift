@@ -1,0 +1,175 @@
+import ArgumentParser
+import CharRNN
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training and generation speed (build with -c release).",
+        subcommands: [BenchTrain.self, BenchGenerate.self])
+}
+
+/// Sizes for a benchmark, defaulting to the tutorial's model.
+struct BenchSizes: ParsableArguments {
+    @Option(help: "Vocabulary size.") var vocab = 65
+    @Option(help: "Embedding width.") var embed = 256
+    @Option(help: "GRU units.") var units = 1024
+    @Option(help: "Sequences per batch.") var batch = 64
+    @Option(help: "Characters per sequence.") var seq = 100
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+
+    var config: ModelConfig { ModelConfig(vocab: vocab, embed: embed, units: units) }
+
+    func apply() throws {
+        try config.validate()
+        for (name, v) in [("--batch", batch), ("--seq", seq)] where v <= 0 {
+            throw CharRNNError.invalidOption("\(name) must be positive, got \(v)")
+        }
+        BLASRuntime.setThreads(try resolvedThreads(threads))
+    }
+}
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train", abstract: "Time training steps at a given size.")
+
+    @OptionGroup var sizes: BenchSizes
+    @Option(help: "Logical shards per batch (as with train --shards).") var shards = 1
+    @Option(help: "Measured steps (after warm-up).") var steps = 10
+    @Option(help: "Warm-up steps, not measured.") var warmup = 2
+
+    func run() throws {
+        try sizes.apply()
+        let c = sizes.config
+        var options = TrainingOptions()
+        options.batch = sizes.batch
+        options.seq = sizes.seq
+        options.shards = shards
+        options.seed = 1
+        let needed = (warmup + steps + 1) * sizes.batch * (sizes.seq + 1)
+        var rng = RandomSource(seed: 7)
+        let ids = (0..<needed).map { _ in Int32(rng.nextIndex(below: c.vocab)) }
+        let state = TrainingState.fresh(vocabulary: try syntheticVocabulary(c.vocab), config: c, options: options)
+        let trainer = Trainer(plan: try StepPlan(state: state, ids: ids))
+
+        for _ in 0..<warmup { _ = trainer.step() }
+        trainer.resetTimes()
+        var samples: [Double] = []
+        for _ in 0..<steps {
+            var clock = PhaseClock()
+            _ = trainer.step()
+            samples.append(clock.lap())
+        }
+        let t = trainer.times
+        let median = samples.sorted()[samples.count / 2]
+        let flops = StepFlops(config: c, batch: sizes.batch, seq: sizes.seq)
+        let rowsPerShard = sizes.batch / shards
+        let sgemm = SgemmProbe.rate(m: rowsPerShard, n: 3 * c.units, k: c.units)
+        let n = Double(steps)
+        let other = max(0, samples.reduce(0, +) - t.total) / n
+
+        print("charrnn bench train — \(c), batch \(sizes.batch), seq \(sizes.seq), shards \(shards)")
+        printTable([
+            ["threads", "\(BLASRuntime.threads)"],
+            ["OpenBLAS core", BLASRuntime.coreName],
+            ["ms/step (median of \(steps))", fmt(median * 1e3)],
+            ["ms/step (min / max)", "\(fmt(samples.min()! * 1e3)) / \(fmt(samples.max()! * 1e3))"],
+            ["chars/s", fmt(Double(sizes.batch * sizes.seq) / median, 0)],
+            ["epoch of 1,115,394 chars (s)", fmt(Double(1_115_394 / (sizes.seq + 1) / sizes.batch) * median, 1)],
+            ["model GFLOP/step (as computed)", fmt(flops.total / 1e9, 1)],
+            ["achieved GFLOP/s", fmt(flops.total / median / 1e9, 1)],
+            ["sgemm GFLOP/s at [\(rowsPerShard)x\(c.units)]x[\(c.units)x\(3 * c.units)]", fmt(sgemm / 1e9, 1)],
+            ["forward recurrence (ms)", fmt(t.forwardRecurrence / n * 1e3)],
+            ["backward recurrence (ms)", fmt(t.backwardRecurrence / n * 1e3)],
+            ["weight gradients (ms)", fmt(t.weightGradients / n * 1e3)],
+            ["dense + softmax (ms)", fmt(t.dense / n * 1e3)],
+            ["reduction + Adam + batching (ms)", fmt(other * 1e3)],
+            ["peak RSS (MB)", fmt(peakRSSMegabytes(), 0)],
+        ])
+    }
+}
+
+struct BenchGenerate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Time batch-1 sampling.")
+
+    @OptionGroup var sizes: BenchSizes
+    @Option(help: "Characters per sample.") var length = 1000
+    @Option(help: "Measured runs.") var runs = 5
+
+    func run() throws {
+        try sizes.apply()
+        let c = sizes.config
+        let sampler = Sampler(weights: Parameters.initialized(c, seed: 1))
+        var samples: [Double] = []
+        for r in 0...runs {
+            var clock = PhaseClock()
+            sampler.generate(prime: [0], length: length, options: SamplingOptions(seed: UInt64(r))) { _ in }
+            if r > 0 { samples.append(clock.lap()) }
+        }
+        let median = samples.sorted()[samples.count / 2]
+        print("charrnn bench generate — \(c), \(length) chars per sample, batch 1")
+        printTable([
+            ["threads", "\(BLASRuntime.threads)"],
+            ["OpenBLAS core", BLASRuntime.coreName],
+            ["ms per sample (median of \(runs))", fmt(median * 1e3)],
+            ["chars/s", fmt(Double(length) / median, 0)],
+            ["µs/char", fmt(median / Double(length) * 1e6)],
+            ["peak RSS (MB)", fmt(peakRSSMegabytes(), 0)],
+        ])
+    }
+}
+
+/// The floating-point work of one step as this implementation does it (multiply-add = 2 flops).
+struct StepFlops {
+    let total: Double
+
+    init(config c: ModelConfig, batch: Int, seq: Int) {
+        let (v, e, h) = (Double(c.vocab), Double(c.embed), Double(c.units))
+        let n = Double(batch * seq)
+        let recurrent = 3 * 2 * n * h * 3 * h      // h·U, dhu·Uᵀ, hᵀ·dhu
+        let table = 3 * 2 * v * e * 3 * h          // E·W, Eᵀ·dT, dT·Wᵀ
+        let dense = 3 * 2 * n * h * v              // Hs·K, Hsᵀ·dl, dl·Kᵀ
+        total = recurrent + table + dense
+    }
+}
+
+/// sgemm's rate at one shape, measured here and now, so achieved rates are judged against this machine.
+enum SgemmProbe {
+    static func rate(m: Int, n: Int, k: Int) -> Double {
+        let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
+        for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
+        var best = Double.infinity
+        let reps = max(3, Int(2e9 / Double(2 * m * n * k)))
+        for _ in 0..<5 {
+            var clock = PhaseClock()
+            for _ in 0..<reps { gemm(a.base, b.base, into: c.base, m: m, n: n, k: k) }
+            best = min(best, clock.lap() / Double(reps))
+        }
+        return 2 * Double(m * n * k) / best
+    }
+}
+
+func syntheticVocabulary(_ size: Int) throws -> Vocabulary {
+    try Vocabulary(codePoints: (0..<UInt32(size)).map { 0x4E00 + $0 })
+}
+
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+func fmt(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
+
+/// A two-column Markdown table, so the output pastes straight into BENCHMARKS.md.
+func printTable(_ rows: [[String]]) {
+    let w = rows.map { $0[0].count }.max() ?? 0
+    print("| \("metric".padding(toLength: w, withPad: " ", startingAt: 0)) | value |")
+    print("| \(String(repeating: "-", count: w)) | ----- |")
+    for r in rows { print("| \(r[0].padding(toLength: w, withPad: " ", startingAt: 0)) | \(r[1]) |") }
+}
+
+/// `--threads`, defaulting to every core.
+func resolvedThreads(_ requested: Int?) throws -> Int {
+    if let t = requested, t <= 0 { throw CharRNNError.invalidOption("--threads must be positive, got \(t)") }
+    return requested ?? ProcessInfo.processInfo.activeProcessorCount
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct CharRNNCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "charrnn",
+        abstract: "Train character-level GRU language models on CPUs, in one process or across many.",
+        subcommands: [Train.self, Generate.self, Evaluate.self, Bench.self])
+}
