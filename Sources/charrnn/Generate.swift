@@ -1,0 +1,65 @@
+import ArgumentParser
+import CharRNN
+import Foundation
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Sample text from a checkpoint, streamed as it is produced.")
+
+    @Option(help: "A checkpoint directory, or a --checkpoint-dir (its latest checkpoint is used).") var checkpoint: String
+    @Option(help: "Text to start from; every character must be in the model's vocabulary.") var prime = "ROMEO: "
+    @Option(help: "Characters to generate after the prime.") var length = 1000
+    @Option(help: "Softmax temperature: lower is more conservative.") var temperature: Float = 1.0
+    @Option(help: "Sample only among the k most likely characters.") var topK: Int?
+    @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+
+    func run() throws {
+        BLASRuntime.setThreads(try resolvedThreads(threads))
+        let options = SamplingOptions(temperature: temperature, topK: topK, seed: seed)
+        try options.validate()
+        if length < 0 { throw CharRNNError.invalidOption("--length must not be negative, got \(length)") }
+        if prime.isEmpty { throw CharRNNError.invalidOption("--prime must not be empty") }
+        let state = try loadCheckpoint(checkpoint)
+        let ids = try state.vocabulary.encode(prime)
+        let sampler = Sampler(weights: state.weights)
+        let out = FileHandle.standardOutput
+        out.write(Data(prime.utf8))
+        sampler.generate(prime: ids, length: length, options: options) { id in
+            out.write(Data(String(state.vocabulary.scalars[Int(id)]).utf8))
+        }
+        out.write(Data("\n".utf8))
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mean loss and bits/char of a checkpoint on a text (in order, no shuffle).")
+
+    @Option(help: "A checkpoint directory, or a --checkpoint-dir (its latest checkpoint is used).") var checkpoint: String
+    @Option(help: "Text to evaluate on (UTF-8).") var data: String
+    @Option(help: "Sequences evaluated together.") var batch = 64
+    @Option(help: "Characters per sequence (default: the training value).") var seq: Int?
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+
+    func run() throws {
+        BLASRuntime.setThreads(try resolvedThreads(threads))
+        if batch <= 0 { throw CharRNNError.invalidOption("--batch must be positive, got \(batch)") }
+        if let s = seq, s <= 0 { throw CharRNNError.invalidOption("--seq must be positive, got \(s)") }
+        let state = try loadCheckpoint(checkpoint)
+        let corpus = try Corpus(text: try Corpus.read(path: data), vocabulary: state.vocabulary)
+        let (loss, count) = try Evaluator.meanLoss(weights: state.weights, ids: corpus.ids, seq: seq ?? state.options.seq, batch: batch)
+        print(String(format: "loss %.4f  bits/char %.4f  over %d sequences", loss, loss / M_LN2, count))
+    }
+}
+
+/// A step directory, or a checkpoint root whose latest usable checkpoint is taken.
+func loadCheckpoint(_ path: String) throws -> TrainingState {
+    let url = URL(fileURLWithPath: path, isDirectory: true)
+    guard FileManager.default.fileExists(atPath: url.path) else { throw CharRNNError.checkpoint("\(path): no such directory") }
+    if FileManager.default.fileExists(atPath: url.appendingPathComponent("checkpoint.json").path) {
+        return try Checkpoint.load(url)
+    }
+    guard let found = try Checkpoint.latest(in: url, warn: printError) else {
+        throw CharRNNError.checkpoint("\(path) holds no checkpoint")
+    }
+    return found.state
+}

@@ -1,0 +1,85 @@
+import XCTest
+@testable import CharRNN
+
+/// Every layer's backward pass against central finite differences of the forward pass.
+final class GradientCheckTests: XCTestCase {
+    let config = ModelConfig(vocab: 6, embed: 4, units: 5)
+
+    /// d(mean loss)/d(every weight tensor): covers the input table (embedding, kernel, input bias), the GRU
+    /// recurrence (recurrent kernel and bias, through 7 steps from a non-zero state), dense and softmax.
+    func testModelGradientsMatchFiniteDifferences() {
+        var rng = RandomSource(seed: 3)
+        let weights = Parameters.initialized(config, seed: 11)
+        // Non-zero biases, so their gradients flow through every gate.
+        for i in 0..<weights.tensor(.bias).count { weights[.bias][i] = 0.3 * (2 * rng.nextUnitFloat() - 1) }
+        for i in 0..<weights.tensor(.denseBias).count { weights[.denseBias][i] = 0.3 * (2 * rng.nextUnitFloat() - 1) }
+        let (rows, seq) = (3, 7)
+        let shard = ShardRows(
+            rows: rows, seq: seq,
+            inputs: (0..<rows * seq).map { _ in Int32(rng.nextIndex(below: config.vocab)) },
+            targets: (0..<rows * seq).map { _ in Int32(rng.nextIndex(below: config.vocab)) })
+        let h0 = (0..<rows * config.units).map { _ in 0.5 * (2 * rng.nextUnitFloat() - 1) }
+
+        let step = ShardStep(config: config, maxRows: rows, seq: seq)
+        let grads = Parameters(config)
+        step.load(weights: weights)
+        var state = h0
+        _ = state.withUnsafeMutableBufferPointer { step.run(shard, state: $0.baseAddress!, grads: grads) }
+
+        func loss() -> Double {
+            step.load(weights: weights)
+            var s = h0
+            return s.withUnsafeMutableBufferPointer { step.loss(shard, state: $0.baseAddress!) }
+        }
+        let eps: Float = 1e-2
+        for name in TensorName.allCases {
+            let w = weights.tensor(name)
+            var worst = 0.0
+            for i in w.indices {
+                let saved = w[i]
+                w[i] = saved + eps
+                let up = loss()
+                w[i] = saved - eps
+                let down = loss()
+                w[i] = saved
+                let numeric = (up - down) / Double(2 * eps)
+                let analytic = Double(grads.tensor(name)[i])
+                worst = max(worst, abs(numeric - analytic) / (2e-3 + abs(numeric)))
+            }
+            XCTAssertLessThan(worst, 2e-2, "\(name.keras): worst relative error \(worst)")
+        }
+    }
+
+    func testSoftmaxCrossEntropyGradient() {
+        let (n, v) = (2, 5)
+        let base: [Float] = [0.1, -0.4, 2.0, 0.3, -1.0, 1.5, 0.2, -0.3, 0.0, 0.7]
+        let targets = [2, 4]
+        var g = base
+        _ = SoftmaxCrossEntropy.apply(&g, rows: n, vocab: v, gradient: true) { targets[$0] }
+        for i in 0..<base.count {
+            var up = base, down = base
+            up[i] += 1e-2
+            down[i] -= 1e-2
+            let numeric = (SoftmaxCrossEntropy.apply(&up, rows: n, vocab: v, gradient: false) { targets[$0] }
+                - SoftmaxCrossEntropy.apply(&down, rows: n, vocab: v, gradient: false) { targets[$0] }) / 2e-2
+            XCTAssertEqual(Double(g[i]), numeric, accuracy: 1e-4, "logit \(i)")
+        }
+    }
+
+    func testActivationsMatchLibm() {
+        var worst = (exp: 0.0, sigmoid: 0.0, tanh: 0.0)
+        for i in 0..<4000 {
+            let x = Float(i) * 0.01 - 20
+            let v = Vec(repeating: x)
+            let e = Double(Activations.exp(v)[0]), ref = Foundation.exp(Double(x))
+            worst.exp = max(worst.exp, abs(e - ref) / ref)
+            worst.sigmoid = max(worst.sigmoid, abs(Double(Activations.sigmoid(v)[0]) - 1 / (1 + Foundation.exp(-Double(x)))))
+            worst.tanh = max(worst.tanh, abs(Double(Activations.tanh(v)[0]) - Foundation.tanh(Double(x))))
+        }
+        XCTAssertLessThan(worst.exp, 1e-6)
+        XCTAssertLessThan(worst.sigmoid, 1e-6)
+        XCTAssertLessThan(worst.tanh, 1e-6)
+    }
+}
+
+import Foundation
