@@ -34,7 +34,6 @@ public enum Checkpoint {
         static let optimizer = "optimizer.safetensors"
         static let state = "state.safetensors"
         static let manifest = "checkpoint.json"
-        static let checksummed = [model, optimizer, state]
     }
 
     private static let formatName = "charrnn"
@@ -70,8 +69,8 @@ public enum Checkpoint {
             try makeDirectory(temp)
             var sums: [String: String] = [:]
             // One file is encoded at a time so a large model is never held three times over.
-            for file in File.checksummed {
-                let bytes = encode(file, of: state)
+            for (file, contents) in [(File.model, modelFile), (File.optimizer, optimizerFile), (File.state, stateFile)] {
+                let bytes = contents(state).encoded()
                 try writeDurably(bytes, to: temp.appendingPathComponent(file))
                 sums[file] = SHA256.hex(of: bytes)
             }
@@ -90,24 +89,21 @@ public enum Checkpoint {
         return final
     }
 
-    private static func encode(_ file: String, of s: TrainingState) -> Data {
+    private static func modelFile(_ s: TrainingState) -> SafeTensors {
         let c = s.config
-        switch file {
-        case File.model:
-            return SafeTensors(
-                tensors: tensors(s.weights, prefix: ""),
-                metadata: ["format": formatName, "vocab": String(c.vocab), "embed": String(c.embed), "units": String(c.units)]
-            ).encoded()
-        case File.optimizer:
-            return SafeTensors(
-                tensors: tensors(s.adam.m, prefix: "m/") + tensors(s.adam.v, prefix: "v/"),
-                metadata: ["t": String(s.adam.t)]
-            ).encoded()
-        default:
-            let hidden = SafeTensors.Tensor(
-                name: "hidden", shape: [s.options.batch, c.units], floats: UnsafeBufferPointer(s.hidden.buffer))
-            return SafeTensors(tensors: [hidden]).encoded()
-        }
+        return SafeTensors(
+            tensors: tensors(s.weights, prefix: ""),
+            metadata: ["format": formatName, "vocab": String(c.vocab), "embed": String(c.embed), "units": String(c.units)])
+    }
+
+    private static func optimizerFile(_ s: TrainingState) -> SafeTensors {
+        SafeTensors(tensors: tensors(s.adam.m, prefix: "m/") + tensors(s.adam.v, prefix: "v/"), metadata: ["t": String(s.adam.t)])
+    }
+
+    private static func stateFile(_ s: TrainingState) -> SafeTensors {
+        SafeTensors(tensors: [
+            SafeTensors.Tensor(name: "hidden", shape: [s.options.batch, s.config.units], floats: UnsafeBufferPointer(s.hidden.buffer)),
+        ])
     }
 
     private static func tensors(_ p: Parameters, prefix: String) -> [SafeTensors.Tensor] {

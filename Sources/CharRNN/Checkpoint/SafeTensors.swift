@@ -53,13 +53,13 @@ public struct SafeTensors: Sendable {
 
         public func copyFloats(to destination: UnsafeMutablePointer<Float>) {
             precondition(dtype == .f32, "tensor \(name) is \(dtype.rawValue), not F32")
-            bytes.withUnsafeBytes { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            copyBytes(to: UnsafeMutableRawPointer(destination))
         }
 
         public var floats: [Float] {
             precondition(dtype == .f32, "tensor \(name) is \(dtype.rawValue), not F32")
             return [Float](unsafeUninitializedCapacity: elementCount) { out, n in
-                copyFloats(to: out.baseAddress!)
+                if let base = out.baseAddress { copyBytes(to: UnsafeMutableRawPointer(base)) }
                 n = elementCount
             }
         }
@@ -67,15 +67,19 @@ public struct SafeTensors: Sendable {
         public var int32s: [Int32] {
             precondition(dtype == .i32, "tensor \(name) is \(dtype.rawValue), not I32")
             return [Int32](unsafeUninitializedCapacity: elementCount) { out, n in
-                bytes.withUnsafeBytes { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                if let base = out.baseAddress { copyBytes(to: UnsafeMutableRawPointer(base)) }
                 n = elementCount
             }
+        }
+
+        private func copyBytes(to destination: UnsafeMutableRawPointer) {
+            bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(start: destination, count: $0.count).copyMemory(from: $0) }
         }
     }
 
     /// The Python loader's limit; a larger header is a corrupt or hostile file, not a real one.
     public static let maxHeaderBytes = 100_000_000
-    static let metadataKey = "__metadata__"
+    private static let metadataKey = "__metadata__"
 
     /// In data order.
     public var tensors: [Tensor]
@@ -241,7 +245,7 @@ public struct SafeTensors: Sendable {
         }
     }
 
-    static func error(_ message: String) -> CharRNNError { .checkpoint("safetensors: \(message)") }
+    fileprivate static func error(_ message: String) -> CharRNNError { .checkpoint("safetensors: \(message)") }
 }
 
 /// Just enough JSON for a safetensors header: objects, arrays, strings and integers. Anything else, a

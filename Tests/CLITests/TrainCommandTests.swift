@@ -1,0 +1,73 @@
+import Foundation
+import XCTest
+
+/// `charrnn train`, `generate` and `evaluate` end to end, as real processes.
+final class TrainCommandTests: XCTestCase {
+    let tiny = ["--embed", "16", "--units", "48", "--batch", "16", "--seq", "40", "--threads", "1", "--log-every", "50"]
+
+    func testTrainingLearnsThenGenerateAndEvaluate() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 120_000), in: dir)
+        let ckpt = dir.appendingPathComponent("ckpt").path
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "300", "--lr", "0.01"] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+
+        let losses = r.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard let range = line.range(of: "loss ") else { return nil }
+            return Double(line[range.upperBound...].prefix { $0 != " " })
+        }
+        let vocab = Double(Set(CLI.text(characters: 120_000).unicodeScalars).count)
+        XCTAssertGreaterThan(losses.count, 3, r.stdout)
+        XCTAssertLessThan(losses.last!, 0.6 * log(vocab), "loss did not fall well below ln(V): \(r.stdout)")
+
+        let g = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "Th", "--length", "300", "--seed", "3"])
+        XCTAssertEqual(g.status, 0, g.stderr)
+        XCTAssertTrue(g.stdout.hasPrefix("Th"))
+        XCTAssertEqual(g.stdout.unicodeScalars.count, 2 + 300 + 1)
+        let again = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "Th", "--length", "300", "--seed", "3"])
+        XCTAssertEqual(again.stdout, g.stdout, "sampling with a seed is reproducible")
+
+        let e = try CLI.run(["evaluate", "--checkpoint", ckpt, "--data", data])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let evalLoss = Double(e.stdout.split(separator: " ")[1])!
+        XCTAssertLessThan(evalLoss, 0.6 * log(vocab), e.stdout)
+    }
+
+    /// Stopping at step k and resuming gives the same bits as never stopping, across an epoch boundary.
+    func testResumeIsBitwiseIdentical() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 12_000), in: dir)    // 7 steps per epoch
+        let whole = dir.appendingPathComponent("whole").path
+        let parts = dir.appendingPathComponent("parts").path
+        let common = ["--data", data, "--buffer", "50", "--seed", "9", "--epochs", "3"] + tiny
+        XCTAssertEqual(try CLI.run(["train", "--checkpoint-dir", whole, "--steps", "17"] + common).status, 0)
+        XCTAssertEqual(try CLI.run(["train", "--checkpoint-dir", parts, "--steps", "5"] + common).status, 0)
+        let resumed = try CLI.run(["train", "--checkpoint-dir", parts, "--steps", "17", "--resume"] + common)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resuming from"), resumed.stdout)
+
+        for file in ["model.safetensors", "optimizer.safetensors", "state.safetensors"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: "\(whole)/step-000000017/\(file)"))
+            let b = try Data(contentsOf: URL(fileURLWithPath: "\(parts)/step-000000017/\(file)"))
+            XCTAssertEqual(a, b, "\(file) differs after resume")
+        }
+        // And the run really moved: step 17's weights are not step 5's.
+        let early = try Data(contentsOf: URL(fileURLWithPath: "\(parts)/step-000000005/model.safetensors"))
+        XCTAssertNotEqual(early, try Data(contentsOf: URL(fileURLWithPath: "\(parts)/step-000000017/model.safetensors")))
+    }
+
+    func testInitStartsFromGivenWeights() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 12_000), in: dir)
+        let first = dir.appendingPathComponent("a").path
+        XCTAssertEqual(try CLI.run(["train", "--data", data, "--checkpoint-dir", first, "--steps", "2"] + tiny).status, 0)
+        let weights = "\(first)/step-000000002/model.safetensors"
+        let second = dir.appendingPathComponent("b").path
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", second, "--steps", "1", "--init", weights] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("initial weights from"))
+        let wrongSize = try CLI.run(["train", "--data", data, "--checkpoint-dir", dir.appendingPathComponent("c").path,
+                                     "--steps", "1", "--init", weights, "--embed", "16", "--units", "32", "--batch", "16", "--seq", "40"])
+        assertCleanFailure(wrongSize, mentions: "shape")
+    }
+}
