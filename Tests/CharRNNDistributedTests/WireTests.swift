@@ -1,0 +1,412 @@
+import XCTest
+import CharRNN
+@testable import CharRNNDistributed
+
+final class WireTests: XCTestCase {
+    private let config = ModelConfig(vocab: 11, embed: 3, units: 4)
+    private let runID: UInt64 = 0xC0FF_EE00_1234_5678
+    private lazy var shape = try! RunShape(config: config, seq: 5, rowsPerShard: 2, shardCount: 3)
+    private lazy var codec = WireCodec(runID: runID, shape: shape)
+
+    // MARK: Fixtures
+
+    private func floats(_ count: Int, seed: UInt64) -> FloatBuffer {
+        var rng = RandomSource(seed: seed)
+        let buffer = FloatBuffer(count: count)
+        for i in 0..<count { buffer[i] = rng.nextUnitFloat() * 2 - 1 }
+        return buffer
+    }
+
+    private func rows(seed: UInt64) -> ShardRows {
+        var rng = RandomSource(seed: seed)
+        let n = shape.rowsPerShard * shape.seq
+        let ids = (0..<(2 * n)).map { _ in Int32(rng.next() % UInt64(config.vocab)) }
+        return ShardRows(rows: shape.rowsPerShard, seq: shape.seq, inputs: Array(ids[..<n]), targets: Array(ids[n...]))
+    }
+
+    private var stateCount: Int { shape.rowsPerShard * config.units }
+
+    private func workOrder() -> WorkOrder {
+        WorkOrder(
+            epoch: 3,
+            shards: [
+                WorkShard(index: 2, state: nil, rows: rows(seed: 1)),
+                WorkShard(index: 0, state: floats(stateCount, seed: 2), rows: rows(seed: 3)),
+            ],
+            weights: floats(shape.parameterCount, seed: 4))
+    }
+
+    private func results() -> [ShardResult] {
+        [1, 2].map { i in
+            ShardResult(
+                index: i, loss: 4.17 + Double(i), state: floats(stateCount, seed: 10 + UInt64(i)),
+                gradient: floats(shape.parameterCount, seed: 20 + UInt64(i)))
+        }
+    }
+
+    /// What the peer's socket would hand over: every frame's bytes.
+    private func bytes(_ frames: [ZMQFrame]) -> [[UInt8]] {
+        frames.map { frame in
+            switch frame {
+            case .bytes(let b): return b
+            case .zeroCopy(let b, _): return Array(b)
+            }
+        }
+    }
+
+    private func decode(_ frames: [[UInt8]], with codec: WireCodec? = nil) throws(WireError) -> WireEnvelope {
+        try (codec ?? self.codec).decode(frames.map(ZMQMessage.init(copying:)))
+    }
+
+    private func encoded(_ message: WireMessage, step: Int = 42) throws -> [[UInt8]] {
+        bytes(try codec.encode(message, step: step))
+    }
+
+    /// Recomputes the checksum so a deliberately broken frame gets past the integrity check to the deeper ones.
+    private func reseal(_ frames: inout [[UInt8]]) {
+        guard frames.first.map({ $0.count >= WireCodec.headerSize }) == true else { return }
+        var sum = WireChecksum()
+        frames[0].withUnsafeBytes { f in
+            sum.add(UnsafeRawBufferPointer(rebasing: f[..<32]))
+            sum.add(UnsafeRawBufferPointer(rebasing: f[WireCodec.headerSize...]))
+        }
+        for frame in frames.dropFirst() { frame.withUnsafeBytes { sum.add($0) } }
+        withUnsafeBytes(of: sum.value.littleEndian) { frames[0].replaceSubrange(32..<40, with: $0) }
+    }
+
+    private func put<T: FixedWidthInteger>(_ value: T, at offset: Int, in frame: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { frame.replaceSubrange(offset..<(offset + MemoryLayout<T>.size), with: $0) }
+    }
+
+    private func assertRejects(
+        _ frames: [[UInt8]], with codec: WireCodec? = nil, _ expected: WireError,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        do {
+            _ = try decode(frames, with: codec)
+            XCTFail("decoded, expected \(expected)", file: file, line: line)
+        } catch {
+            XCTAssertEqual(error, expected, file: file, line: line)
+        }
+    }
+
+    private func assertMalformed(
+        _ frames: [[UInt8]], with codec: WireCodec? = nil, containing text: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        do {
+            _ = try decode(frames, with: codec)
+            XCTFail("decoded, expected a malformed error about \(text)", file: file, line: line)
+        } catch {
+            guard case .malformed(let message) = error, message.contains(text) else {
+                return XCTFail("\(error) is not malformed(…\(text)…)", file: file, line: line)
+            }
+        }
+    }
+
+    // MARK: Round trips
+
+    func testHelloRoundTripIgnoresRunID() throws {
+        let worker = WireCodec()
+        let frames = bytes(try worker.encode(.hello(WorkerHello(name: "node-7 wörker", blasThreads: 2))))
+        XCTAssertEqual(frames.count, 1)
+        let envelope = try decode(frames)
+        XCTAssertEqual(envelope.runID, 0)
+        guard case .hello(let hello) = envelope.message else { return XCTFail("\(envelope.message)") }
+        XCTAssertEqual(hello, WorkerHello(name: "node-7 wörker", blasThreads: 2))
+    }
+
+    func testWelcomeRoundTripTeachesTheWorkerTheRun() throws {
+        let envelope = try decode(try encoded(.welcome(shape), step: 0), with: WireCodec())
+        XCTAssertEqual(envelope.runID, runID)
+        guard case .welcome(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
+        XCTAssertEqual(received, shape)
+    }
+
+    func testWorkRoundTrip() throws {
+        let order = workOrder()
+        let frames = try codec.encode(.work(order), step: 42)
+        XCTAssertEqual(frames.count, 2)
+        guard case .zeroCopy(let weightBytes, let owner) = frames[1] else { return XCTFail("weights not zero-copy") }
+        XCTAssert(owner === order.weights)
+        XCTAssertEqual(weightBytes.baseAddress, UnsafeRawPointer(order.weights.base))
+
+        let envelope = try decode(bytes(frames))
+        XCTAssertEqual(envelope.runID, runID)
+        XCTAssertEqual(envelope.step, 42)
+        guard case .work(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
+        XCTAssertEqual(received.epoch, 3)
+        XCTAssert(received.weights.bitwiseEqual(order.weights))
+        XCTAssertEqual(received.shards.map(\.index), [2, 0])
+        XCTAssertNil(received.shards[0].state)
+        XCTAssert(try XCTUnwrap(received.shards[1].state).bitwiseEqual(try XCTUnwrap(order.shards[1].state)))
+        XCTAssertEqual(received.shards.map(\.rows), order.shards.map(\.rows))
+    }
+
+    func testResultRoundTrip() throws {
+        let sent = results()
+        let frames = try codec.encode(.result(sent), step: 42)
+        XCTAssertEqual(frames.count, 3)
+        let envelope = try decode(bytes(frames))
+        guard case .result(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
+        XCTAssertEqual(received.count, 2)
+        for (r, s) in zip(received, sent) {
+            XCTAssertEqual(r.index, s.index)
+            XCTAssertEqual(r.loss.bitPattern, s.loss.bitPattern)
+            XCTAssert(r.state.bitwiseEqual(s.state))
+            XCTAssert(r.gradient.bitwiseEqual(s.gradient))
+        }
+    }
+
+    func testControlMessagesRoundTrip() throws {
+        guard case .ping = try decode(try encoded(.ping)).message else { return XCTFail("ping") }
+        guard case .shutdown = try decode(try encoded(.shutdown)).message else { return XCTFail("shutdown") }
+        guard case .error(let text) = try decode(try encoded(.error("worker: out of memory\nat step 42"))).message else {
+            return XCTFail("error")
+        }
+        XCTAssertEqual(text, "worker: out of memory\nat step 42")
+    }
+
+    // MARK: Rejections
+
+    func testTruncatedFramesAreRejected() throws {
+        var frames = try encoded(.work(workOrder()))
+        assertRejects([Array(frames[0][..<39])], .truncated(expected: 40, present: 39))
+        assertRejects([], .truncated(expected: 40, present: 0))
+        let full = frames[1].count
+        frames[1].removeLast()
+        let declared = frames[0].count - 40 + full
+        assertRejects(frames, .truncated(expected: declared, present: declared - 1))
+    }
+
+    func testHugeLengthFieldIsRejectedBeforeAnythingIsSized() throws {
+        var frames = try encoded(.work(workOrder()))
+        put(UInt64.max, at: 24, in: &frames[0])
+        do {
+            _ = try decode(frames)
+            XCTFail("decoded a frame declaring \(UInt64.max) bytes")
+        } catch {
+            guard case .oversized(UInt64.max, _) = error else { return XCTFail("\(error) is not oversized") }
+        }
+        // A control message may not carry a payload at all.
+        var ping = try encoded(.ping)
+        put(UInt64(1 << 40), at: 24, in: &ping[0])
+        assertRejects(ping, .oversized(declared: 1 << 40, limit: 0))
+    }
+
+    func testTrailingBytesAreRejected() throws {
+        var frames = try encoded(.ping)
+        frames[0].append(0)
+        assertMalformed(frames, containing: "1 bytes beyond the declared payload")
+        put(UInt64(1), at: 24, in: &frames[0])
+        reseal(&frames)
+        assertRejects(frames, .oversized(declared: 1, limit: 0))
+    }
+
+    func testHeaderFieldsAreChecked() throws {
+        let frames = try encoded(.work(workOrder()))
+
+        var badMagic = frames
+        badMagic[0][0] = UInt8(ascii: "X")
+        assertRejects(badMagic, .badMagic)
+
+        var newer = frames
+        put(UInt16(2), at: 4, in: &newer[0])
+        assertRejects(newer, .unsupportedVersion(2))
+        XCTAssertEqual(WireError.unsupportedVersion(2).description, "unsupported protocol version 2 (this build speaks 1)")
+
+        var unknown = frames
+        put(UInt16(99), at: 6, in: &unknown[0])
+        assertRejects(unknown, .unknownType(99))
+
+        assertRejects(frames, with: WireCodec(runID: 7, shape: shape), .wrongRun(expected: 7, got: runID))
+    }
+
+    func testCorruptionAnywhereFailsTheChecksum() throws {
+        let frames = try encoded(.result(results()))
+        for (frame, offset) in [(0, 20), (0, 60), (1, 0), (2, frames[2].count - 1)] {
+            var corrupted = frames
+            corrupted[frame][offset] ^= 0x10
+            assertRejects(corrupted, .badChecksum)
+        }
+        // Moving bytes between frames keeps the total length but not the checksum.
+        var shifted = frames
+        shifted[2].insert(shifted[1].removeLast(), at: 0)
+        assertRejects(shifted, .badChecksum)
+    }
+
+    func testWorkAndResultNeedTheRunShape() throws {
+        let frames = try encoded(.work(workOrder()))
+        assertMalformed(frames, with: WireCodec(runID: runID), containing: "before the run's sizes are known")
+        XCTAssertThrowsError(try WireCodec().encode(.result(results())))
+    }
+
+    func testShardIndexOutOfRangeIsRejected() throws {
+        // Encoded for a run with more shards, so the frame is otherwise valid with a correct checksum.
+        let wider = WireCodec(runID: runID, shape: try RunShape(config: config, seq: 5, rowsPerShard: 2, shardCount: 8))
+        var order = workOrder()
+        order.shards[0].index = 5
+        let frames = bytes(try wider.encode(.work(order)))
+        assertMalformed(frames, containing: "shard index 5 outside 0..<3")
+        XCTAssertThrowsError(try codec.encode(.work(order)))
+
+        order.shards[0].index = 0
+        XCTAssertThrowsError(try codec.encode(.work(order))) { error in
+            XCTAssertEqual(error as? WireError, .malformed("shard 0 appears twice"))
+        }
+    }
+
+    func testTokenOutsideTheVocabularyIsRejected() throws {
+        var frames = try encoded(.work(workOrder()))
+        // Shard 2 is the first in the body and has no state: body = epoch, count, n, 4 shard fields, inputs.
+        let firstInput = 40 + 8 + 8 + 4 + 16
+        put(Int32(11), at: firstInput, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "token id 11 in inputs of shard 2 outside 0..<11")
+        put(Int32(-1), at: firstInput, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "token id -1")
+
+        var order = workOrder()
+        order.shards[1].rows.targets[3] = 64
+        XCTAssertThrowsError(try codec.encode(.work(order))) { error in
+            XCTAssertEqual(error as? WireError, .malformed("token id 64 in targets of shard 0 outside 0..<11"))
+        }
+    }
+
+    func testNonFiniteFloatsAreRejected() throws {
+        var frames = try encoded(.result(results()))
+        let nan = Float.nan.bitPattern
+        put(nan, at: 4 * 17, in: &frames[2])
+        reseal(&frames)
+        assertRejects(frames, .nonFinite("gradient of shard 2"))
+
+        var sent = results()
+        sent[0].gradient[3] = .infinity
+        XCTAssertThrowsError(try codec.encode(.result(sent))) { error in
+            XCTAssertEqual(error as? WireError, .nonFinite("gradient of shard 1"))
+        }
+        sent = results()
+        sent[1].loss = .nan
+        XCTAssertThrowsError(try codec.encode(.result(sent))) { error in
+            XCTAssertEqual(error as? WireError, .nonFinite("loss of shard 2"))
+        }
+        let order = workOrder()
+        let state = try XCTUnwrap(order.shards[1].state)
+        state[0] = -.infinity
+        XCTAssertThrowsError(try codec.encode(.work(order))) { error in
+            XCTAssertEqual(error as? WireError, .nonFinite("hidden state of shard 0"))
+        }
+    }
+
+    func testWrongSizesAreRejected() throws {
+        var sent = results()
+        sent[0].gradient = FloatBuffer(count: shape.parameterCount - 1)
+        XCTAssertThrowsError(try codec.encode(.result(sent)))
+
+        // A result missing one gradient frame (length field and checksum fixed up to match).
+        var frames = try encoded(.result(results()))
+        frames.removeLast()
+        put(UInt64(frames[0].count - 40 + frames[1].count), at: 24, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "2 shards but 1 gradient frames")
+
+        // A welcome whose sizes would overflow arithmetic.
+        var welcome = try encoded(.welcome(shape))
+        put(UInt32.max, at: 40, in: &welcome[0])
+        reseal(&welcome)
+        assertMalformed(welcome, with: WireCodec(), containing: "vocab 4294967295 outside")
+
+        XCTAssertThrowsError(try RunShape(config: config, seq: 1 << 20, rowsPerShard: 1 << 20, shardCount: 1))
+    }
+
+    func testNamesAreBoundedAndPrintable() throws {
+        let worker = WireCodec()
+        XCTAssertThrowsError(try worker.encode(.hello(WorkerHello(name: String(repeating: "x", count: 257), blasThreads: 1))))
+        XCTAssertThrowsError(try worker.encode(.hello(WorkerHello(name: "evil\u{1B}[2J", blasThreads: 1))))
+        XCTAssertThrowsError(try worker.encode(.hello(WorkerHello(name: "w", blasThreads: 0))))
+        XCTAssertNoThrow(try worker.encode(.hello(WorkerHello(name: String(repeating: "é", count: 128), blasThreads: 1))))
+
+        var frames = bytes(try worker.encode(.hello(WorkerHello(name: "abc", blasThreads: 1))))
+        frames[0][40 + 8] = 0xFF
+        reseal(&frames)
+        assertMalformed(frames, containing: "worker name is not UTF-8")
+    }
+
+    // MARK: Fuzzing
+
+    /// Thousands of mutated valid frames: every outcome must be a clean decode or a `WireError` (the
+    /// typed `throws` guarantees nothing else escapes), never a crash or a runaway allocation.
+    func testMutatedFramesNeverCrash() throws {
+        let corpus: [[[UInt8]]] = [
+            bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4)))),
+            try encoded(.welcome(shape)),
+            try encoded(.work(workOrder())),
+            try encoded(.result(results())),
+            try encoded(.ping),
+            try encoded(.shutdown),
+            try encoded(.error("boom")),
+        ]
+        var rng = RandomSource(seed: 0xF022)
+        var outcomes: [String: Int] = [:]
+        let start = ContinuousClock.now
+        for _ in 0..<4000 {
+            var frames = corpus[Int(rng.next() % UInt64(corpus.count))]
+            for _ in 0...(rng.next() % 3) { mutate(&frames, &rng) }
+            // Half the time fix the checksum so mutations reach the body checks.
+            if rng.next() % 2 == 0 { reseal(&frames) }
+            do {
+                _ = try decode(frames)
+                outcomes["decoded", default: 0] += 1
+            } catch {
+                outcomes[kind(error), default: 0] += 1
+            }
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(5))
+        for expected in ["decoded", "malformed", "badChecksum", "truncated", "oversized"] {
+            XCTAssertGreaterThan(outcomes[expected, default: 0], 0, "\(outcomes)")
+        }
+    }
+
+    private func kind(_ error: WireError) -> String {
+        switch error {
+        case .truncated: return "truncated"
+        case .oversized: return "oversized"
+        case .badMagic: return "badMagic"
+        case .unsupportedVersion: return "unsupportedVersion"
+        case .unknownType: return "unknownType"
+        case .wrongRun: return "wrongRun"
+        case .badChecksum: return "badChecksum"
+        case .malformed: return "malformed"
+        case .nonFinite: return "nonFinite"
+        }
+    }
+
+    private func mutate(_ frames: inout [[UInt8]], _ rng: inout RandomSource) {
+        func pick(_ n: Int) -> Int { Int(rng.next() % UInt64(max(n, 1))) }
+        let f = pick(frames.count)
+        switch rng.next() % 7 {
+        case 0 where !frames[f].isEmpty:
+            frames[f][pick(frames[f].count)] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+        case 1:
+            frames[f].removeLast(pick(frames[f].count + 1))
+        case 2:
+            frames[f] += (0..<pick(64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        case 3 where frames[0].count >= 32:
+            // A length field near the truth or anywhere.
+            let truth = UInt64(bitPattern: Int64(frames.reduce(-40) { $0 + $1.count }))
+            let value = rng.next() % 2 == 0 ? truth &+ (rng.next() % 9) &- 4 : rng.next()
+            put(value, at: 24, in: &frames[0])
+        case 4 where frames[0].count >= 48:
+            // A count or size field in the body: small values, zero, or huge.
+            let choices: [UInt32] = [0, 1, 2, 3, 4, 11, 255, 257, 4096, .max]
+            put(choices[pick(choices.count)], at: 40 + 4 * pick((frames[0].count - 40) / 4), in: &frames[0])
+        case 5 where frames.count > 1:
+            frames.remove(at: 1 + pick(frames.count - 1))
+        case 6:
+            frames.append(frames[f])
+        default:
+            frames[f][pick(frames[f].count)...].reverse()
+        }
+    }
+}
