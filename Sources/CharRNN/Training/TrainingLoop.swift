@@ -3,10 +3,13 @@ import Foundation
 /// Something that takes training steps: the in-process trainer, or a coordinator driving workers.
 public protocol StepRunner: AnyObject {
     var plan: StepPlan { get }
-    func step() throws -> StepSummary
+    /// One step; nil when it was abandoned because a stop was requested (the position is unchanged).
+    func advance() throws -> StepSummary?
 }
 
-extension Trainer: StepRunner {}
+extension Trainer: StepRunner {
+    public func advance() throws -> StepSummary? { step() }
+}
 
 /// When to write checkpoints: every N steps (optional), at each epoch's end, and when the run stops.
 public struct CheckpointPolicy: Sendable {
@@ -53,7 +56,7 @@ public final class TrainingLoop {
         var epoch = (start: PhaseClock.now(), loss: 0.0, steps: 0)
         var window = (start: PhaseClock.now(), steps: 0)
         while !plan.isFinished && !shouldStop() {
-            let s = try runner.step()
+            guard let s = try runner.advance() else { break }
             epoch.loss += s.loss
             epoch.steps += 1
             window.steps += 1

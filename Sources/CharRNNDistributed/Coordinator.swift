@@ -1,0 +1,235 @@
+import CharRNN
+import Foundation
+
+/// How a coordinator listens and how patient it is with workers.
+public struct CoordinatorOptions: Sendable {
+    /// ZeroMQ endpoint to bind, e.g. `tcp://*:5555` or `ipc:///tmp/charrnn.sock`.
+    public var endpoint: String
+    /// Do not compute a step with fewer live workers than this; wait for them instead.
+    public var minWorkers = 1
+    /// A worker holding shards longer than this (seconds) is declared lost and its shards go elsewhere.
+    public var deadline: Double = 30
+    /// How often live workers are pinged; a ping that cannot be delivered means the worker is gone.
+    public var pingInterval: Double = 0.25
+
+    public init(endpoint: String) { self.endpoint = endpoint }
+}
+
+public enum CoordinatorError: Error, CustomStringConvertible {
+    case cannotBind(String, ZMQError)
+    case setup(String)
+
+    public var description: String {
+        switch self {
+        case .cannotBind(let endpoint, let e):
+            return e.code == EADDRINUSE
+                ? "cannot bind \(endpoint): the address is in use (is another coordinator running?)"
+                : "cannot bind \(endpoint): \(e)"
+        case .setup(let m): return m
+        }
+    }
+}
+
+/// What the coordinator counted, for logs, tests and the benchmark.
+public struct CoordinatorStats: Sendable {
+    public var badFrames = 0
+    public var staleResults = 0
+    public var duplicateResults = 0
+    public var lostWorkers = 0
+    public var reassignedShards = 0
+    /// Seconds spent encoding, sending, receiving and decoding (not waiting).
+    public var messagingSeconds = 0.0
+}
+
+/// The step plan with ZeroMQ between it and the shard steps: each step it deals the shards out to the live
+/// workers, collects one result per shard (from whoever delivers it first; results are bitwise the same
+/// wherever a shard runs), reassigns the shards of workers that die or stall, then reduces in shard order.
+///
+/// Single-threaded: one loop owns the socket, the plan and the membership.
+public final class Coordinator: StepRunner {
+    public let plan: StepPlan
+    public let runID: UInt64
+    public private(set) var stats = CoordinatorStats()
+
+    private let options: CoordinatorOptions
+    private let context: ZMQContext
+    private let socket: ZMQSocket
+    private let codec: WireCodec
+    private var members = Membership()
+    private let log: (String) -> Void
+    private let shouldStop: () -> Bool
+    private var lastPing = 0.0
+    private var waitingLogged = false
+
+    public init(
+        plan: StepPlan, options: CoordinatorOptions,
+        log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }
+    ) throws {
+        self.plan = plan
+        self.options = options
+        self.log = log
+        self.shouldStop = shouldStop
+        var generator = SystemRandomNumberGenerator()
+        runID = generator.next()
+        let shape: RunShape
+        do {
+            shape = try RunShape(config: plan.state.config, seq: plan.options.seq, rowsPerShard: plan.rowsPerShard, shardCount: plan.shardCount)
+        } catch {
+            throw CoordinatorError.setup("this model cannot be distributed: \(error)")
+        }
+        codec = WireCodec(runID: runID, shape: shape)
+        context = try ZMQContext()
+        socket = try ZMQSocket(context, .router)
+        try socket.setOption(.linger, 500)
+        try socket.setOption(.routerMandatory, 1)
+        try socket.setOption(.heartbeatInterval, 250)
+        try socket.setOption(.heartbeatTimeout, 1500)
+        // A single frame is at most one shard's gradient (4·P bytes) plus a little; refuse anything larger
+        // before libzmq allocates it.
+        try socket.setOption(.maxMessageSize, 4 * shape.parameterCount + (1 << 20) + 64 * shape.shardCount * (shape.stateCount + 2 * shape.tokenCount))
+        do {
+            try socket.bind(options.endpoint)
+        } catch {
+            throw CoordinatorError.cannotBind(options.endpoint, error)
+        }
+        log("coordinator listening on \(options.endpoint), run \(String(runID, radix: 16)), \(shape)")
+    }
+
+    /// Runs one step across the workers. Nil when a stop was requested before the step completed (the plan's
+    /// position is then unchanged, so a checkpoint written now resumes at this step).
+    public func advance() throws -> StepSummary? {
+        let planned = plan.next()
+        let weights = plan.state.weights.storage.copy()  // sent zero-copy; must outlive every send of this step
+        var results = [ShardResult?](repeating: nil, count: plan.shardCount)
+        var pending = Set(0..<plan.shardCount)
+        members.clearAssignments()
+
+        while !pending.isEmpty {
+            if shouldStop() { return nil }
+            let now = PhaseClock.now()
+            for worker in members.overdue(now: now, deadline: options.deadline) {
+                lose(worker, because: "no result within \(options.deadline) s")
+            }
+            let unassigned = pending.filter { members.inFlight[$0] == nil }.sorted()
+            if !unassigned.isEmpty { dispatch(unassigned, of: planned, weights: weights, now: now) }
+            if now - lastPing >= options.pingInterval { pingAll(now: now) }
+            try receive(timeoutMs: 20, step: planned.globalStep, into: &results, pending: &pending)
+        }
+
+        let layout = ParameterLayout(plan.state.config)
+        for (s, result) in results.enumerated() {
+            let r = result!
+            plan.hidden(shard: s).update(from: r.state.base, count: r.state.count)
+            plan.accumulate(shard: s, gradient: Parameters(layout: layout, storage: r.gradient), loss: r.loss)
+        }
+        return plan.finish()
+    }
+
+    /// Tells every member to exit, giving libzmq a moment to deliver it.
+    public func shutdownWorkers() {
+        for member in members.live { send(.shutdown, step: 0, to: member.id) }
+        log("told \(members.live.count) worker(s) to exit")
+    }
+
+    public var liveWorkers: Int { members.live.filter(\.welcomed).count }
+
+    // MARK: Dealing out shards
+
+    private func dispatch(_ shards: [Int], of planned: PlannedStep, weights: FloatBuffer, now: Double) {
+        guard liveWorkers >= options.minWorkers else {
+            if !waitingLogged {
+                log("waiting for workers: \(liveWorkers) live, at least \(options.minWorkers) needed")
+                waitingLogged = true
+            }
+            return
+        }
+        waitingLogged = false
+        let reset = planned.stepInEpoch == 0
+        for (worker, block) in members.assign(shards, now: now) {
+            let work = block.map { s -> WorkShard in
+                let state: FloatBuffer? = reset ? nil : FloatBuffer(count: plan.rowsPerShard * plan.state.config.units)
+                state?.base.update(from: plan.hidden(shard: s), count: state!.count)
+                return WorkShard(index: s, state: state, rows: planned.shards[s])
+            }
+            send(.work(WorkOrder(epoch: planned.epoch, shards: work, weights: weights)), step: planned.globalStep, to: worker)
+        }
+    }
+
+    private func pingAll(now: Double) {
+        lastPing = now
+        for member in members.live { send(.ping, step: 0, to: member.id) }
+    }
+
+    /// Sends without blocking; a peer that cannot take the message (gone, or its queue full) is lost.
+    private func send(_ message: WireMessage, step: Int, to worker: [UInt8]) {
+        var clock = PhaseClock()
+        defer { stats.messagingSeconds += clock.lap() }
+        do {
+            try socket.send([.bytes(worker)] + codec.encode(message, step: step), dontWait: true)
+        } catch let error as ZMQError {
+            lose(worker, because: error.code == EHOSTUNREACH ? "disconnected" : "cannot send: \(error)")
+        } catch {
+            log("cannot encode a message: \(error)")
+        }
+    }
+
+    private func lose(_ worker: [UInt8], because reason: String) {
+        guard let member = members.members[worker] else { return }
+        let orphans = members.remove(worker)
+        stats.lostWorkers += 1
+        stats.reassignedShards += orphans.count
+        let shards = orphans.isEmpty ? "" : "; its shards \(orphans) go to the others"
+        log("worker \(member.name) lost (\(reason))\(shards); \(liveWorkers) live")
+    }
+
+    // MARK: Receiving
+
+    private func receive(timeoutMs: Int, step: Int, into results: inout [ShardResult?], pending: inout Set<Int>) throws {
+        guard let frames = try socket.receiveMultipart(timeoutMs: timeoutMs), frames.count >= 2 else { return }
+        var clock = PhaseClock()
+        defer { stats.messagingSeconds += clock.lap() }
+        let peer = frames[0].array
+        let envelope: WireEnvelope
+        do {
+            envelope = try codec.decode(frames.dropFirst())
+        } catch {
+            stats.badFrames += 1
+            if stats.badFrames <= 10 || stats.badFrames % 1000 == 0 {
+                log("dropped a bad frame (\(stats.badFrames) so far): \(error)")
+            }
+            return
+        }
+        switch envelope.message {
+        case .hello(let hello):
+            let isNew = members.admit(peer, name: hello.name)
+            send(.welcome(codec.shape!), step: 0, to: peer)
+            members.markWelcomed(peer)
+            if isNew { log("worker \(hello.name) joined (\(hello.blasThreads) BLAS threads); \(liveWorkers) live") }
+        case .result(let shardResults):
+            // A valid result proves the worker is alive and knows this run: keep it (or take it back).
+            if members.admit(peer, name: "worker-\(peer.map { String($0, radix: 16) }.joined().suffix(8))") {
+                members.markWelcomed(peer)
+            }
+            guard envelope.step == step else {
+                stats.staleResults += 1
+                return
+            }
+            for r in shardResults {
+                if pending.remove(r.index) != nil {
+                    results[r.index] = r
+                    members.completed(r.index)
+                } else {
+                    stats.duplicateResults += 1
+                }
+            }
+        case .error(let message):
+            let name = members.members[peer]?.name ?? "unknown"
+            log("worker \(name) reports: \(message)")
+            lose(peer, because: "it reported an error")
+        case .ping:
+            break
+        case .welcome, .work, .shutdown:
+            stats.badFrames += 1
+        }
+    }
+}

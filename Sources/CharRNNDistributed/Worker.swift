@@ -1,0 +1,130 @@
+import CharRNN
+import Foundation
+
+public struct WorkerOptions: Sendable {
+    /// The coordinator's endpoint, e.g. `tcp://10.0.0.1:5555`.
+    public var endpoint: String
+    public var name: String
+    public var blasThreads: Int
+    /// With no message from the coordinator for this long (seconds), introduce ourselves again: the
+    /// coordinator may have restarted (with a new run id) and not know us.
+    public var rejoinAfter: Double = 3
+    /// Test-only fault injection: from this global step on, report NaN gradients.
+    public var poisonFromStep: Int? = nil
+
+    public init(endpoint: String, name: String, blasThreads: Int) {
+        self.endpoint = endpoint
+        self.name = name
+        self.blasThreads = blasThreads
+    }
+}
+
+/// A worker: connects (and reconnects, with back-off, for as long as it runs), says hello, then computes
+/// the shards it is sent with the same `ShardStep` the in-process trainer uses, and returns each shard's
+/// loss, final hidden state and gradient. It keeps nothing between steps that the coordinator does not also
+/// have: every work order carries its shards' starting states, so any worker can take over any shard.
+public final class Worker {
+    private let options: WorkerOptions
+    private let log: (String) -> Void
+    private let shouldStop: () -> Bool
+    private let context: ZMQContext
+    private let socket: ZMQSocket
+    private var codec = WireCodec()
+    private var shardStep: ShardStep?
+    public private(set) var stepsComputed = 0
+
+    public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
+        self.options = options
+        self.log = log
+        self.shouldStop = shouldStop
+        context = try ZMQContext()
+        socket = try ZMQSocket(context, .dealer)
+        var generator = SystemRandomNumberGenerator()
+        // A fresh identity per process, so a restarted worker is never mistaken for its previous life.
+        try socket.setOption(.routingID, Array("\(options.name)-\(String(generator.next(), radix: 36))".utf8.prefix(250)))
+        try socket.setOption(.linger, 0)
+        try socket.setOption(.reconnectInterval, 100)
+        try socket.setOption(.reconnectIntervalMax, 2000)
+        try socket.setOption(.heartbeatInterval, 250)
+        try socket.setOption(.heartbeatTimeout, 1500)
+        try socket.connect(options.endpoint)
+    }
+
+    /// Serves until the coordinator says shutdown (or a stop is requested).
+    public func run() throws {
+        log("worker \(options.name) connecting to \(options.endpoint)")
+        var joined = false
+        var lastHeard = PhaseClock.now()
+        var lastHello = -Double.infinity
+        while !shouldStop() {
+            let now = PhaseClock.now()
+            if joined && now - lastHeard > options.rejoinAfter {
+                log("no word from the coordinator for \(options.rejoinAfter) s; introducing ourselves again")
+                joined = false
+                codec = WireCodec()
+            }
+            if !joined && now - lastHello > 1 {
+                lastHello = now
+                send(.hello(WorkerHello(name: options.name, blasThreads: options.blasThreads)), step: 0)
+            }
+            guard let frames = try socket.receiveMultipart(timeoutMs: 100) else { continue }
+            lastHeard = PhaseClock.now()
+            let envelope: WireEnvelope
+            do {
+                envelope = try codec.decode(frames)
+            } catch WireError.wrongRun {
+                // Another run's coordinator (it restarted): forget the old run and say hello to the new one.
+                joined = false
+                codec = WireCodec()
+                continue
+            } catch {
+                log("dropped a bad frame: \(error)")
+                continue
+            }
+            switch envelope.message {
+            case .welcome(let shape):
+                if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
+                codec = WireCodec(runID: envelope.runID, shape: shape)
+                if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq {
+                    shardStep = ShardStep(config: shape.config, maxRows: shape.rowsPerShard, seq: shape.seq)
+                }
+                joined = true
+            case .work(let order):
+                guard joined else { continue }
+                compute(order, step: envelope.step)
+            case .shutdown:
+                log("coordinator says the run is over; \(stepsComputed) work orders computed")
+                return
+            case .ping, .hello, .result, .error:
+                break
+            }
+        }
+    }
+
+    private func compute(_ order: WorkOrder, step: Int) {
+        guard let shardStep, let shape = codec.shape else { return }
+        let layout = ParameterLayout(shape.config)
+        shardStep.load(weights: Parameters(layout: layout, storage: order.weights))
+        let results = order.shards.map { work -> ShardResult in
+            let state = work.state ?? FloatBuffer(count: shape.rowsPerShard * shape.config.units)
+            let gradient = Parameters(layout: layout, storage: FloatBuffer(count: layout.count))
+            let loss = shardStep.run(work.rows, state: state.base, grads: gradient)
+            if let from = options.poisonFromStep, step >= from { gradient.storage[0] = .nan }
+            return ShardResult(index: work.index, loss: loss, state: state, gradient: gradient.storage)
+        }
+        stepsComputed += 1
+        send(.result(results), step: step)
+    }
+
+    private func send(_ message: WireMessage, step: Int) {
+        do {
+            try socket.send(codec.encode(message, step: step))
+        } catch let error as WireError {
+            // A non-finite gradient (diverged weights, or the fault injection) must not reach Adam: the
+            // encoder refuses it, and the coordinator hears why and gives the shards to someone else.
+            send(.error("step \(step): \(error)"), step: step)
+        } catch {
+            log("cannot send to the coordinator: \(error)")
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import CharRNN
+import CharRNNDistributed
+import Foundation
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Own the data, weights, optimizer and checkpoints; deal each batch's shards out to workers.",
+        discussion: "Results depend on --seed and --shards only, never on how many workers there are.")
+
+    @OptionGroup var training: TrainingArguments
+    @Option(help: "ZeroMQ endpoint to listen on (tcp://ADDRESS:PORT or ipc://PATH).") var bind = "tcp://127.0.0.1:5555"
+    @Option(help: "Logical shards per batch (must divide --batch).") var shards = 8
+    @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
+    @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
+
+    func run() throws {
+        if minWorkers <= 0 { throw CharRNNError.invalidOption("--min-workers must be positive, got \(minWorkers)") }
+        if !(deadline > 0) { throw CharRNNError.invalidOption("--deadline must be positive") }
+        let stop = StopRequest.installed()
+        let (plan, policy) = try training.prepare(shards: shards) { print($0) }
+        var options = CoordinatorOptions(endpoint: bind)
+        options.minWorkers = minWorkers
+        options.deadline = deadline
+        let coordinator = try Coordinator(plan: plan, options: options, log: { print($0) }, shouldStop: { stop.isRequested })
+        defer { coordinator.shutdownWorkers() }
+        let loop = TrainingLoop(runner: coordinator, checkpoints: policy, logEvery: training.logEvery,
+                                log: { print($0) }, shouldStop: { stop.isRequested })
+        try loop.run()
+        let s = coordinator.stats
+        print("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames)")
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Compute shard gradients for a coordinator; reconnects and rejoins by itself.")
+
+    @Option(help: "The coordinator's endpoint (tcp://HOST:PORT or ipc://PATH).") var connect = "tcp://127.0.0.1:5555"
+    @Option(help: "OpenBLAS threads for this worker.") var threads = 1
+    @Option(help: "Name shown in the coordinator's log (default: host-pid).") var name: String?
+    @Option(help: "Re-introduce ourselves after this many seconds without word from the coordinator.") var rejoinAfter: Double = 3
+    @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
+
+    func run() throws {
+        BLASRuntime.setThreads(try resolvedThreads(threads))
+        if !(rejoinAfter > 0) { throw CharRNNError.invalidOption("--rejoin-after must be positive") }
+        let stop = StopRequest.installed()
+        var options = WorkerOptions(
+            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
+        options.rejoinAfter = rejoinAfter
+        options.poisonFromStep = faultNanFromStep
+        try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
+    }
+}
+
+struct Launch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a coordinator and N workers on this machine.",
+        discussion: "Every other option is passed to `charrnn coordinator` (e.g. --data, --steps, --shards).")
+
+    @Option(help: "Worker processes to start.") var workers = 2
+    @Option(help: "OpenBLAS threads per worker.") var workerThreads = 1
+    @Option(help: "Endpoint for coordinator and workers (default: an ipc socket in a temporary directory).") var endpoint: String?
+    @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.") var coordinatorOptions: [String] = []
+
+    func run() throws {
+        if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
+        let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        func start(_ args: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = me
+            p.arguments = args
+            try p.run()
+            return p
+        }
+        let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions)
+        let children = try (0..<workers).map { i in
+            try start(["worker", "--connect", address, "--threads", "\(workerThreads)", "--name", "worker-\(i)"])
+        }
+        coordinator.waitUntilExit()
+        for child in children where child.isRunning { child.terminate() }
+        for child in children { child.waitUntilExit() }
+        if coordinator.terminationStatus != 0 { throw ExitCode(coordinator.terminationStatus) }
+    }
+}
