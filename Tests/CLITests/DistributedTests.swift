@@ -1,0 +1,94 @@
+import Foundation
+import XCTest
+
+/// Coordinator and workers as real processes over real sockets.
+final class DistributedTests: XCTestCase {
+    static let steps = 10
+    let model = ["--embed", "16", "--units", "32", "--batch", "16", "--seq", "30", "--shards", "4", "--seed", "5",
+                 "--buffer", "100", "--log-every", "5"]
+
+    func dataFile(_ dir: URL) throws -> String { try CLI.write(CLI.text(characters: 40_000), in: dir) }
+
+    func reference(_ dir: URL, data: String) throws -> String {
+        let ckpt = dir.appendingPathComponent("reference").path
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "\(Self.steps)", "--threads", "2"] + model)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return "\(ckpt)/step-0000000\(Self.steps)"
+    }
+
+    /// The weights after N steps depend on the seed and the shard count only: in-process, or 1, 2 or 4
+    /// workers, over tcp or ipc, all give the same bits.
+    func testSameBitsWhateverTheWorkerCountAndTransport() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try dataFile(dir)
+        let expected = try reference(dir, data: data)
+        let group = ProcessGroup(self, dir: dir)
+        for (workers, transport) in [(1, "tcp"), (2, "ipc"), (4, "tcp"), (2, "tcp")] {
+            let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(freeTCPPort())" : "ipc://\(dir.path)/c-\(workers).sock"
+            let ckpt = dir.appendingPathComponent("run-\(workers)-\(transport)").path
+            let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt,
+                                                              "--steps", "\(Self.steps)", "--min-workers", "\(workers)"] + model)
+            let pool = try (0..<workers).map { try group.worker(endpoint, name: "w\($0)") }
+            XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+            for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+            XCTAssertTrue(coordinator.output.contains("workers lost 0"), coordinator.output)
+            for w in pool { XCTAssertGreaterThan(w.count("joined run"), 0) }
+            assertSameCheckpoint(expected, "\(ckpt)/step-0000000\(Self.steps)")
+        }
+    }
+
+    /// A longer distributed run learns like in-process training, and its checkpoint samples text.
+    func testDistributedRunLearnsAndItsCheckpointGenerates() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 60_000), in: dir)
+        let ckpt = dir.appendingPathComponent("ckpt").path
+        let r = try CLI.run(["launch", "--workers", "2", "--data", data, "--checkpoint-dir", ckpt, "--steps", "150",
+                             "--lr", "0.01", "--log-every", "50", "--embed", "16", "--units", "48", "--batch", "16", "--seq", "40", "--shards", "2"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let losses = r.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard line.hasPrefix("epoch"), let range = line.range(of: "loss ") else { return nil }
+            return Double(line[range.upperBound...].prefix { $0 != " " })
+        }
+        XCTAssertGreaterThanOrEqual(losses.count, 3, r.stdout)
+        XCTAssertLessThan(losses.last!, 0.7 * log(Double(Set(CLI.text(characters: 60_000).unicodeScalars).count)), r.stdout)
+        let g = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "The ", "--length", "100"])
+        XCTAssertEqual(g.status, 0, g.stderr)
+        XCTAssertEqual(g.stdout.unicodeScalars.count, 4 + 100 + 1)
+    }
+
+    /// A worker that connects mid-run is given shards from then on.
+    func testLateWorkerGetsShards() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try dataFile(dir)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/late.sock"
+        let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data,
+                                                          "--checkpoint-dir", dir.appendingPathComponent("c").path, "--steps", "60"] + model)
+        let early = try group.worker(endpoint, name: "early")
+        XCTAssertTrue(coordinator.waitFor("epoch 1 step 5/"), coordinator.output)
+        let late = try group.worker(endpoint, name: "late")
+        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+        XCTAssertEqual(late.waitExit(timeout: 20), 0)
+        XCTAssertEqual(early.waitExit(timeout: 20), 0)
+        let computed = late.output.split(separator: "\n").first { $0.contains("work orders computed") }
+        XCTAssertNotNil(computed, late.output)
+        let count = Int(computed!.split(separator: ";")[1].split(separator: " ")[0])!
+        XCTAssertGreaterThan(count, 0, "the late worker computed nothing: \(late.output)")
+    }
+
+    func testSecondCoordinatorOnTheSamePortFailsClearly() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try dataFile(dir)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "tcp://127.0.0.1:\(freeTCPPort())"
+        let first = try group.start("first", ["coordinator", "--bind", endpoint, "--data", data,
+                                              "--checkpoint-dir", dir.appendingPathComponent("a").path] + model)
+        XCTAssertTrue(first.waitFor("coordinator listening"), first.output)
+        let second = try CLI.run(["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", dir.appendingPathComponent("b").path] + model)
+        XCTAssertNotEqual(second.status, 0)
+        XCTAssertTrue(second.stderr.contains("address is in use"), second.stderr)
+        XCTAssertEqual(second.stderr.split(separator: "\n").count, 1, second.stderr)
+        first.signal(SIGTERM)
+        XCTAssertEqual(first.waitExit(timeout: 30), 0, first.output)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+
+/// A `charrnn` process running in the background with its output in a file, for tests that kill, stop and
+/// restart real processes.
+final class Spawned {
+    let process = Process()
+    let log: URL
+    let name: String
+
+    init(_ args: [String], log: URL, name: String) throws {
+        self.log = log
+        self.name = name
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.executableURL = CLI.executable
+        process.arguments = args
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        try handle.close()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { process.isRunning }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+
+    /// Waits until the output contains `text` (true) or the time runs out (false).
+    @discardableResult
+    func waitFor(_ text: String, timeout: Double = 60) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if output.contains(text) { return true }
+            if !process.isRunning { return output.contains(text) }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    /// Waits for exit; nil when it is still running after `timeout` (it is then killed).
+    func waitExit(timeout: Double = 120) -> Int32? {
+        let end = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < end { usleep(20_000) }
+        if process.isRunning {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    /// Counts occurrences of `text` in the output.
+    func count(_ text: String) -> Int { output.components(separatedBy: text).count - 1 }
+}
+
+/// A set of processes that are all killed when the test ends, whatever happens in it.
+final class ProcessGroup {
+    private(set) var all: [Spawned] = []
+    let dir: URL
+    private var counter = 0
+
+    init(_ test: XCTestCase, dir: URL) {
+        self.dir = dir
+        test.addTeardownBlock { [self] in
+            for p in all where p.isRunning { kill(p.pid, SIGCONT); kill(p.pid, SIGKILL) }
+            for p in all { p.process.waitUntilExit() }
+        }
+    }
+
+    func start(_ name: String, _ args: [String]) throws -> Spawned {
+        counter += 1
+        let p = try Spawned(args, log: dir.appendingPathComponent("\(counter)-\(name).log"), name: name)
+        all.append(p)
+        return p
+    }
+
+    func worker(_ endpoint: String, name: String, extra: [String] = []) throws -> Spawned {
+        try start(name, ["worker", "--connect", endpoint, "--threads", "1", "--name", name, "--rejoin-after", "1"] + extra)
+    }
+}
+
+/// The files that must be equal bit for bit when two runs are "the same run".
+func assertSameCheckpoint(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) {
+    for name in ["model.safetensors", "optimizer.safetensors", "state.safetensors"] {
+        let x = FileManager.default.contents(atPath: "\(a)/\(name)")
+        let y = FileManager.default.contents(atPath: "\(b)/\(name)")
+        XCTAssertNotNil(x, "\(a)/\(name) missing", file: file, line: line)
+        XCTAssertNotNil(y, "\(b)/\(name) missing", file: file, line: line)
+        XCTAssertTrue(x == y, "\(name) differs between \(a) and \(b)", file: file, line: line)
+    }
+}
+
+/// A TCP port nobody listens on right now (bind to port 0, read it, close).
+func freeTCPPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
