@@ -63,10 +63,13 @@ final class DistributedTests: XCTestCase {
         let group = ProcessGroup(self, dir: dir)
         let endpoint = "ipc://\(dir.path)/late.sock"
         let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data,
-                                                          "--checkpoint-dir", dir.appendingPathComponent("c").path, "--steps", "60"] + model)
+                                                          "--checkpoint-dir", dir.appendingPathComponent("c").path] + model)
         let early = try group.worker(endpoint, name: "early")
         XCTAssertTrue(coordinator.waitFor("epoch 1 step 5/"), coordinator.output)
         let late = try group.worker(endpoint, name: "late")
+        XCTAssertTrue(coordinator.waitFor("worker late joined"), coordinator.output)
+        usleep(500_000)
+        coordinator.signal(SIGTERM)
         XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
         XCTAssertEqual(late.waitExit(timeout: 20), 0)
         XCTAssertEqual(early.waitExit(timeout: 20), 0)

@@ -26,109 +26,106 @@ final class FaultToleranceTests: XCTestCase {
 
     /// The uninterrupted in-process run every faulty run must equal.
     func reference(_ run: Run, steps: Int) throws -> String {
-        let r = try CLI.run(["train", "--data", run.data, "--checkpoint-dir", run.dir.appendingPathComponent("reference").path,
+        let r = try CLI.run(["train", "--data", run.data, "--checkpoint-dir", run.dir.appendingPathComponent("reference-\(steps)").path,
                              "--steps", "\(steps)"] + model)
         XCTAssertEqual(r.status, 0, r.stderr)
-        return run.checkpoint("reference", step: steps)
+        return run.checkpoint("reference-\(steps)", step: steps)
     }
 
-    func coordinator(_ run: Run, _ name: String, steps: Int, extra: [String] = []) throws -> Spawned {
-        try run.group.start(name, ["coordinator", "--bind", run.endpoint, "--data", run.data, "--steps", "\(steps)",
+    /// Runs are open-ended (they would take hundreds of steps), so no fault can arrive after the end however
+    /// fast the build is. Each test ends its run with SIGTERM, which checkpoints the last completed step k;
+    /// that checkpoint must equal an uninterrupted in-process run of k steps.
+    func coordinator(_ run: Run, _ name: String, extra: [String] = []) throws -> Spawned {
+        try run.group.start(name, ["coordinator", "--bind", run.endpoint, "--data", run.data,
                                    "--checkpoint-dir", run.dir.appendingPathComponent("ckpt").path] + model + extra)
+    }
+
+    func stopAndCompare(_ run: Run, _ c: Spawned, file: StaticString = #filePath, line: UInt = #line) throws {
+        c.signal(SIGTERM)
+        XCTAssertEqual(c.waitExit(), 0, c.output, file: file, line: line)
+        let steps = try FileManager.default.contentsOfDirectory(atPath: run.dir.appendingPathComponent("ckpt").path)
+            .compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }
+        let last = try XCTUnwrap(steps.max(), "no checkpoint written", file: file, line: line)
+        XCTAssertGreaterThan(last, 5, file: file, line: line)
+        assertSameCheckpoint(try reference(run, steps: last), run.checkpoint("ckpt", step: last), file: file, line: line)
     }
 
     /// kill -9 workers at random moments (computing, sending, idle between steps), starting replacements.
     func testWorkersKilledAtRandomPoints() throws {
         for trial in 0..<3 {
             let run = try prepare()
-            let steps = 40
-            let expected = try reference(run, steps: steps)
-            let c = try coordinator(run, "coordinator", steps: steps, extra: ["--deadline", "10"])
+            let c = try coordinator(run, "coordinator", extra: ["--deadline", "10"])
             var pool = try (0..<3).map { try run.group.worker(run.endpoint, name: "t\(trial)-w\($0)") }
             var rng = SystemRandomNumberGenerator()
-            var kills = 0
             XCTAssertTrue(c.waitFor("epoch 1 step 3/"), c.output)
-            while c.isRunning && kills < 4 {
-                usleep(UInt32.random(in: 5_000...80_000, using: &rng))
-                guard c.isRunning else { break }
+            for kill in 1...4 {
+                usleep(UInt32.random(in: 5_000...150_000, using: &rng))
                 let victim = Int.random(in: 0..<pool.count, using: &rng)
                 pool[victim].signal(SIGKILL)
-                kills += 1
-                pool[victim] = try run.group.worker(run.endpoint, name: "t\(trial)-r\(kills)")
+                pool[victim] = try run.group.worker(run.endpoint, name: "t\(trial)-r\(kill)")
             }
-            XCTAssertEqual(c.waitExit(), 0, c.output)
-            XCTAssertGreaterThan(kills, 0)
-            assertSameCheckpoint(expected, run.checkpoint("ckpt", step: steps))
+            XCTAssertTrue(c.waitFor("worker t\(trial)-r4 joined"), c.output)
+            usleep(200_000)
+            try stopAndCompare(run, c)
+            XCTAssertTrue(c.output.contains(" lost ("), c.output)
         }
     }
 
     /// A stopped worker is declared lost at the deadline; its late reply, once it wakes, is not applied twice.
     func testStoppedWorkerPastTheDeadline() throws {
         let run = try prepare()
-        let steps = 30
-        let expected = try reference(run, steps: steps)
-        let c = try coordinator(run, "coordinator", steps: steps, extra: ["--deadline", "1"])
+        let c = try coordinator(run, "coordinator", extra: ["--deadline", "1"])
         let sleeper = try run.group.worker(run.endpoint, name: "sleeper")
-        let steady = try run.group.worker(run.endpoint, name: "steady")
+        _ = try run.group.worker(run.endpoint, name: "steady")
         XCTAssertTrue(c.waitFor("epoch 1 step 4/"), c.output)
         sleeper.signal(SIGSTOP)
         XCTAssertTrue(c.waitFor("worker sleeper lost", timeout: 30), c.output)
         usleep(1_500_000)
         sleeper.signal(SIGCONT)
-        XCTAssertEqual(c.waitExit(), 0, c.output)
-        XCTAssertEqual(steady.waitExit(timeout: 20), 0)
-        assertSameCheckpoint(expected, run.checkpoint("ckpt", step: steps))
+        XCTAssertTrue(c.waitFor("worker sleeper joined", timeout: 30) || c.count("worker sleeper") >= 2, c.output)
+        usleep(300_000)
+        try stopAndCompare(run, c)
     }
 
     /// kill -9 the coordinator; a new one resumes from the last checkpoint and the workers rejoin by themselves.
     func testCoordinatorKilledAndResumed() throws {
         let run = try prepare()
-        let steps = 40
-        let expected = try reference(run, steps: steps)
-        let first = try coordinator(run, "first", steps: steps, extra: ["--checkpoint-every", "3"])
+        let first = try coordinator(run, "first", extra: ["--checkpoint-every", "3"])
         let pool = try (0..<2).map { try run.group.worker(run.endpoint, name: "w\($0)") }
         XCTAssertTrue(first.waitFor("step-000000009"), first.output)
         first.signal(SIGKILL)
         _ = first.waitExit()
-        let second = try coordinator(run, "second", steps: steps, extra: ["--checkpoint-every", "3", "--resume"])
-        XCTAssertEqual(second.waitExit(), 0, second.output)
-        XCTAssertTrue(second.output.contains("resuming from"), second.output)
-        for w in pool {
-            XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output)
-            XCTAssertGreaterThanOrEqual(w.count("joined run"), 2, "worker did not rejoin: \(w.output)")
-        }
-        assertSameCheckpoint(expected, run.checkpoint("ckpt", step: steps))
+        let second = try coordinator(run, "second", extra: ["--checkpoint-every", "3", "--resume"])
+        XCTAssertTrue(second.waitFor("resuming from"), second.output)
+        for w in pool { XCTAssertTrue(second.waitFor("worker \(w.name) joined"), second.output) }
+        XCTAssertTrue(second.waitFor("checkpoint "), second.output)
+        try stopAndCompare(run, second)
+        for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker was not told to exit: \(w.output)") }
     }
 
-    /// SIGTERM: the coordinator writes a checkpoint and tells its workers to exit; a resume finishes exactly.
+    /// SIGTERM: the coordinator writes a checkpoint and tells its workers to exit; a resume goes on exactly.
     func testGracefulStopThenResume() throws {
         let run = try prepare()
-        let steps = 30
-        let expected = try reference(run, steps: steps)
-        let first = try coordinator(run, "first", steps: steps)
+        let first = try coordinator(run, "first")
         let worker = try run.group.worker(run.endpoint, name: "w")
         XCTAssertTrue(first.waitFor("epoch 1 step 6/"), first.output)
-        first.signal(SIGTERM)
-        XCTAssertEqual(first.waitExit(timeout: 30), 0, first.output)
+        try stopAndCompare(run, first)
         XCTAssertEqual(worker.waitExit(timeout: 20), 0, "worker was not told to exit: \(worker.output)")
-        XCTAssertTrue(first.output.contains("checkpoint "), first.output)
-        let second = try coordinator(run, "second", steps: steps, extra: ["--resume"])
-        let again = try run.group.worker(run.endpoint, name: "w2")
-        XCTAssertEqual(second.waitExit(), 0, second.output)
-        XCTAssertEqual(again.waitExit(timeout: 20), 0)
-        assertSameCheckpoint(expected, run.checkpoint("ckpt", step: steps))
+        let second = try coordinator(run, "second", extra: ["--resume"])
+        _ = try run.group.worker(run.endpoint, name: "w2")
+        XCTAssertTrue(second.waitFor("resuming from"), second.output)
+        XCTAssertTrue(second.waitFor("epoch 1 step 20/"), second.output)
+        try stopAndCompare(run, second)
     }
 
     /// The checkpoint directory becomes unwritable mid-run: the failure is reported, training goes on, the
-    /// earlier checkpoints stay intact, and once it is writable again the run ends with the exact weights.
+    /// earlier checkpoints stay intact, and once it is writable again the run goes on checkpointing exactly.
     func testUnwritableCheckpointDirectoryMidRun() throws {
         let run = try prepare()
-        let steps = 24
-        let expected = try reference(run, steps: steps)
-        let c = try coordinator(run, "coordinator", steps: steps, extra: ["--checkpoint-every", "2", "--keep", "20"])
+        let c = try coordinator(run, "coordinator", extra: ["--checkpoint-every", "2", "--keep", "1000"])
         let worker = try run.group.worker(run.endpoint, name: "w")
         XCTAssertTrue(c.waitFor("step-000000004"), c.output)
-        // Pausing the only worker pauses the run, so the directory can be swapped at a known point.
+        // Pausing the only worker pauses the run, so the directory can be swapped at a quiet moment.
         worker.signal(SIGSTOP)
         let ckpt = run.dir.appendingPathComponent("ckpt")
         let aside = run.dir.appendingPathComponent("ckpt-aside")
@@ -140,8 +137,8 @@ final class FaultToleranceTests: XCTestCase {
         try FileManager.default.removeItem(at: ckpt)
         try FileManager.default.moveItem(at: aside, to: ckpt)
         worker.signal(SIGCONT)
-        XCTAssertEqual(c.waitExit(), 0, c.output)
-        assertSameCheckpoint(expected, run.checkpoint("ckpt", step: steps))
+        usleep(200_000)
+        try stopAndCompare(run, c)
         let v = try CLI.run(["evaluate", "--checkpoint", run.checkpoint("ckpt", step: 4), "--data", run.data])
         XCTAssertEqual(v.status, 0, "an earlier checkpoint was damaged: \(v.stderr)")
     }

@@ -8,12 +8,12 @@ final class Spawned {
     let log: URL
     let name: String
 
-    init(_ args: [String], log: URL, name: String) throws {
+    init(_ args: [String], log: URL, name: String, executable: URL = CLI.executable) throws {
         self.log = log
         self.name = name
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
-        process.executableURL = CLI.executable
+        process.executableURL = executable
         process.arguments = args
         process.standardOutput = handle
         process.standardError = handle
@@ -69,9 +69,9 @@ final class ProcessGroup {
         }
     }
 
-    func start(_ name: String, _ args: [String]) throws -> Spawned {
+    func start(_ name: String, _ args: [String], executable: URL = CLI.executable) throws -> Spawned {
         counter += 1
-        let p = try Spawned(args, log: dir.appendingPathComponent("\(counter)-\(name).log"), name: name)
+        let p = try Spawned(args, log: dir.appendingPathComponent("\(counter)-\(name).log"), name: name, executable: executable)
         all.append(p)
         return p
     }
