@@ -5,7 +5,7 @@ import XCTest
 final class DistributedTests: XCTestCase {
     static let steps = 10
     let model = ["--embed", "16", "--units", "32", "--batch", "16", "--seq", "30", "--shards", "4", "--seed", "5",
-                 "--buffer", "100", "--log-every", "5"]
+                 "--buffer", "100", "--log-every", "5", "--epochs", "1000"]
 
     func dataFile(_ dir: URL) throws -> String { try CLI.write(CLI.text(characters: 40_000), in: dir) }
 

@@ -5,7 +5,7 @@ import XCTest
 /// Every run must still end with the bits of a run in which nothing went wrong.
 final class FaultToleranceTests: XCTestCase {
     let model = ["--embed", "16", "--units", "32", "--batch", "16", "--seq", "30", "--shards", "4", "--seed", "8",
-                 "--buffer", "100", "--log-every", "1"]
+                 "--buffer", "100", "--log-every", "1", "--epochs", "1000"]
 
     struct Run {
         let dir: URL

@@ -5,7 +5,7 @@ import XCTest
 /// in one, workers in others; a worker's link is cut for longer than the deadline and then restored.
 final class NetworkPartitionTests: XCTestCase {
     let model = ["--embed", "16", "--units", "32", "--batch", "16", "--seq", "30", "--shards", "4", "--seed", "8",
-                 "--buffer", "100", "--log-every", "1"]
+                 "--buffer", "100", "--log-every", "1", "--epochs", "1000"]
 
     func testWorkerLinkCutAndRestored() throws {
         let net = try TestNetwork(hosts: 3, test: self)
