@@ -77,7 +77,7 @@ final class FaultToleranceTests: XCTestCase {
         let c = try coordinator(run, "coordinator", extra: ["--deadline", "1"])
         let sleeper = try run.group.worker(run.endpoint, name: "sleeper")
         _ = try run.group.worker(run.endpoint, name: "steady")
-        XCTAssertTrue(c.waitFor("epoch 1 step 4/"), c.output)
+        XCTAssertTrue(c.waitFor("worker sleeper joined") && c.waitFor("worker steady joined"), c.output)
         sleeper.signal(SIGSTOP)
         XCTAssertTrue(c.waitFor("worker sleeper lost", timeout: 30), c.output)
         usleep(1_500_000)
@@ -108,13 +108,13 @@ final class FaultToleranceTests: XCTestCase {
         let run = try prepare()
         let first = try coordinator(run, "first")
         let worker = try run.group.worker(run.endpoint, name: "w")
-        XCTAssertTrue(first.waitFor("epoch 1 step 6/"), first.output)
+        XCTAssertTrue(first.waitFor("epoch ", times: 6), first.output)
         try stopAndCompare(run, first)
         XCTAssertEqual(worker.waitExit(timeout: 20), 0, "worker was not told to exit: \(worker.output)")
         let second = try coordinator(run, "second", extra: ["--resume"])
         _ = try run.group.worker(run.endpoint, name: "w2")
         XCTAssertTrue(second.waitFor("resuming from"), second.output)
-        XCTAssertTrue(second.waitFor("epoch 1 step 20/"), second.output)
+        XCTAssertTrue(second.waitFor("epoch ", times: 10), second.output)
         try stopAndCompare(run, second)
     }
 
@@ -125,8 +125,10 @@ final class FaultToleranceTests: XCTestCase {
         let c = try coordinator(run, "coordinator", extra: ["--checkpoint-every", "2", "--keep", "1000"])
         let worker = try run.group.worker(run.endpoint, name: "w")
         XCTAssertTrue(c.waitFor("step-000000004"), c.output)
-        // Pausing the only worker pauses the run, so the directory can be swapped at a quiet moment.
+        // Pausing the only worker pauses the run; once the coordinator is quiet (no checkpoint being
+        // written) the directory can be swapped.
         worker.signal(SIGSTOP)
+        c.waitQuiet()
         let ckpt = run.dir.appendingPathComponent("ckpt")
         let aside = run.dir.appendingPathComponent("ckpt-aside")
         try FileManager.default.moveItem(at: ckpt, to: aside)
@@ -134,6 +136,7 @@ final class FaultToleranceTests: XCTestCase {
         worker.signal(SIGCONT)
         XCTAssertTrue(c.waitFor("checkpoint not written"), c.output)
         worker.signal(SIGSTOP)
+        c.waitQuiet()
         try FileManager.default.removeItem(at: ckpt)
         try FileManager.default.moveItem(at: aside, to: ckpt)
         worker.signal(SIGCONT)

@@ -39,6 +39,26 @@ final class Spawned {
         return false
     }
 
+    /// Waits until `text` occurs at least `times` times.
+    @discardableResult
+    func waitFor(_ text: String, times: Int, timeout: Double = 60) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end && count(text) < times && process.isRunning { usleep(20_000) }
+        return count(text) >= times
+    }
+
+    /// Waits until the output has not grown for `quiet` seconds: the process is idle (e.g. blocked on a
+    /// stopped peer) rather than in the middle of something.
+    func waitQuiet(_ quiet: Double = 0.3, timeout: Double = 30) {
+        let end = Date().addingTimeInterval(timeout)
+        var last = output.count, since = Date()
+        while Date() < end {
+            usleep(20_000)
+            let now = output.count
+            if now != last { (last, since) = (now, Date()) } else if Date().timeIntervalSince(since) >= quiet { return }
+        }
+    }
+
     /// Waits for exit; nil when it is still running after `timeout` (it is then killed).
     func waitExit(timeout: Double = 120) -> Int32? {
         let end = Date().addingTimeInterval(timeout)
