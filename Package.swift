@@ -28,6 +28,6 @@ let package = Package(
         ),
         .testTarget(name: "CharRNNTests", dependencies: ["CharRNN"]),
         .testTarget(name: "CharRNNDistributedTests", dependencies: ["CharRNNDistributed", "CharRNN"]),
-        .testTarget(name: "CLITests", dependencies: ["CharRNN"]),
+        .testTarget(name: "CLITests", dependencies: ["CharRNN", "CharRNNDistributed"]),
     ]
 )

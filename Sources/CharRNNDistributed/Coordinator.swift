@@ -11,6 +11,9 @@ public struct CoordinatorOptions: Sendable {
     public var deadline: Double = 30
     /// How often live workers are pinged; a ping that cannot be delivered means the worker is gone.
     public var pingInterval: Double = 0.25
+    /// CURVE: the coordinator's key pair and the workers' public keys it lets in. Nil: no authentication
+    /// and no encryption (the CLI allows that only on loopback, ipc, or with --insecure).
+    public var curve: (keys: CurveKeyPair, authorized: Set<CurveKey>)? = nil
 
     public init(endpoint: String) { self.endpoint = endpoint }
 }
@@ -37,6 +40,10 @@ public struct CoordinatorStats: Sendable {
     public var duplicateResults = 0
     public var lostWorkers = 0
     public var reassignedShards = 0
+    /// Results for shards the sender was not given this step (refused).
+    public var undealtResults = 0
+    /// Peers dropped for sending bad messages again and again.
+    public var bannedPeers = 0
     /// Seconds spent encoding, sending, receiving and decoding (not waiting).
     public var messagingSeconds = 0.0
 }
@@ -58,12 +65,18 @@ public final class Coordinator: StepRunner {
     private var members = Membership()
     private let log: (String) -> Void
     private let shouldStop: () -> Bool
+    private let authenticator: Authenticator?
     private var lastPing = 0.0
     private var waitingLogged = false
+    /// Bad messages per peer; at `strikeLimit` the peer is ignored for the rest of the run (a restarted
+    /// worker has a new identity, so this never locks out an honest worker for good).
+    private var strikes: [[UInt8]: Int] = [:]
+    private var banned: Set<[UInt8]> = []
+    static let strikeLimit = 10
 
     public init(
         plan: StepPlan, options: CoordinatorOptions,
-        log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }
+        log: @escaping @Sendable (String) -> Void, shouldStop: @escaping () -> Bool = { false }
     ) throws {
         self.plan = plan
         self.options = options
@@ -80,6 +93,15 @@ public final class Coordinator: StepRunner {
         codec = WireCodec(runID: runID, shape: shape)
         context = try ZMQContext()
         socket = try ZMQSocket(context, .router)
+        if let curve = options.curve {
+            guard CurveKey.isAvailable else { throw CoordinatorError.setup(CurveError.unavailable.description) }
+            authenticator = try Authenticator(context: context, allowed: curve.authorized, log: log)
+            try socket.setOption(.curveServer, 1)
+            try socket.setOption(.curveSecretKey, Array(curve.keys.secretKey.z85.utf8))
+            try socket.setOption(.zapDomain, Array("charrnn".utf8))
+        } else {
+            authenticator = nil
+        }
         try socket.setOption(.linger, 500)
         try socket.setOption(.routerMandatory, 1)
         try socket.setOption(.heartbeatInterval, 250)
@@ -93,6 +115,14 @@ public final class Coordinator: StepRunner {
             throw CoordinatorError.cannotBind(options.endpoint, error)
         }
         log("coordinator listening on \(options.endpoint), run \(String(runID, radix: 16)), \(shape)")
+        if let curve = options.curve {
+            log("CURVE on: public key \(curve.keys.publicKey.z85), \(curve.authorized.count) authorized worker key(s)")
+        }
+    }
+
+    deinit {
+        socket.close()
+        authenticator?.stop()
     }
 
     /// Runs one step across the workers. Nil when a stop was requested before the step completed (the plan's
@@ -182,6 +212,15 @@ public final class Coordinator: StepRunner {
         log("worker \(member.name) lost (\(reason))\(shards); \(liveWorkers) live")
     }
 
+    private func strike(_ peer: [UInt8]) {
+        strikes[peer, default: 0] += 1
+        guard strikes[peer]! >= Coordinator.strikeLimit else { return }
+        banned.insert(peer)
+        stats.bannedPeers += 1
+        log("ignoring a peer from now on: \(Coordinator.strikeLimit) bad messages")
+        lose(peer, because: "it sent bad messages")
+    }
+
     // MARK: Receiving
 
     private func receive(timeoutMs: Int, step: Int, into results: inout [ShardResult?], pending: inout Set<Int>) throws {
@@ -189,6 +228,7 @@ public final class Coordinator: StepRunner {
         var clock = PhaseClock()
         defer { stats.messagingSeconds += clock.lap() }
         let peer = frames[0].array
+        if banned.contains(peer) { return }
         let envelope: WireEnvelope
         do {
             envelope = try codec.decode(frames.dropFirst())
@@ -197,6 +237,8 @@ public final class Coordinator: StepRunner {
             if stats.badFrames <= 10 || stats.badFrames % 1000 == 0 {
                 log("dropped a bad frame (\(stats.badFrames) so far): \(error)")
             }
+            // A frame of an earlier run is a worker that has not yet heard of this one, not an attack.
+            if case .wrongRun = error {} else { strike(peer) }
             return
         }
         switch envelope.message {
@@ -206,15 +248,18 @@ public final class Coordinator: StepRunner {
             members.markWelcomed(peer)
             if isNew { log("worker \(hello.name) joined (\(hello.blasThreads) BLAS threads); \(liveWorkers) live") }
         case .result(let shardResults):
-            // A valid result proves the worker is alive and knows this run: keep it (or take it back).
-            if members.admit(peer, name: "worker-\(peer.map { String($0, radix: 16) }.joined().suffix(8))") {
-                members.markWelcomed(peer)
-            }
+            // Only a hello makes a member: a worker declared lost hears no more pings, says hello again
+            // after its --rejoin-after, and is dealt shards from then on.
             guard envelope.step == step else {
                 stats.staleResults += 1
                 return
             }
             for r in shardResults {
+                guard members.wasDealt(r.index, to: peer) else {
+                    stats.undealtResults += 1
+                    strike(peer)
+                    continue
+                }
                 if pending.remove(r.index) != nil {
                     results[r.index] = r
                     members.completed(r.index)
@@ -230,6 +275,7 @@ public final class Coordinator: StepRunner {
             break
         case .welcome, .work, .shutdown:
             stats.badFrames += 1
+            strike(peer)
         }
     }
 }

@@ -1,9 +1,9 @@
 /// Which workers are alive and which shards each holds for the current step. Pure bookkeeping with an
 /// injected clock (`now` is passed in), so liveness rules are testable without processes or sleeps.
 ///
-/// A worker is identified by its ZeroMQ routing id. It is a member from its hello (or from any valid
-/// message, so a worker wrongly declared lost rejoins by simply talking) until it is declared lost:
-/// a send to it fails, or shards it holds are not back within the deadline.
+/// A worker is identified by its ZeroMQ routing id. It is a member from its hello until it is declared lost:
+/// a send to it fails, or shards it holds are not back within the deadline. A worker wrongly declared lost
+/// hears no more pings, says hello again and is a member again.
 public struct Membership {
     public struct Member: Equatable {
         public let id: [UInt8]
@@ -15,6 +15,8 @@ public struct Membership {
     public private(set) var members: [[UInt8]: Member] = [:]
     /// shard → (worker, when it was sent): shards of the current step out with a worker.
     public private(set) var inFlight: [Int: (worker: [UInt8], since: Double)] = [:]
+    /// shard → every worker it was given to in the current step: the only peers whose result for it counts.
+    private var dealt: [Int: Set<[UInt8]>] = [:]
     private var joinCounter = 0
 
     public init() {}
@@ -54,13 +56,19 @@ public struct Membership {
             guard count > 0 else { continue }
             let block = Array(shards[start..<(start + count)])
             start += count
-            for s in block { inFlight[s] = (w.id, now) }
+            for s in block {
+                inFlight[s] = (w.id, now)
+                dealt[s, default: []].insert(w.id)
+            }
             out.append((w.id, block))
         }
         return out
     }
 
-    /// A shard's result arrived (from anyone): it is no longer out.
+    /// Whether `worker` was given `shard` in this step (even if it was declared lost since).
+    public func wasDealt(_ shard: Int, to worker: [UInt8]) -> Bool { dealt[shard]?.contains(worker) ?? false }
+
+    /// A shard's result arrived: it is no longer out.
     public mutating func completed(_ shard: Int) { inFlight[shard] = nil }
 
     /// Members holding a shard sent more than `deadline` seconds ago.
@@ -69,5 +77,8 @@ public struct Membership {
     }
 
     /// Forgets every assignment (a new step begins).
-    public mutating func clearAssignments() { inFlight.removeAll() }
+    public mutating func clearAssignments() {
+        inFlight.removeAll()
+        dealt.removeAll()
+    }
 }

@@ -1,3 +1,4 @@
+@preconcurrency import CZeroMQ
 import CharRNN
 import Foundation
 
@@ -11,6 +12,8 @@ public struct WorkerOptions: Sendable {
     public var rejoinAfter: Double = 3
     /// Test-only fault injection: from this global step on, report NaN gradients.
     public var poisonFromStep: Int? = nil
+    /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
+    public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
 
     public init(endpoint: String, name: String, blasThreads: Int) {
         self.endpoint = endpoint
@@ -31,6 +34,7 @@ public final class Worker {
     private let socket: ZMQSocket
     private var codec = WireCodec()
     private var shardStep: ShardStep?
+    private let handshakes: HandshakeWatch?
     public private(set) var stepsComputed = 0
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
@@ -47,6 +51,15 @@ public final class Worker {
         try socket.setOption(.reconnectIntervalMax, 2000)
         try socket.setOption(.heartbeatInterval, 250)
         try socket.setOption(.heartbeatTimeout, 1500)
+        if let curve = options.curve {
+            guard CurveKey.isAvailable else { throw CurveError.unavailable }
+            try socket.setOption(.curveServerKey, Array(curve.coordinator.z85.utf8))
+            try socket.setOption(.curvePublicKey, Array(curve.keys.publicKey.z85.utf8))
+            try socket.setOption(.curveSecretKey, Array(curve.keys.secretKey.z85.utf8))
+            handshakes = try HandshakeWatch(socket: socket, context: context)
+        } else {
+            handshakes = nil
+        }
         try socket.connect(options.endpoint)
     }
 
@@ -57,6 +70,7 @@ public final class Worker {
         var lastHeard = PhaseClock.now()
         var lastHello = -Double.infinity
         while !shouldStop() {
+            try handshakes?.check()
             let now = PhaseClock.now()
             if joined && now - lastHeard > options.rejoinAfter {
                 log("no word from the coordinator for \(options.rejoinAfter) s; introducing ourselves again")
@@ -126,5 +140,58 @@ public final class Worker {
         } catch {
             log("cannot send to the coordinator: \(error)")
         }
+    }
+}
+
+public enum WorkerError: Error, CustomStringConvertible {
+    case handshakeRefused(Int)
+    case notAuthorized
+
+    public var description: String {
+        switch self {
+        case .notAuthorized:
+            return "the coordinator refused this worker's key: add its .pub to the coordinator's --authorized-keys" 
+        case .handshakeRefused(let n):
+            return "the coordinator and this worker failed the CURVE handshake \(n) times in a row: check --coordinator-key (is it that coordinator's public key?) and that this worker's public key is in the coordinator's --authorized-keys"
+        }
+    }
+}
+
+/// Watches the CURVE handshakes of the worker's connection. A server with another key than the one we
+/// trust, or one that does not authorize our key, closes every connection before the handshake completes;
+/// after a few in a row the worker refuses to go on rather than knocking forever.
+final class HandshakeWatch {
+    static let limit = 3
+    private let events: ZMQSocket
+    private var failures = 0
+
+    init(socket: ZMQSocket, context: ZMQContext) throws {
+        var generator = SystemRandomNumberGenerator()
+        let watched = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_DISCONNECTED
+        events = try socket.monitor(context, events: watched, endpoint: "inproc://handshakes-\(generator.next())")
+    }
+
+    /// Reads pending events; throws once the handshake has failed `limit` times without a success.
+    func check() throws {
+        var connected = false
+        while let frames = try events.receiveMultipart(timeoutMs: 0), let first = frames.first, first.count >= 2 {
+            let event = Int32(first.bytes.loadUnaligned(as: UInt16.self))
+            switch event {
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                failures = 0
+                connected = true
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                // The coordinator checked our key and said no; libzmq will not try again.
+                throw WorkerError.notAuthorized
+            case ZMQ_EVENT_DISCONNECTED:
+                // A disconnect before any handshake succeeded on this connection counts as a refusal.
+                if !connected { failures += 1 }
+                connected = false
+            default:
+                failures += 1
+            }
+        }
+        if failures >= HandshakeWatch.limit { throw WorkerError.handshakeRefused(failures) }
     }
 }

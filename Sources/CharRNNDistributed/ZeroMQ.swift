@@ -44,14 +44,17 @@ public final class ZMQContext: @unchecked Sendable {
     }
 }
 
-/// The socket types this project uses: the coordinator binds a ROUTER, each worker connects a DEALER.
+/// The socket types this project uses: the coordinator binds a ROUTER, each worker connects a DEALER; the
+/// coordinator's authenticator answers libzmq's ZAP requests on a REP socket.
 public enum ZMQSocketKind: Sendable {
-    case router, dealer
+    case router, dealer, reply, pair
 
     var code: Int32 {
         switch self {
         case .router: return ZMQ_ROUTER
         case .dealer: return ZMQ_DEALER
+        case .reply: return ZMQ_REP
+        case .pair: return ZMQ_PAIR
         }
     }
 }
@@ -78,6 +81,8 @@ public struct ZMQIntOption: Sendable, CustomStringConvertible {
     public static let maxMessageSize = ZMQIntOption(code: ZMQ_MAXMSGSIZE, is64Bit: true, description: "maxmsgsize")
     public static let reconnectInterval = ZMQIntOption(code: ZMQ_RECONNECT_IVL, is64Bit: false, description: "reconnect_ivl")
     public static let reconnectIntervalMax = ZMQIntOption(code: ZMQ_RECONNECT_IVL_MAX, is64Bit: false, description: "reconnect_ivl_max")
+    /// 1: this socket is the CURVE server (it has the long-term key clients must know).
+    public static let curveServer = ZMQIntOption(code: ZMQ_CURVE_SERVER, is64Bit: false, description: "curve_server")
 }
 
 /// A byte-string socket option.
@@ -87,6 +92,12 @@ public struct ZMQBytesOption: Sendable, CustomStringConvertible {
 
     /// The identity a DEALER presents to a ROUTER (1…255 bytes, not starting with a zero byte).
     public static let routingID = ZMQBytesOption(code: ZMQ_ROUTING_ID, description: "routing_id")
+    /// CURVE keys: 32 bytes, or their 40-character Z85 text.
+    public static let curvePublicKey = ZMQBytesOption(code: ZMQ_CURVE_PUBLICKEY, description: "curve_publickey")
+    public static let curveSecretKey = ZMQBytesOption(code: ZMQ_CURVE_SECRETKEY, description: "curve_secretkey")
+    public static let curveServerKey = ZMQBytesOption(code: ZMQ_CURVE_SERVERKEY, description: "curve_serverkey")
+    /// A non-empty domain makes libzmq consult the ZAP handler for every connection.
+    public static let zapDomain = ZMQBytesOption(code: ZMQ_ZAP_DOMAIN, description: "zap_domain")
 }
 
 /// One frame of an outgoing multipart message.
@@ -206,6 +217,17 @@ public final class ZMQSocket: @unchecked Sendable {
         let socket = try requireOpen(operation)
         let rc = value.withUnsafeBytes { zmq_setsockopt(socket, option.code, $0.baseAddress, $0.count) }
         if rc != 0 { throw ZMQError.last(operation) }
+    }
+
+    /// Publishes this socket's connection events (`ZMQ_EVENT_*` bits in `events`) on an inproc PAIR endpoint;
+    /// returns a socket connected to it that receives them.
+    public func monitor(_ context: ZMQContext, events: Int32, endpoint: String) throws(ZMQError) -> ZMQSocket {
+        let socket = try requireOpen("monitor")
+        if zmq_socket_monitor(socket, endpoint, events) != 0 { throw ZMQError.last("monitor \(endpoint)") }
+        let reader = try ZMQSocket(context, .pair)
+        try reader.setOption(.linger, 0)
+        try reader.connect(endpoint)
+        return reader
     }
 
     /// The endpoint of the last bind or connect, with a wildcard port resolved (`tcp://127.0.0.1:*` →

@@ -14,22 +14,36 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Logical shards per batch (must divide --batch).") var shards = 8
     @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
     @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
+    @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
+    @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
+    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
 
     func run() throws {
         if minWorkers <= 0 { throw CharRNNError.invalidOption("--min-workers must be positive, got \(minWorkers)") }
         if !(deadline > 0) { throw CharRNNError.invalidOption("--deadline must be positive") }
-        let stop = StopRequest.installed()
-        let (plan, policy) = try training.prepare(shards: shards) { print($0) }
         var options = CoordinatorOptions(endpoint: bind)
         options.minWorkers = minWorkers
         options.deadline = deadline
+        switch (secretKey, authorizedKeys) {
+        case let (secret?, authorized?):
+            options.curve = (try CurveKeyPair.load(secretKeyFile: secret), try CurveKeyFile.readPublicKeys(authorized))
+        case (nil, nil):
+            if !Endpoint.isLocal(bind) && !insecure {
+                throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys: give --secret-key and --authorized-keys, or --insecure")
+            }
+            if insecure { print("insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
+        default:
+            throw CharRNNError.invalidOption("--secret-key and --authorized-keys go together")
+        }
+        let stop = StopRequest.installed()
+        let (plan, policy) = try training.prepare(shards: shards) { print($0) }
         let coordinator = try Coordinator(plan: plan, options: options, log: { print($0) }, shouldStop: { stop.isRequested })
         defer { coordinator.shutdownWorkers() }
         let loop = TrainingLoop(runner: coordinator, checkpoints: policy, logEvery: training.logEvery,
                                 log: { print($0) }, shouldStop: { stop.isRequested })
         try loop.run()
         let s = coordinator.stats
-        print("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames)")
+        print("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames), undealt results \(s.undealtResults), peers ignored \(s.bannedPeers)")
     }
 }
 
@@ -42,6 +56,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "OpenBLAS threads for this worker.") var threads = 1
     @Option(help: "Name shown in the coordinator's log (default: host-pid).") var name: String?
     @Option(help: "Re-introduce ourselves after this many seconds without word from the coordinator.") var rejoinAfter: Double = 3
+    @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
+    @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
 
     func run() throws {
@@ -52,6 +68,15 @@ struct WorkerCommand: ParsableCommand {
             endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
         options.rejoinAfter = rejoinAfter
         options.poisonFromStep = faultNanFromStep
+        switch (secretKey, coordinatorKey) {
+        case let (secret?, server?):
+            guard let key = try CurveKeyFile.read(server).first else { throw CurveError.badKeyFile(server, "no key in the file") }
+            options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secret))
+        case (nil, nil):
+            break
+        default:
+            throw CharRNNError.invalidOption("--secret-key and --coordinator-key go together")
+        }
         try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
     }
 }
@@ -85,5 +110,30 @@ struct Launch: ParsableCommand {
         for child in children where child.isRunning { child.terminate() }
         for child in children { child.waitUntilExit() }
         if coordinator.terminationStatus != 0 { throw ExitCode(coordinator.terminationStatus) }
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a CURVE key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub.",
+        discussion: "Give the coordinator its .key and every worker's .pub (--authorized-keys); give each worker its .key and the coordinator's .pub (--coordinator-key).")
+
+    @Option(help: "Path prefix of the two files.") var output: String
+
+    func run() throws {
+        let pair = try CurveKeyPair.generate()
+        try pair.write(prefix: output)
+        print("wrote \(output).key (secret) and \(output).pub: \(pair.publicKey.z85)")
+    }
+}
+
+/// Where an endpoint listens, for the rule that keyless coordinators stay on this machine.
+enum Endpoint {
+    static func isLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        let hostPort = endpoint.dropFirst(6)
+        let host = hostPort.hasPrefix("[") ? String(hostPort.prefix { $0 != "]" }.dropFirst()) : String(hostPort.prefix { $0 != ":" })
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
     }
 }
