@@ -11,6 +11,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Softmax temperature: lower is more conservative.") var temperature: Float = 1.0
     @Option(help: "Sample only among the k most likely characters.") var topK: Int?
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(help: "Samples to generate together (batched); each is printed after the prime, separated by a blank line.")
+    var count = 1
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
     func run() throws {
@@ -19,15 +21,24 @@ struct Generate: ParsableCommand {
         try options.validate()
         if length < 0 { throw CharRNNError.invalidOption("--length must not be negative, got \(length)") }
         if prime.isEmpty { throw CharRNNError.invalidOption("--prime must not be empty") }
+        if count <= 0 { throw CharRNNError.invalidOption("--count must be positive, got \(count)") }
         let state = try loadCheckpoint(checkpoint)
         let ids = try state.vocabulary.encode(prime)
-        let sampler = Sampler(weights: state.weights)
+        let sampler = Sampler(weights: state.weights, count: count)
         let out = FileHandle.standardOutput
-        out.write(Data(prime.utf8))
-        sampler.generate(prime: ids, length: length, options: options) { id in
-            out.write(Data(String(state.vocabulary.scalars[Int(id)]).utf8))
+        func text(_ id: Int32) -> String { String(state.vocabulary.scalars[Int(id)]) }
+        if count == 1 {
+            // One sample streams as it is produced.
+            out.write(Data(prime.utf8))
+            sampler.generate(prime: ids, length: length, options: options) { out.write(Data(text($0[0]).utf8)) }
+            out.write(Data("\n".utf8))
+            return
         }
-        out.write(Data("\n".utf8))
+        var samples = [String](repeating: prime, count: count)
+        sampler.generate(prime: ids, length: length, options: options) { step in
+            for (i, id) in step.enumerated() { samples[i] += text(id) }
+        }
+        out.write(Data(samples.joined(separator: "\n\n").appending("\n").utf8))
     }
 }
 

@@ -13,9 +13,12 @@
 ///
 /// Memory layout is time-major so each step's rows are one contiguous matrix for BLAS:
 ///   hs    [(T+1)·b, H]   hs[0] = h0, hs[t+1] = state after step t
-///   cache [T·b, 4H]      forward stores (z, r, ĥ, hu_h); backward overwrites it in place with
-///                        (da_z, da_r, da_h ⊙ r, da_h), so dhu is its first 3H columns and dU is one
-///                        [H, T·b]×[T·b, 3H] product over all steps.
+///   cache [T·b, 4H]      forward stores (z, r, ĥ, hu_h); backward overwrites the first 3H columns in place
+///                        with dhu, so dU is one [H, T·b]×[T·b, 3H] product over all steps.
+///
+/// Threads: unit j's gates need only column j of z, r and ĥ, so each `Parallel` chunk owns a range of units,
+/// computes its own columns of h·U (or of dhu·Uᵀ) and then its gates while they are still in cache. The only
+/// synchronisation is one barrier per step, where the next step needs every unit of h (or of dhu).
 public enum GRU {
     public struct Shape {
         public var rows: Int
@@ -23,15 +26,16 @@ public enum GRU {
         public var units: Int
     }
 
-    /// One step's gates for one row. `hu` excludes b1 (added here); `cache` may be nil (inference).
+    /// One step's gates for one row over `units` (of `h`). `hu` excludes b1 (added here); `cache` may be nil
+    /// (inference).
     @inline(__always)
     static func cellForward(
-        units h: Int, xw: UnsafePointer<Float>, hu: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+        units: Range<Int>, of h: Int, xw: UnsafePointer<Float>, hu: UnsafePointer<Float>, b1: UnsafePointer<Float>,
         hPrev: UnsafePointer<Float>, hNext: UnsafeMutablePointer<Float>, cache: UnsafeMutablePointer<Float>?
     ) {
-        var j = 0
-        while j < h {
-            let n = min(Vec.scalarCount, h - j)
+        var j = units.lowerBound
+        while j < units.upperBound {
+            let n = min(Vec.scalarCount, units.upperBound - j)
             let z = Activations.sigmoid(load(xw + j, n) + load(hu + j, n) + load(b1 + j, n))
             let r = Activations.sigmoid(load(xw + h + j, n) + load(hu + h + j, n) + load(b1 + h + j, n))
             let huh = load(hu + 2 * h + j, n) + load(b1 + 2 * h + j, n)
@@ -48,6 +52,20 @@ public enum GRU {
         }
     }
 
+    /// This chunk's columns of hu = h·U: the z, r and ĥ column blocks of `units`.
+    @inline(__always)
+    static func recurrentProduct(
+        units: Range<Int>, of h: Int, rows b: Int, state: UnsafePointer<Float>, recurrentKernel u: UnsafePointer<Float>,
+        into hu: UnsafeMutablePointer<Float>
+    ) {
+        for gate in 0..<3 {
+            let col = gate * h + units.lowerBound
+            gemmSerial(
+                state, transA: false, u + col, transB: false, into: hu + col,
+                m: b, n: units.count, k: h, lda: h, ldb: 3 * h, ldc: 3 * h)
+        }
+    }
+
     /// Runs T steps. `tokens` is time-major [T, b]; `hs[0]` must hold h0; `hu` is scratch [b, 3H].
     public static func forward(
         _ s: Shape, table: UnsafePointer<Float>, tokens: UnsafePointer<Int32>,
@@ -57,63 +75,86 @@ public enum GRU {
         let (b, h) = (s.rows, s.units)
         for t in 0..<s.steps {
             let hPrev = hs + t * b * h
-            gemm(hPrev, u, into: hu, m: b, n: 3 * h, k: h)
-            for i in 0..<b {
-                let x = Int(tokens[t * b + i])
-                cellForward(
-                    units: h, xw: table + x * 3 * h, hu: hu + i * 3 * h, b1: b1,
-                    hPrev: hPrev + i * h, hNext: hPrev + (b + i) * h, cache: cache + (t * b + i) * 4 * h)
+            Parallel.forEachChunk { chunk in
+                let units = Parallel.range(chunk, of: h)
+                recurrentProduct(units: units, of: h, rows: b, state: hPrev, recurrentKernel: u, into: hu)
+                for i in 0..<b {
+                    cellForward(
+                        units: units, of: h, xw: table + Int(tokens[t * b + i]) * 3 * h, hu: hu + i * 3 * h, b1: b1,
+                        hPrev: hPrev + i * h, hNext: hPrev + (b + i) * h, cache: cache + (t * b + i) * 4 * h)
+                }
             }
         }
     }
 
     /// Backpropagates through T steps. `dhs` [T·b, H] is the loss gradient on each output state;
-    /// `carry` is scratch [b, H]. Leaves dhu in `cache` and accumulates dxw into `dTable`.
+    /// `carry` is scratch [b, H]. Leaves dhu in `cache`, accumulates dxw into `dTable` and writes db1.
     public static func backward(
         _ s: Shape, tokens: UnsafePointer<Int32>, recurrentKernel u: UnsafePointer<Float>,
         hs: UnsafePointer<Float>, cache: UnsafeMutablePointer<Float>, dhs: UnsafePointer<Float>,
-        carry: UnsafeMutablePointer<Float>, dTable: UnsafeMutablePointer<Float>
+        carry: UnsafeMutablePointer<Float>, dTable: UnsafeMutablePointer<Float>, db1: UnsafeMutablePointer<Float>
     ) {
         let (b, h, steps) = (s.rows, s.units, s.steps)
         carry.update(repeating: 0, count: b * h)
+        db1.update(repeating: 0, count: 3 * h)
         for t in stride(from: steps - 1, through: 0, by: -1) {
-            for i in 0..<b {
-                let c = cache + (t * b + i) * 4 * h
-                let hp = hs + (t * b + i) * h
-                let dOut = dhs + (t * b + i) * h
-                let dh = carry + i * h
-                var j = 0
-                while j < h {
-                    let n = min(Vec.scalarCount, h - j)
-                    let z = load(c + j, n), r = load(c + h + j, n)
-                    let hc = load(c + 2 * h + j, n), huh = load(c + 3 * h + j, n)
-                    let d = load(dOut + j, n) + load(dh + j, n)
-                    let daz = d * (load(hp + j, n) - hc) * z * (1 - z)
-                    let dah = d * (1 - z) * (1 - hc * hc)
-                    let dar = dah * huh * r * (1 - r)
-                    store(daz, c + j, n)
-                    store(dar, c + h + j, n)
-                    store(dah * r, c + 2 * h + j, n)
-                    store(dah, c + 3 * h + j, n)
-                    store(d * z, dh + j, n)
-                    j += n
+            Parallel.forEachChunk { chunk in
+                let units = Parallel.range(chunk, of: h)
+                if t + 1 < steps {
+                    // carry[:, units] += dhu_{t+1}·U[units, :]ᵀ — the part of dh that comes through step t+1.
+                    gemmSerial(
+                        cache + (t + 1) * b * 4 * h, transA: false, u + units.lowerBound * 3 * h, transB: true,
+                        into: carry + units.lowerBound, m: b, n: units.count, k: 3 * h, beta: 1,
+                        lda: 4 * h, ldb: 3 * h, ldc: h)
                 }
-                let row = dTable + Int(tokens[t * b + i]) * 3 * h
-                for k in 0..<(2 * h) { row[k] += c[k] }
-                for k in 0..<h { row[2 * h + k] += c[3 * h + k] }
+                for i in 0..<b {
+                    let r = t * b + i
+                    cellBackward(
+                        units: units, of: h, cache: cache + r * 4 * h, hPrev: hs + r * h, dOut: dhs + r * h,
+                        carry: carry + i * h, dTableRow: dTable + Int(tokens[r]) * 3 * h, db1: db1)
+                }
             }
-            gemm(cache + t * b * 4 * h, u, transB: true, into: carry, m: b, n: h, k: 3 * h, beta: 1, lda: 4 * h)
         }
     }
 
-    /// After `backward`: dU = Σ_t h_tᵀ·dhu_t as one [H, T·b]×[T·b, 3H] product, and db1 = Σ dhu.
+    /// One step's gate gradients for one row over `units`: overwrites the cache with dhu, turns `carry`
+    /// from dh' into dh' ⊙ z, and adds dxw to the input table's row and dhu to db1.
+    @inline(__always)
+    static func cellBackward(
+        units: Range<Int>, of h: Int, cache c: UnsafeMutablePointer<Float>, hPrev: UnsafePointer<Float>,
+        dOut: UnsafePointer<Float>, carry: UnsafeMutablePointer<Float>, dTableRow row: UnsafeMutablePointer<Float>,
+        db1: UnsafeMutablePointer<Float>
+    ) {
+        var j = units.lowerBound
+        while j < units.upperBound {
+            let n = min(Vec.scalarCount, units.upperBound - j)
+            let z = load(c + j, n), r = load(c + h + j, n)
+            let hc = load(c + 2 * h + j, n), huh = load(c + 3 * h + j, n)
+            let d = load(dOut + j, n) + load(carry + j, n)
+            let daz = d * (load(hPrev + j, n) - hc) * z * (1 - z)
+            let dah = d * (1 - z) * (1 - hc * hc)
+            let dar = dah * huh * r * (1 - r)
+            let dahr = dah * r
+            store(daz, c + j, n)
+            store(dar, c + h + j, n)
+            store(dahr, c + 2 * h + j, n)
+            store(d * z, carry + j, n)
+            store(load(row + j, n) + daz, row + j, n)
+            store(load(row + h + j, n) + dar, row + h + j, n)
+            store(load(row + 2 * h + j, n) + dah, row + 2 * h + j, n)
+            store(load(db1 + j, n) + daz, db1 + j, n)
+            store(load(db1 + h + j, n) + dar, db1 + h + j, n)
+            store(load(db1 + 2 * h + j, n) + dahr, db1 + 2 * h + j, n)
+            j += n
+        }
+    }
+
+    /// After `backward`: dU = Σ_t h_tᵀ·dhu_t as one [H, T·b]×[T·b, 3H] product.
     public static func weightGradients(
-        _ s: Shape, hs: UnsafePointer<Float>, cache: UnsafePointer<Float>,
-        dU: UnsafeMutablePointer<Float>, db1: UnsafeMutablePointer<Float>
+        _ s: Shape, hs: UnsafePointer<Float>, cache: UnsafePointer<Float>, dU: UnsafeMutablePointer<Float>
     ) {
         let (n, h) = (s.rows * s.steps, s.units)
         gemm(hs, transA: true, cache, into: dU, m: h, n: 3 * h, k: n, lda: h, ldb: 4 * h)
-        columnSums(cache, rows: n, cols: 3 * h, stride: 4 * h, into: db1)
     }
 }
 

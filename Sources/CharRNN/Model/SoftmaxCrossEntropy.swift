@@ -15,22 +15,28 @@ public enum SoftmaxCrossEntropy {
         _ logits: UnsafeMutablePointer<Float>, rows n: Int, vocab v: Int, gradient: Bool,
         target: (Int) -> Int
     ) -> Double {
-        var total = 0.0
         let scale = 1 / Float(n)
-        for r in 0..<n {
-            let row = logits + r * v
-            var m = -Float.infinity
-            for k in 0..<v { m = max(m, row[k]) }
-            var sum: Float = 0
-            for k in 0..<v { sum += expf(row[k] - m) }
-            let y = target(r)
-            total += Double(logf(sum) + m - row[y])
-            if gradient {
-                let inv = scale / sum
-                for k in 0..<v { row[k] = expf(row[k] - m) * inv }
-                row[y] -= scale
+        // Rows are independent; each chunk sums its own losses and the chunks' sums are added in chunk order.
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: Parallel.chunks) { partial in
+            Parallel.forEachChunk { chunk in
+                var total = 0.0
+                for r in Parallel.range(chunk, of: n) {
+                    let row = logits + r * v
+                    var m = -Float.infinity
+                    for k in 0..<v { m = max(m, row[k]) }
+                    var sum: Float = 0
+                    for k in 0..<v { sum += expf(row[k] - m) }
+                    let y = target(r)
+                    total += Double(logf(sum) + m - row[y])
+                    if gradient {
+                        let inv = scale / sum
+                        for k in 0..<v { row[k] = expf(row[k] - m) * inv }
+                        row[y] -= scale
+                    }
+                }
+                partial[chunk] = total
             }
+            return partial.reduce(0, +) / Double(n)
         }
-        return total / Double(n)
     }
 }

@@ -49,13 +49,16 @@ public enum Adam {
         let alpha = Float(Double(c.learningRate) * (1 - pow(Double(c.beta2), t)).squareRoot() / (1 - pow(Double(c.beta1), t)))
         let (b1, b2, eps) = (1 - c.beta1, 1 - c.beta2, c.epsilon)
         let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
-        for i in 0..<w.count {
-            let gi = gp[i]
-            let m = mp[i] + (gi - mp[i]) * b1
-            let v = vp[i] + (gi * gi - vp[i]) * b2
-            mp[i] = m
-            vp[i] = v
-            wp[i] -= alpha * m / (v.squareRoot() + eps)
+        // Each weight's update is independent of the others, so chunks of the vector can run on separate cores.
+        Parallel.forEachChunk { chunk in
+            for i in Parallel.range(chunk, of: w.count) {
+                let gi = gp[i]
+                let m = mp[i] + (gi - mp[i]) * b1
+                let v = vp[i] + (gi * gi - vp[i]) * b2
+                mp[i] = m
+                vp[i] = v
+                wp[i] -= alpha * m / (v.squareRoot() + eps)
+            }
         }
     }
 

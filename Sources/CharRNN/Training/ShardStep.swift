@@ -76,10 +76,11 @@ public final class ShardStep {
         tokens.withUnsafeBufferPointer { tok in
             GRU.backward(
                 shape, tokens: tok.baseAddress!, recurrentKernel: weights[.recurrentKernel],
-                hs: hs.base, cache: cache.base, dhs: dhs.base, carry: scratch.base, dTable: dTable.base)
+                hs: hs.base, cache: cache.base, dhs: dhs.base, carry: scratch.base, dTable: dTable.base,
+                db1: grads[.bias] + 3 * h)
         }
         times.backwardRecurrence += clock.lap()
-        GRU.weightGradients(shape, hs: hs.base, cache: cache.base, dU: grads[.recurrentKernel], db1: grads[.bias] + 3 * h)
+        GRU.weightGradients(shape, hs: hs.base, cache: cache.base, dU: grads[.recurrentKernel])
         InputTable.backward(weights, dTable: dTable.base, grads: grads)
         times.weightGradients += clock.lap()
         return loss
