@@ -162,6 +162,7 @@ public final class Coordinator: StepRunner {
     }
 
     public var liveWorkers: Int { members.live.filter(\.welcomed).count }
+    public var workerCount: Int { liveWorkers }
 
     // MARK: Dealing out shards
 

@@ -164,6 +164,8 @@ final class HandshakeWatch {
     static let limit = 3
     private let events: ZMQSocket
     private var failures = 0
+    /// Whether the current connection completed its handshake (a later disconnect is then no refusal).
+    private var connected = false
 
     init(socket: ZMQSocket, context: ZMQContext) throws {
         var generator = SystemRandomNumberGenerator()
@@ -174,7 +176,6 @@ final class HandshakeWatch {
 
     /// Reads pending events; throws once the handshake has failed `limit` times without a success.
     func check() throws {
-        var connected = false
         while let frames = try events.receiveMultipart(timeoutMs: 0), let first = frames.first, first.count >= 2 {
             let event = Int32(first.bytes.loadUnaligned(as: UInt16.self))
             switch event {

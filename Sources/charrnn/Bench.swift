@@ -5,7 +5,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training and generation speed (build with -c release).",
-        subcommands: [BenchTrain.self, BenchGenerate.self])
+        subcommands: [BenchTrain.self, BenchGenerate.self, BenchDistributed.self])
 }
 
 /// Sizes for a benchmark, defaulting to the tutorial's model.
@@ -39,25 +39,18 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         try sizes.apply()
         let c = sizes.config
-        var options = TrainingOptions()
-        options.batch = sizes.batch
-        options.seq = sizes.seq
-        options.shards = shards
-        options.seed = 1
-        let needed = (warmup + steps + 1) * sizes.batch * (sizes.seq + 1)
-        var rng = RandomSource(seed: 7)
-        let ids = (0..<needed).map { _ in Int32(rng.nextIndex(below: c.vocab)) }
-        let state = TrainingState.fresh(vocabulary: try syntheticVocabulary(c.vocab), config: c, options: options)
-        let trainer = Trainer(plan: try StepPlan(state: state, ids: ids))
+        let trainer = Trainer(plan: try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1))
 
         for _ in 0..<warmup { _ = trainer.step() }
         trainer.resetTimes()
         var samples: [Double] = []
+        let cpuBefore = cpuSeconds()
         for _ in 0..<steps {
             var clock = PhaseClock()
             _ = trainer.step()
             samples.append(clock.lap())
         }
+        let cpuPerStep = (cpuSeconds() - cpuBefore) / Double(steps)
         let t = trainer.times
         let median = samples.sorted()[samples.count / 2]
         let flops = StepFlops(config: c, batch: sizes.batch, seq: sizes.seq)
@@ -72,6 +65,7 @@ struct BenchTrain: ParsableCommand {
             ["OpenBLAS core", BLASRuntime.coreName],
             ["ms/step (median of \(steps))", fmt(median * 1e3)],
             ["ms/step (min / max)", "\(fmt(samples.min()! * 1e3)) / \(fmt(samples.max()! * 1e3))"],
+            ["CPU ms/step, all threads (mean)", fmt(cpuPerStep * 1e3)],
             ["chars/s", fmt(Double(sizes.batch * sizes.seq) / median, 0)],
             ["epoch of 1,115,394 chars (s)", fmt(Double(1_115_394 / (sizes.seq + 1) / sizes.batch) * median, 1)],
             ["model GFLOP/step (as computed)", fmt(flops.total / 1e9, 1)],
@@ -88,16 +82,18 @@ struct BenchTrain: ParsableCommand {
 }
 
 struct BenchGenerate: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Time batch-1 sampling.")
+    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Time sampling (batch 1, or --count samples together).")
 
     @OptionGroup var sizes: BenchSizes
     @Option(help: "Characters per sample.") var length = 1000
+    @Option(help: "Samples generated together.") var count = 1
     @Option(help: "Measured runs.") var runs = 5
 
     func run() throws {
         try sizes.apply()
         let c = sizes.config
-        let sampler = Sampler(weights: Parameters.initialized(c, seed: 1))
+        if count <= 0 { throw CharRNNError.invalidOption("--count must be positive, got \(count)") }
+        let sampler = Sampler(weights: Parameters.initialized(c, seed: 1), count: count)
         var samples: [Double] = []
         for r in 0...runs {
             var clock = PhaseClock()
@@ -105,13 +101,14 @@ struct BenchGenerate: ParsableCommand {
             if r > 0 { samples.append(clock.lap()) }
         }
         let median = samples.sorted()[samples.count / 2]
-        print("charrnn bench generate — \(c), \(length) chars per sample, batch 1")
+        let chars = Double(length * count)
+        print("charrnn bench generate — \(c), \(length) chars per sample, \(count) sample(s) together")
         printTable([
             ["threads", "\(BLASRuntime.threads)"],
             ["OpenBLAS core", BLASRuntime.coreName],
-            ["ms per sample (median of \(runs))", fmt(median * 1e3)],
-            ["chars/s", fmt(Double(length) / median, 0)],
-            ["µs/char", fmt(median / Double(length) * 1e6)],
+            ["ms per run of \(count) sample(s) (median of \(runs))", fmt(median * 1e3)],
+            ["chars/s (all samples)", fmt(chars / median, 0)],
+            ["µs/char (all samples)", fmt(median / chars * 1e6)],
             ["peak RSS (MB)", fmt(peakRSSMegabytes(), 0)],
         ])
     }
@@ -131,7 +128,8 @@ struct StepFlops {
     }
 }
 
-/// sgemm's rate at one shape, measured here and now, so achieved rates are judged against this machine.
+/// sgemm's rate at one shape, measured here and now, so achieved rates are judged against this machine. It
+/// times `gemm`, the same chunked, `--threads`-parallel product the trainer calls.
 enum SgemmProbe {
     static func rate(m: Int, n: Int, k: Int) -> Double {
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
@@ -150,6 +148,15 @@ enum SgemmProbe {
 
 func syntheticVocabulary(_ size: Int) throws -> Vocabulary {
     try Vocabulary(codePoints: (0..<UInt32(size)).map { 0x4E00 + $0 })
+}
+
+/// User + system CPU time of the whole process: on a shared machine it shows the work a step needs even when
+/// other processes stretch its wall time.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 func peakRSSMegabytes() -> Double {

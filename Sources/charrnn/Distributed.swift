@@ -35,15 +35,17 @@ struct CoordinatorCommand: ParsableCommand {
         default:
             throw CharRNNError.invalidOption("--secret-key and --authorized-keys go together")
         }
+        let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
-        let (plan, policy) = try training.prepare(shards: shards) { print($0) }
-        let coordinator = try Coordinator(plan: plan, options: options, log: { print($0) }, shouldStop: { stop.isRequested })
+        let (plan, policy, extras) = try training.prepare(shards: shards) { logger.info("\($0)") }
+        let coordinator = try Coordinator(plan: plan, options: options, log: { logger.info("\($0)") }, shouldStop: { stop.isRequested })
         defer { coordinator.shutdownWorkers() }
-        let loop = TrainingLoop(runner: coordinator, checkpoints: policy, logEvery: training.logEvery,
-                                log: { print($0) }, shouldStop: { stop.isRequested })
+        let report = Reporter(logger: logger, logEvery: training.logEvery, live: training.output.live)
+        let loop = TrainingLoop(runner: coordinator, checkpoints: policy, extras: extras,
+                                report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
         let s = coordinator.stats
-        print("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames), undealt results \(s.undealtResults), peers ignored \(s.bannedPeers)")
+        logger.info("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames), undealt results \(s.undealtResults), peers ignored \(s.bannedPeers)")
     }
 }
 

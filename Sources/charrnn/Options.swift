@@ -23,7 +23,12 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Also write a checkpoint every N steps (always at each epoch's end and at the end).") var checkpointEvery: Int?
     @Option(help: "Checkpoints to keep.") var keep = 3
     @Flag(help: "Continue from the latest checkpoint in --checkpoint-dir.") var resume = false
-    @Option(help: "Print a progress line every N steps.") var logEvery = 100
+    @Option(help: "Print a progress line every N steps (when output is not a terminal).") var logEvery = 100
+    @Option(help: "Hold out this fraction of the text's end for validation at each epoch's end.") var valFraction = 0.0
+    @Option(help: "Print and save a sample every N steps.") var sampleEvery: Int?
+    @Option(help: "Characters per training-time sample.") var sampleLength = 200
+    @Option(help: "Prime for training-time samples (default: the text's first character).") var samplePrime: String?
+    @OptionGroup var output: OutputOptions
 
     func options(shards: Int) -> TrainingOptions {
         var o = TrainingOptions()
@@ -36,18 +41,21 @@ struct TrainingArguments: ParsableArguments {
         o.epochs = epochs
         o.adam.learningRate = lr
         o.clipNorm = clipNorm
+        o.validationFraction = valFraction
         return o
     }
 
     /// Builds the run's starting state: a fresh model, `--init` weights, or the latest checkpoint (`--resume`),
     /// checking that the text, sizes and options agree with what the checkpoint was trained with.
-    func prepare(shards: Int, log: (String) -> Void) throws -> (plan: StepPlan, policy: CheckpointPolicy) {
+    func prepare(shards: Int, log: (String) -> Void) throws -> (plan: StepPlan, policy: CheckpointPolicy, extras: LoopExtras) {
         var requested = options(shards: shards)
         try requested.validate()
         let requestedModel = ModelConfig(vocab: 1, embed: embed, units: units)
         try requestedModel.validate()
         if let k = checkpointEvery, k <= 0 { throw CharRNNError.invalidOption("--checkpoint-every must be positive, got \(k)") }
         if keep <= 0 { throw CharRNNError.invalidOption("--keep must be positive, got \(keep)") }
+        if let n = sampleEvery, n <= 0 { throw CharRNNError.invalidOption("--sample-every must be positive, got \(n)") }
+        if sampleLength <= 0 { throw CharRNNError.invalidOption("--sample-length must be positive, got \(sampleLength)") }
         if resume && initWeights != nil { throw CharRNNError.invalidOption("--resume and --init cannot be used together") }
 
         let path = try DataSource.resolve(explicit: data, log: log)
@@ -86,10 +94,21 @@ struct TrainingArguments: ParsableArguments {
             state = fresh
         }
         let corpus = try Corpus(text: text, vocabulary: state.vocabulary)
-        let plan = try StepPlan(state: state, ids: corpus.ids, stopAfter: steps)
-        log("text \(path): \(corpus.ids.count) characters, \(corpus.vocabulary.count) symbols, \(plan.sequences.count) sequences, \(plan.stepsPerEpoch) steps per epoch")
+        let split = Int(Double(corpus.ids.count) * (1 - state.options.validationFraction))
+        var extras = LoopExtras(sampleEvery: sampleEvery, sampleLength: sampleLength)
+        if state.options.validationFraction > 0 {
+            let held = Array(corpus.ids[split...])
+            guard held.count > seq else {
+                throw CharRNNError.invalidOption("--val-fraction \(valFraction) holds out \(held.count) characters, fewer than one sequence of \(seq + 1)")
+            }
+            extras.validation = held
+        }
+        extras.samplePrime = try samplePrime.map { try state.vocabulary.encode($0) } ?? [corpus.ids[0]]
+        let plan = try StepPlan(state: state, ids: Array(corpus.ids[..<split]), stopAfter: steps)
+        log("text \(path): \(corpus.ids.count) characters, \(corpus.vocabulary.count) symbols, \(plan.sequences.count) sequences, \(plan.stepsPerEpoch) steps per epoch"
+            + (extras.validation.map { ", \($0.count) held out for validation" } ?? ""))
         log("model \(state.config), \(state.weights.count) parameters; batch \(requested.batch), seq \(requested.seq), shards \(shards)")
-        return (plan, policy)
+        return (plan, policy, extras)
     }
 
     static func requireSame(_ stored: TrainingOptions, _ requested: TrainingOptions, checkpoint: String) throws {
@@ -99,6 +118,7 @@ struct TrainingArguments: ParsableArguments {
             ("--buffer", "\(stored.buffer)", "\(requested.buffer)"), ("--no-shuffle", "\(!stored.shuffle)", "\(!requested.shuffle)"),
             ("--lr", "\(stored.adam.learningRate)", "\(requested.adam.learningRate)"),
             ("--clip-norm", "\(stored.clipNorm.map { "\($0)" } ?? "none")", "\(requested.clipNorm.map { "\($0)" } ?? "none")"),
+            ("--val-fraction", "\(stored.validationFraction)", "\(requested.validationFraction)"),
         ]
         if let (name, was, now) = pairs.first(where: { $0.1 != $0.2 }) {
             throw CharRNNError.checkpoint("\(checkpoint) was trained with \(name) \(was), not \(now): resume with the same options")

@@ -14,9 +14,13 @@ struct Train: ParsableCommand {
 
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        print("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
-        let (plan, policy) = try training.prepare(shards: shards) { print($0) }
-        let loop = TrainingLoop(runner: Trainer(plan: plan), checkpoints: policy, logEvery: training.logEvery) { print($0) }
+        let logger = try training.output.makeLogger()
+        logger.info("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
+        let stop = StopRequest.installed()
+        let (plan, policy, extras) = try training.prepare(shards: shards) { logger.info("\($0)") }
+        let report = Reporter(logger: logger, logEvery: training.logEvery, live: training.output.live)
+        let loop = TrainingLoop(runner: Trainer(plan: plan), checkpoints: policy, extras: extras,
+                                report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
     }
 }

@@ -46,7 +46,7 @@ final class FaultToleranceTests: XCTestCase {
         let steps = try FileManager.default.contentsOfDirectory(atPath: run.dir.appendingPathComponent("ckpt").path)
             .compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }
         let last = try XCTUnwrap(steps.max(), "no checkpoint written", file: file, line: line)
-        XCTAssertGreaterThan(last, 5, file: file, line: line)
+        XCTAssertGreaterThan(last, 0, file: file, line: line)
         assertSameCheckpoint(try reference(run, steps: last), run.checkpoint("ckpt", step: last), file: file, line: line)
     }
 

@@ -14,9 +14,14 @@ final class NetworkPartitionTests: XCTestCase {
         let group = ProcessGroup(self, dir: dir)
         let endpoint = "tcp://\(net.address(1)):5555"
         let ckpt = dir.appendingPathComponent("ckpt")
+        // Across hosts the coordinator insists on keys: CURVE end to end, as on a real cluster.
+        let key = { (name: String) in dir.appendingPathComponent(name).path }
+        for name in ["coordinator", "worker"] { XCTAssertEqual(try CLI.run(["keygen", "--output", key(name)]).status, 0) }
         let coordinator = try net.start(group, "coordinator", in: 1, ["coordinator", "--bind", endpoint, "--data", data,
-            "--deadline", "1", "--checkpoint-dir", ckpt.path] + model)
-        let worker = ["worker", "--connect", endpoint, "--threads", "1", "--rejoin-after", "1", "--name"]
+            "--deadline", "1", "--checkpoint-dir", ckpt.path, "--secret-key", key("coordinator.key"),
+            "--authorized-keys", key("worker.pub")] + model)
+        let worker = ["worker", "--connect", endpoint, "--threads", "1", "--rejoin-after", "1",
+                      "--secret-key", key("worker.key"), "--coordinator-key", key("coordinator.pub"), "--name"]
         let cut = try net.start(group, "cut", in: 2, worker + ["cut"])
         let kept = try net.start(group, "kept", in: 3, worker + ["kept"])
         XCTAssertTrue(coordinator.waitFor("worker cut joined") && coordinator.waitFor("worker kept joined"), coordinator.output)

@@ -53,10 +53,11 @@ public enum Checkpoint {
     // MARK: Saving
 
     /// Writes `state` as `root/step-<globalStep>`, replacing a directory of that name, then (with `keep`)
-    /// removes the oldest step directories beyond the newest `keep`, never the one just written.
+    /// removes the oldest step directories beyond the newest `keep`, never the one just written nor the steps
+    /// in `spared` (the best checkpoint by validation loss).
     /// Returns the new directory. On failure nothing under `root` has changed.
     @discardableResult
-    public static func save(_ state: TrainingState, in root: URL, keep: Int? = nil) throws -> URL {
+    public static func save(_ state: TrainingState, in root: URL, keep: Int? = nil, sparing spared: Set<Int> = []) throws -> URL {
         precondition(keep.map { $0 >= 1 } ?? true, "keep must be at least 1")
         precondition(state.vocabulary.count == state.config.vocab, "vocabulary does not match the model")
         let name = directoryName(step: state.position.globalStep)
@@ -85,7 +86,7 @@ public enum Checkpoint {
             try? FileManager.default.removeItem(at: temp)
             throw error
         }
-        if let keep { try prune(root, keep: keep, sparing: final) }
+        if let keep { try prune(root, keep: keep, sparing: final, and: spared) }
         return final
     }
 
@@ -143,9 +144,9 @@ public enum Checkpoint {
         try removeIfPresent(aside)
     }
 
-    private static func prune(_ root: URL, keep: Int, sparing saved: URL) throws {
+    private static func prune(_ root: URL, keep: Int, sparing saved: URL, and spared: Set<Int>) throws {
         let entries = try list(in: root)
-        for entry in entries.dropLast(keep) where entry.url.lastPathComponent != saved.lastPathComponent {
+        for entry in entries.dropLast(keep) where entry.url.lastPathComponent != saved.lastPathComponent && !spared.contains(entry.step) {
             do {
                 try FileManager.default.removeItem(at: entry.url)
             } catch {

@@ -5,10 +5,13 @@ public protocol StepRunner: AnyObject {
     var plan: StepPlan { get }
     /// One step; nil when it was abandoned because a stop was requested (the position is unchanged).
     func advance() throws -> StepSummary?
+    /// Processes computing shards now (1 in process).
+    var workerCount: Int { get }
 }
 
 extension Trainer: StepRunner {
     public func advance() throws -> StepSummary? { step() }
+    public var workerCount: Int { 1 }
 }
 
 /// When to write checkpoints: every N steps (optional), at each epoch's end, and when the run stops.
@@ -24,25 +27,71 @@ public struct CheckpointPolicy: Sendable {
     }
 }
 
-/// The loop around a step runner shared by `train` and `coordinator`: logging, epoch summaries and
-/// checkpoints. A checkpoint that cannot be written is reported and training goes on; the previous
-/// checkpoint stays intact (the write is atomic).
+/// Optional work the loop does besides training: held-out validation and samples as the model learns.
+public struct LoopExtras {
+    /// Ids of the held-out text, evaluated at each epoch's end.
+    public var validation: [Int32]?
+    public var sampleEvery: Int?
+    public var samplePrime: [Int32] = []
+    public var sampleLength = 200
+
+    public init(validation: [Int32]? = nil, sampleEvery: Int? = nil, samplePrime: [Int32] = [], sampleLength: Int = 200) {
+        self.validation = validation
+        self.sampleEvery = sampleEvery
+        self.samplePrime = samplePrime
+        self.sampleLength = sampleLength
+    }
+}
+
+/// What the loop reports, for a terminal, a log, or a test to show.
+public enum TrainingEvent {
+    public struct Step {
+        public let summary: StepSummary
+        public let stepsPerEpoch: Int
+        public let finalStep: Int
+        public let msPerStep: Double
+        public let charsPerSecond: Double
+        public let workers: Int
+        public let shards: Int
+    }
+
+    public struct Epoch {
+        /// 1-based.
+        public let epoch: Int
+        public let loss: Double
+        public let seconds: Double
+        public let charsPerSecond: Double
+        public let validationLoss: Double?
+        public let isBest: Bool
+    }
+
+    case step(Step)
+    case epoch(Epoch)
+    case sample(step: Int, text: String)
+    case note(String)
+}
+
+/// The loop around a step runner shared by `train` and `coordinator`: metrics, epoch summaries, validation,
+/// samples and checkpoints. A checkpoint that cannot be written is reported and training goes on; the
+/// previous checkpoint stays intact (the write is atomic).
 public final class TrainingLoop {
     public let runner: StepRunner
     public let checkpoints: CheckpointPolicy?
-    public let logEvery: Int
-    private let log: (String) -> Void
+    private let extras: LoopExtras
+    private let report: (TrainingEvent) -> Void
     private let shouldStop: () -> Bool
+    private var best: BestCheckpoint?
 
     public init(
-        runner: StepRunner, checkpoints: CheckpointPolicy?, logEvery: Int = 100,
-        log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }
+        runner: StepRunner, checkpoints: CheckpointPolicy?, extras: LoopExtras = LoopExtras(),
+        report: @escaping (TrainingEvent) -> Void, shouldStop: @escaping () -> Bool = { false }
     ) {
         self.runner = runner
         self.checkpoints = checkpoints
-        self.logEvery = max(1, logEvery)
-        self.log = log
+        self.extras = extras
+        self.report = report
         self.shouldStop = shouldStop
+        best = checkpoints.flatMap { BestCheckpoint.read(in: $0.directory) }
     }
 
     /// Trains until the plan's final step (or `shouldStop`), writing a final checkpoint. Returns the
@@ -51,33 +100,54 @@ public final class TrainingLoop {
     public func run() throws -> URL? {
         let plan = runner.plan
         let charsPerStep = Double(plan.options.batch * plan.options.seq)
+        let metrics = try checkpoints.map { try MetricsLog(directory: $0.directory, resumingAfter: plan.state.position.globalStep) }
         var lastCheckpoint: URL?
         var savedAt = -1
         var epoch = (start: PhaseClock.now(), loss: 0.0, steps: 0)
-        var window = (start: PhaseClock.now(), steps: 0)
+        var last = PhaseClock.now()
+        var recent: [Double] = []
         while !plan.isFinished && !shouldStop() {
             guard let s = try runner.advance() else { break }
+            let now = PhaseClock.now()
+            recent = (recent + [now - last]).suffix(20)
+            last = now
+            let seconds = recent.reduce(0, +) / Double(recent.count)
             epoch.loss += s.loss
             epoch.steps += 1
-            window.steps += 1
             let done = s.globalStep + 1
-            if (s.stepInEpoch + 1) % logEvery == 0 || done == plan.finalStep {
-                let ms = (PhaseClock.now() - window.start) / Double(window.steps) * 1e3
-                log(String(format: "epoch %d step %d/%d  loss %.4f  %.3f bits/char  %.0f ms/step",
-                           s.epoch + 1, s.stepInEpoch + 1, plan.stepsPerEpoch, s.loss, s.loss / M_LN2, ms))
-                window = (PhaseClock.now(), 0)
-            }
+            report(.step(TrainingEvent.Step(
+                summary: s, stepsPerEpoch: plan.stepsPerEpoch, finalStep: plan.finalStep, msPerStep: seconds * 1e3,
+                charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, shards: plan.shardCount)))
+            var record = MetricsRecord(
+                step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
+                learningRate: Double(plan.options.adam.learningRate), gradientNorm: Double(s.gradientNorm),
+                charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, wallTime: Date().timeIntervalSince1970)
+            if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done) }
+
+            var isBest = false
             if s.epochEnded {
-                let seconds = PhaseClock.now() - epoch.start
-                let mean = epoch.loss / Double(epoch.steps)
-                log(String(format: "epoch %d done: loss %.4f  %.3f bits/char  %.1f s  %.0f chars/s",
-                           s.epoch + 1, mean, mean / M_LN2, seconds, charsPerStep * Double(epoch.steps) / seconds))
+                let elapsed = PhaseClock.now() - epoch.start
+                var validation: Double?
+                if let ids = extras.validation {
+                    validation = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
+                    record.validationLoss = validation
+                    record.validationBitsPerChar = validation! / M_LN2
+                    isBest = validation! < (best?.validationLoss ?? .infinity)
+                }
+                report(.epoch(TrainingEvent.Epoch(
+                    epoch: s.epoch + 1, loss: epoch.loss / Double(epoch.steps), seconds: elapsed,
+                    charsPerSecond: charsPerStep * Double(epoch.steps) / elapsed, validationLoss: validation, isBest: isBest)))
                 epoch = (PhaseClock.now(), 0, 0)
             }
+            do { try metrics?.append(record) } catch { report(.note("\(error)")) }
+
             if let policy = checkpoints {
                 let periodic = policy.every.map { done % $0 == 0 } ?? false
                 if periodic || s.epochEnded || plan.isFinished {
-                    lastCheckpoint = save(policy) ?? lastCheckpoint
+                    if let url = save(policy) {
+                        lastCheckpoint = url
+                        if isBest { markBest(step: done, loss: record.validationLoss!, in: policy) }
+                    }
                     savedAt = done
                 }
             }
@@ -90,12 +160,61 @@ public final class TrainingLoop {
 
     private func save(_ policy: CheckpointPolicy) -> URL? {
         do {
-            let url = try Checkpoint.save(runner.plan.state, in: policy.directory, keep: policy.keep)
-            log("checkpoint \(url.path)")
+            let url = try Checkpoint.save(runner.plan.state, in: policy.directory, keep: policy.keep,
+                                          sparing: Set(best.map { [$0.step] } ?? []))
+            report(.note("checkpoint \(url.path)"))
             return url
         } catch {
-            log("checkpoint not written (training goes on; the previous checkpoint is intact): \(error)")
+            report(.note("checkpoint not written (training goes on; the previous checkpoint is intact): \(error)"))
             return nil
         }
+    }
+
+    private func markBest(step: Int, loss: Double, in policy: CheckpointPolicy) {
+        let marked = BestCheckpoint(step: step, validationLoss: loss)
+        do {
+            try marked.write(in: policy.directory)
+            best = marked
+            report(.note("best so far by validation loss: \(Checkpoint.directoryName(step: step))"))
+        } catch {
+            report(.note("cannot mark the best checkpoint: \(error)"))
+        }
+    }
+
+    private func sample(at step: Int) {
+        let plan = runner.plan
+        var ids: [Int32] = []
+        Sampler(weights: plan.state.weights).generate(
+            prime: extras.samplePrime, length: extras.sampleLength, options: SamplingOptions(seed: UInt64(step))) { ids.append($0[0]) }
+        let text = plan.state.vocabulary.decode(extras.samplePrime + ids)
+        report(.sample(step: step, text: text))
+        if let dir = checkpoints?.directory {
+            let entry = Data("--- step \(step)\n\(text)\n".utf8)
+            let url = dir.appendingPathComponent("samples.txt")
+            if let handle = try? FileHandle(forWritingTo: url) {
+                handle.seekToEndOfFile()
+                handle.write(entry)
+                try? handle.close()
+            } else {
+                try? entry.write(to: url)
+            }
+        }
+    }
+}
+
+/// `best.json` in a checkpoint directory: the step whose checkpoint had the lowest validation loss.
+public struct BestCheckpoint: Codable, Equatable {
+    public var step: Int
+    public var validationLoss: Double
+
+    static let fileName = "best.json"
+
+    public static func read(in dir: URL) -> BestCheckpoint? {
+        FileManager.default.contents(atPath: dir.appendingPathComponent(fileName).path)
+            .flatMap { try? JSONDecoder().decode(BestCheckpoint.self, from: $0) }
+    }
+
+    func write(in dir: URL) throws {
+        try JSONEncoder().encode(self).write(to: dir.appendingPathComponent(BestCheckpoint.fileName), options: .atomic)
     }
 }

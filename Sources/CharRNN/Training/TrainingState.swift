@@ -10,6 +10,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var epochs: Int = 10
     public var adam = AdamConfig()
     public var clipNorm: Float? = nil
+    /// The end of the text held out for validation (0: none, the tutorial's behaviour).
+    public var validationFraction: Double = 0
 
     public init() {}
 
@@ -25,6 +27,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if batch % shards != 0 { throw CharRNNError.invalidOption("--shards \(shards) must divide --batch \(batch)") }
         if !(adam.learningRate > 0) || !adam.learningRate.isFinite { throw CharRNNError.invalidOption("--lr must be a positive number") }
         if let c = clipNorm, !(c > 0) || !c.isFinite { throw CharRNNError.invalidOption("--clip-norm must be a positive number") }
+        if !(0..<1).contains(validationFraction) { throw CharRNNError.invalidOption("--val-fraction must be at least 0 and below 1") }
     }
 }
 

@@ -1,0 +1,118 @@
+import ArgumentParser
+import CharRNN
+import CharRNNDistributed
+import Foundation
+
+/// The distributed trainer against the in-process one on this machine: the same plan, once with `train`'s
+/// threads in one process, once as a coordinator (this process) with worker processes of one BLAS thread.
+struct BenchDistributed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distributed",
+        abstract: "Time coordinator + workers against in-process training at a given size.")
+
+    @OptionGroup var sizes: BenchSizes
+    @Option(help: "Worker processes (one BLAS thread each).") var workers = 2
+    @Option(help: "Logical shards (default: one per worker).") var shards: Int?
+    @Option(help: "Measured steps (after warm-up).") var steps = 10
+    @Option(help: "Warm-up steps, not measured.") var warmup = 2
+    @Option(help: "ipc or tcp (loopback).") var transport = "ipc"
+
+    func run() throws {
+        try sizes.apply()
+        if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
+        let shardCount = shards ?? workers
+        let inProcess = try time(Trainer(plan: try syntheticPlan(shards: shardCount)))
+
+        // What one worker computes per step: its share of the shards on one thread.
+        BLASRuntime.setThreads(1)
+        let share = (shardCount + workers - 1) / workers
+        let compute = try computeTime(shards: share, of: shardCount)
+
+        let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(40000 + Int(getpid()) % 20000)" : "ipc://\(NSTemporaryDirectory())charrnn-bench-\(getpid()).sock"
+        var options = CoordinatorOptions(endpoint: endpoint)
+        options.minWorkers = workers
+        options.deadline = 600
+        let coordinator = try Coordinator(plan: try syntheticPlan(shards: shardCount), options: options, log: { _ in })
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let pool = try (0..<workers).map { i -> Process in
+            let p = Process()
+            p.executableURL = me
+            p.arguments = ["worker", "--connect", endpoint, "--threads", "1", "--name", "bench-\(i)"]
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        defer {
+            coordinator.shutdownWorkers()
+            for p in pool { p.waitUntilExit() }
+        }
+        for _ in 0..<warmup { _ = try coordinator.advance() }
+        let messagingBefore = coordinator.stats.messagingSeconds
+        let distributed = try time(coordinator)
+        let messaging = (coordinator.stats.messagingSeconds - messagingBefore) / Double(steps)
+
+        let overhead = distributed - compute
+        print("charrnn bench distributed — \(sizes.config), batch \(sizes.batch), seq \(sizes.seq), \(shardCount) shards, \(transport)")
+        printTable([
+            ["in-process: threads", "\(sizes.threads ?? ProcessInfo.processInfo.activeProcessorCount)"],
+            ["in-process: ms/step (median of \(steps))", fmt(inProcess * 1e3)],
+            ["distributed: workers × BLAS threads", "\(workers) × 1"],
+            ["distributed: ms/step (median of \(steps))", fmt(distributed * 1e3)],
+            ["throughput, distributed / in-process", fmt(inProcess / distributed, 3)],
+            ["one worker's compute, \(share) shard(s) on 1 thread (ms)", fmt(compute * 1e3)],
+            ["step time beyond compute (ms)", fmt(overhead * 1e3)],
+            ["  share of the step", fmt(100 * overhead / distributed) + " %"],
+            ["coordinator encode+send+receive+decode (ms/step)", fmt(messaging * 1e3)],
+            ["  share of the step", fmt(100 * messaging / distributed) + " %"],
+            ["bytes moved per step (MB)", fmt(Double(4 * ParameterLayout(sizes.config).count * (workers + shardCount)) / 1e6)],
+        ])
+    }
+
+    private func syntheticPlan(shards: Int) throws -> StepPlan {
+        try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1)
+    }
+
+    /// Median seconds per step over `steps` steps after `warmup`.
+    private func time(_ runner: StepRunner) throws -> Double {
+        if runner is Trainer { for _ in 0..<warmup { _ = try runner.advance() } }
+        var samples: [Double] = []
+        for _ in 0..<steps {
+            var clock = PhaseClock()
+            _ = try runner.advance()
+            samples.append(clock.lap())
+        }
+        return samples.sorted()[samples.count / 2]
+    }
+
+    private func computeTime(shards share: Int, of total: Int) throws -> Double {
+        let plan = try syntheticPlan(shards: total)
+        let step = ShardStep(config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq)
+        let grads = Parameters(plan.state.config)
+        var samples: [Double] = []
+        for n in 0..<(warmup + steps) {
+            let planned = plan.next()
+            var clock = PhaseClock()
+            step.load(weights: plan.state.weights)
+            for s in 0..<share { _ = step.run(planned.shards[s], state: plan.hidden(shard: s), grads: grads) }
+            if n >= warmup { samples.append(clock.lap()) }
+            for s in 0..<total { plan.accumulate(shard: s, gradient: grads, loss: 0) }
+            _ = plan.finish()
+        }
+        return samples.sorted()[samples.count / 2]
+    }
+}
+
+extension BenchSizes {
+    /// A run over random ids at these sizes (speed does not depend on the text).
+    func syntheticPlan(shards: Int, steps: Int) throws -> StepPlan {
+        var options = TrainingOptions()
+        options.batch = batch
+        options.seq = seq
+        options.shards = shards
+        options.seed = 1
+        var rng = RandomSource(seed: 7)
+        let ids = (0..<(steps * batch * (seq + 1))).map { _ in Int32(rng.nextIndex(below: vocab)) }
+        let state = TrainingState.fresh(vocabulary: try syntheticVocabulary(vocab), config: config, options: options)
+        return try StepPlan(state: state, ids: ids)
+    }
+}

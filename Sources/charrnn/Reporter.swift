@@ -1,0 +1,107 @@
+import ArgumentParser
+import CharRNN
+import Foundation
+import Logging
+
+/// How training shows itself: a live progress line on a terminal, plain log lines elsewhere.
+struct OutputOptions: ParsableArguments {
+    enum Progress: String, ExpressibleByArgument, CaseIterable { case auto, always, never }
+
+    @Option(help: "Live progress line: auto (on a terminal), always, never.") var progress: Progress = .auto
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
+
+    func makeLogger() throws -> Logger {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw CharRNNError.invalidOption("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var logger = Logger(label: "charrnn") { _ in PlainLogHandler() }
+        logger.logLevel = level
+        return logger
+    }
+
+    var live: Bool {
+        switch progress {
+        case .always: return true
+        case .never: return false
+        case .auto: return isatty(STDOUT_FILENO) == 1
+        }
+    }
+}
+
+/// Messages as they are, one per line on stdout: logs that read like the tutorial's, and that tests and
+/// scripts can parse.
+struct PlainLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let prefix = event.level >= .warning ? "\(event.level): " : ""
+        print(prefix + event.message.description)
+    }
+}
+
+/// Turns the training loop's events into output. Step lines are logged every `logEvery` steps at info level
+/// (every step at debug); with `live`, a progress line is redrawn in place instead.
+final class Reporter {
+    private let logger: Logger
+    private let logEvery: Int
+    private let live: Bool
+    private var drawn = false
+
+    init(logger: Logger, logEvery: Int, live: Bool) {
+        self.logger = logger
+        self.logEvery = max(1, logEvery)
+        self.live = live
+    }
+
+    func callAsFunction(_ event: TrainingEvent) {
+        switch event {
+        case .step(let e):
+            let s = e.summary
+            let position = "epoch \(s.epoch + 1) step \(s.stepInEpoch + 1)/\(e.stepsPerEpoch)"
+            let numbers = String(format: "loss %.4f  %.3f bits/char  %.0f ms/step", s.loss, s.loss / M_LN2, e.msPerStep)
+            let team = e.workers == 1 && e.shards == 1 ? "" : "  \(e.workers) worker(s), \(e.shards) shards"
+            if live {
+                let left = Double(e.finalStep - s.globalStep - 1) * e.msPerStep / 1e3
+                let eta = String(format: "ETA %d:%02d:%02d", Int(left) / 3600, Int(left) / 60 % 60, Int(left) % 60)
+                let bar = progressBar(Double(s.stepInEpoch + 1) / Double(e.stepsPerEpoch))
+                let rate = String(format: "%.0f chars/s", e.charsPerSecond)
+                FileHandle.standardOutput.write(Data("\r\u{1B}[2K\(position) \(bar) \(numbers)  \(rate)  \(eta)\(team)".utf8))
+                drawn = true
+            } else if (s.stepInEpoch + 1) % logEvery == 0 || s.globalStep + 1 == e.finalStep {
+                logger.info("\(position)  \(numbers)\(team)")
+            } else {
+                logger.debug("\(position)  \(numbers)\(team)")
+            }
+        case .epoch(let e):
+            var line = String(format: "epoch %d done: loss %.4f  %.3f bits/char  %.1f s  %.0f chars/s",
+                              e.epoch, e.loss, e.loss / M_LN2, e.seconds, e.charsPerSecond)
+            if let v = e.validationLoss {
+                line += String(format: "  validation loss %.4f  %.3f bits/char%@", v, v / M_LN2, e.isBest ? " (best)" : "")
+            }
+            note(line)
+        case .sample(let step, let text):
+            note("sample at step \(step):\n\(text)")
+        case .note(let line):
+            note(line)
+        }
+    }
+
+    private func note(_ line: String) {
+        if drawn {
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            drawn = false
+        }
+        logger.info("\(line)")
+    }
+
+    private func progressBar(_ fraction: Double) -> String {
+        let width = 20, filled = min(width, Int(fraction * Double(width)))
+        return "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "]"
+    }
+}
