@@ -17,8 +17,10 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
+    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
 
     func run() throws {
+        BLASRuntime.setThreads(try resolvedThreads(threads))
         if minWorkers <= 0 { throw CharRNNError.invalidOption("--min-workers must be positive, got \(minWorkers)") }
         if !(deadline > 0) { throw CharRNNError.invalidOption("--deadline must be positive") }
         var options = CoordinatorOptions(endpoint: bind)
@@ -46,6 +48,7 @@ struct CoordinatorCommand: ParsableCommand {
         try loop.run()
         let s = coordinator.stats
         logger.info("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames), undealt results \(s.undealtResults), peers ignored \(s.bannedPeers)")
+        try stop.exitIfStopped()
     }
 }
 

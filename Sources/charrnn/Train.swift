@@ -22,5 +22,6 @@ struct Train: ParsableCommand {
         let loop = TrainingLoop(runner: Trainer(plan: plan), checkpoints: policy, extras: extras,
                                 report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
+        try stop.exitIfStopped()
     }
 }

@@ -70,7 +70,7 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(coordinator.waitFor("worker late joined"), coordinator.output)
         usleep(500_000)
         coordinator.signal(SIGTERM)
-        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+        XCTAssertEqual(coordinator.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(coordinator.output)")
         XCTAssertEqual(late.waitExit(timeout: 20), 0)
         XCTAssertEqual(early.waitExit(timeout: 20), 0)
         let computed = late.output.split(separator: "\n").first { $0.contains("work orders computed") }
@@ -92,6 +92,6 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(second.stderr.contains("address is in use"), second.stderr)
         XCTAssertEqual(second.stderr.split(separator: "\n").count, 1, second.stderr)
         first.signal(SIGTERM)
-        XCTAssertEqual(first.waitExit(timeout: 30), 0, first.output)
+        XCTAssertEqual(first.waitExit(timeout: 30), 143, first.output)
     }
 }

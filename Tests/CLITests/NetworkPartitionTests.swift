@@ -36,7 +36,7 @@ final class NetworkPartitionTests: XCTestCase {
         XCTAssertEqual(coordinator.count("worker cut joined"), 2, coordinator.output)
         usleep(500_000)
         coordinator.signal(SIGTERM)
-        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+        XCTAssertEqual(coordinator.waitExit(), 143, coordinator.output)
         XCTAssertEqual(kept.waitExit(timeout: 20), 0, kept.output)
         XCTAssertEqual(cut.waitExit(timeout: 20), 0, cut.output)
 

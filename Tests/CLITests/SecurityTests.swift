@@ -58,7 +58,7 @@ final class SecurityTests: XCTestCase {
         XCTAssertTrue(insecure.waitFor("coordinator listening"), insecure.output)
         XCTAssertTrue(insecure.output.contains("insecure: no authentication"), insecure.output)
         insecure.signal(SIGTERM)
-        XCTAssertEqual(insecure.waitExit(timeout: 30), 0)
+        XCTAssertEqual(insecure.waitExit(timeout: 30), 143)
         assertCleanFailure(try CLI.run(args + ["--secret-key", data]), mentions: "go together")
     }
 
@@ -108,7 +108,7 @@ final class SecurityTests: XCTestCase {
         }
         usleep(300_000)
         c.signal(SIGTERM)
-        XCTAssertEqual(c.waitExit(), 0, c.output)
+        XCTAssertEqual(c.waitExit(), 143, c.output)
         XCTAssertTrue(c.output.contains("bad frames"), c.output)
         let summary = try XCTUnwrap(c.output.split(separator: "\n").last { $0.hasPrefix("workers lost") })
         XCTAssertFalse(summary.contains("bad frames 0,"), String(summary))
@@ -134,7 +134,7 @@ final class SecurityTests: XCTestCase {
         XCTAssertTrue(c.waitFor("worker poisoned reports"), c.output)
         XCTAssertTrue(c.waitFor("epoch ", times: 20), c.output)
         c.signal(SIGTERM)
-        XCTAssertEqual(c.waitExit(), 0, c.output)
+        XCTAssertEqual(c.waitExit(), 143, c.output)
         let last = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: ckpt).compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.max())
         let reference = dir.appendingPathComponent("reference").path
         XCTAssertEqual(try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--steps", "\(last)"] + model).status, 0)
