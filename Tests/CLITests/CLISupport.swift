@@ -28,9 +28,12 @@ enum CLI {
         let p = Process()
         p.executableURL = executable
         p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { $1 }
-        p.environment = env
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        return try capture(p)
+    }
+
+    /// Runs a prepared process to its end, collecting its stdout and stderr.
+    static func capture(_ p: Process) throws -> Result {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

@@ -372,18 +372,7 @@ enum DeployShell {
 
     /// Runs a program to its end, capturing its output.
     static func run(_ argv: [String], environment: [String: String] = [:]) throws -> CLI.Result {
-        let p = try process(argv, environment: environment)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let group = DispatchGroup()
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
-        DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        p.waitUntilExit()
-        group.wait()
-        return CLI.Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+        try CLI.capture(process(argv, environment: environment))
     }
 
     static func which(_ name: String) -> String? {

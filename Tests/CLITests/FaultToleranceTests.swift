@@ -43,11 +43,7 @@ final class FaultToleranceTests: XCTestCase {
     func stopAndCompare(_ run: Run, _ c: Spawned, file: StaticString = #filePath, line: UInt = #line) throws {
         c.signal(SIGTERM)
         XCTAssertEqual(c.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(c.output)", file: file, line: line)
-        let steps = try FileManager.default.contentsOfDirectory(atPath: run.dir.appendingPathComponent("ckpt").path)
-            .compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }
-        let last = try XCTUnwrap(steps.max(), "no checkpoint written", file: file, line: line)
-        XCTAssertGreaterThan(last, 0, file: file, line: line)
-        assertSameCheckpoint(try reference(run, steps: last), run.checkpoint("ckpt", step: last), file: file, line: line)
+        try assertMatchesUninterruptedRun(run.dir.appendingPathComponent("ckpt"), data: run.data, options: model, file: file, line: line)
     }
 
     /// kill -9 workers at random moments (computing, sending, idle between steps), starting replacements.

@@ -40,12 +40,7 @@ final class NetworkPartitionTests: XCTestCase {
         XCTAssertEqual(kept.waitExit(timeout: 20), 0, kept.output)
         XCTAssertEqual(cut.waitExit(timeout: 20), 0, cut.output)
 
-        let last = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: ckpt.path)
-            .compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.max())
-        let reference = dir.appendingPathComponent("reference").path
-        XCTAssertEqual(try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--steps", "\(last)"] + model).status, 0)
-        let name = String(format: "step-%09d", last)
-        assertSameCheckpoint("\(reference)/\(name)", ckpt.appendingPathComponent(name).path)
+        try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 }
 

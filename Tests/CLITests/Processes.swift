@@ -112,6 +112,19 @@ func assertSameCheckpoint(_ a: String, _ b: String, file: StaticString = #filePa
     }
 }
 
+/// The newest step checkpointed in `ckpt` must equal an uninterrupted in-process run of that many steps
+/// (`train` with the same `options`), which is written next to it.
+func assertMatchesUninterruptedRun(_ ckpt: URL, data: String, options: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    let steps = try FileManager.default.contentsOfDirectory(atPath: ckpt.path).compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }
+    let last = try XCTUnwrap(steps.max(), "no checkpoint written in \(ckpt.path)", file: file, line: line)
+    XCTAssertGreaterThan(last, 0, file: file, line: line)
+    let reference = ckpt.deletingLastPathComponent().appendingPathComponent("reference-\(last)")
+    let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference.path, "--steps", "\(last)"] + options)
+    XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+    let name = String(format: "step-%09d", last)
+    assertSameCheckpoint(reference.appendingPathComponent(name).path, ckpt.appendingPathComponent(name).path, file: file, line: line)
+}
+
 /// A TCP port nobody listens on right now (bind to port 0, read it, close).
 func freeTCPPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

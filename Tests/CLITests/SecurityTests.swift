@@ -114,11 +114,7 @@ final class SecurityTests: XCTestCase {
         XCTAssertFalse(summary.contains("bad frames 0,"), String(summary))
         print("coordinator summary under attack: \(summary)")
 
-        let last = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: ckpt).compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.max())
-        let reference = dir.appendingPathComponent("reference").path
-        XCTAssertEqual(try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--steps", "\(last)"] + model).status, 0)
-        let name = String(format: "step-%09d", last)
-        assertSameCheckpoint("\(reference)/\(name)", "\(ckpt)/\(name)")
+        try assertMatchesUninterruptedRun(URL(fileURLWithPath: ckpt), data: data, options: model)
     }
 
     /// A worker whose gradients turn NaN (injected) cannot poison the weights: its shards are recomputed.
@@ -135,10 +131,6 @@ final class SecurityTests: XCTestCase {
         XCTAssertTrue(c.waitFor("epoch ", times: 20), c.output)
         c.signal(SIGTERM)
         XCTAssertEqual(c.waitExit(), 143, c.output)
-        let last = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: ckpt).compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.max())
-        let reference = dir.appendingPathComponent("reference").path
-        XCTAssertEqual(try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--steps", "\(last)"] + model).status, 0)
-        let name = String(format: "step-%09d", last)
-        assertSameCheckpoint("\(reference)/\(name)", "\(ckpt)/\(name)")
+        try assertMatchesUninterruptedRun(URL(fileURLWithPath: ckpt), data: data, options: model)
     }
 }
