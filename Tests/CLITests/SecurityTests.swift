@@ -62,14 +62,20 @@ final class SecurityTests: XCTestCase {
         assertCleanFailure(try CLI.run(args + ["--secret-key", data]), mentions: "go together")
     }
 
-    /// Garbage, oversized length fields, forged results: all dropped, and the run's bits are unchanged.
-    func testGarbageAndForgedResultsDoNotChangeTheRun() throws {
+    /// An open-ended keyless run on an ipc socket in a fresh directory (the attacks below are local ones).
+    private func startCoordinator() throws -> (data: String, endpoint: String, group: ProcessGroup, ckpt: String, coordinator: Spawned) {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
         let endpoint = "ipc://\(dir.path)/c.sock"
         let group = ProcessGroup(self, dir: dir)
         let ckpt = dir.appendingPathComponent("ckpt").path
         let c = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt] + model)
+        return (data, endpoint, group, ckpt, c)
+    }
+
+    /// Garbage, oversized length fields, forged results: all dropped, and the run's bits are unchanged.
+    func testGarbageAndForgedResultsDoNotChangeTheRun() throws {
+        let (data, endpoint, group, ckpt, c) = try startCoordinator()
         _ = try group.worker(endpoint, name: "honest")
         XCTAssertTrue(c.waitFor("epoch ", times: 3), c.output)
 
@@ -119,12 +125,7 @@ final class SecurityTests: XCTestCase {
 
     /// A worker whose gradients turn NaN (injected) cannot poison the weights: its shards are recomputed.
     func testNaNGradientsNeverReachTheOptimizer() throws {
-        let dir = try CLI.temporaryDirectory(self)
-        let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
-        let endpoint = "ipc://\(dir.path)/c.sock"
-        let group = ProcessGroup(self, dir: dir)
-        let ckpt = dir.appendingPathComponent("ckpt").path
-        let c = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt] + model)
+        let (data, endpoint, group, ckpt, c) = try startCoordinator()
         _ = try group.worker(endpoint, name: "poisoned", extra: ["--fault-nan-from-step", "3"])
         _ = try group.worker(endpoint, name: "honest")
         XCTAssertTrue(c.waitFor("worker poisoned reports"), c.output)
