@@ -178,7 +178,7 @@ public final class Coordinator: StepRunner {
         let reset = planned.stepInEpoch == 0
         for (worker, block) in members.assign(shards, now: now) {
             let work = block.map { s -> WorkShard in
-                let state: FloatBuffer? = reset ? nil : FloatBuffer(count: plan.rowsPerShard * plan.state.config.units)
+                let state: FloatBuffer? = reset ? nil : FloatBuffer(count: plan.state.config.stateCount(rows: plan.rowsPerShard))
                 state?.base.update(from: plan.hidden(shard: s), count: state!.count)
                 return WorkShard(index: s, state: state, rows: planned.shards[s])
             }

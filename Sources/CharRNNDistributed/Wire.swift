@@ -1,6 +1,6 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 1. Every message is one ZeroMQ multipart message:
+// The coordinator<->worker wire format, version 2. Every message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; bulk float vectors (weights, gradients) travel as frames of their
 // own so they can be sent zero-copy straight from the trainer's buffers. All integers and floats are
 // little-endian; floats are IEEE float32 unless marked f64.
@@ -9,7 +9,7 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 1                                                              |
+// | 4      | 2    | version        | u16, 2                                                              |
 // | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
@@ -20,9 +20,9 @@ import CharRNN
 // | type     | body                                                                  | frames 1…              |
 // |----------|-----------------------------------------------------------------------|------------------------|
 // | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters); the header's version is the worker's protocol version | none |
-// | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u64 parameter count P | none |
-// | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·H f32 hidden state, absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | 1: P f32 weights |
-// | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·H f32 final hidden state | n: P f32 gradient of each shard, in body order |
+// | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P | none |
+// | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | 1: P f32 weights |
+// | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n: P f32 gradient of each shard, in body order |
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
 // | error    | u32 length (≤ 4096), message (UTF-8)                                  | none                   |
@@ -93,13 +93,14 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
     public init(config: ModelConfig, seq: Int, rowsPerShard: Int, shardCount: Int) throws(WireError) {
         let bounds: [(String, Int, Int)] = [
             ("vocab", config.vocab, 1 << 24), ("embed", config.embed, 1 << 16), ("units", config.units, 1 << 16),
+            ("layers", config.layers, 1 << 8),
             ("seq", seq, 1 << 20), ("rows per shard", rowsPerShard, 1 << 20), ("shard count", shardCount, 1 << 16),
         ]
         for (name, value, limit) in bounds where !(1...limit).contains(value) {
             throw .malformed("\(name) \(value) outside 1…\(limit)")
         }
-        if rowsPerShard * seq > 1 << 28 || rowsPerShard * config.units > 1 << 28 {
-            throw .malformed("shard of \(rowsPerShard) rows too large for seq \(seq) and units \(config.units)")
+        if rowsPerShard * seq > 1 << 28 || config.stateCount(rows: rowsPerShard) > 1 << 28 {
+            throw .malformed("shard of \(rowsPerShard) rows too large for seq \(seq) and \(config)")
         }
         let count = ParameterLayout(config).count
         if count > 1 << 31 { throw .malformed("model of \(count) parameters too large") }
@@ -110,7 +111,7 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
         self.parameterCount = count
     }
 
-    var stateCount: Int { rowsPerShard * config.units }
+    var stateCount: Int { config.stateCount(rows: rowsPerShard) }
     var tokenCount: Int { rowsPerShard * seq }
 
     public var description: String {
@@ -205,7 +206,7 @@ private enum MessageType: UInt16 {
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -241,7 +242,9 @@ public struct WireCodec: Sendable {
             body.bytes(name)
         case .welcome(let shape):
             type = .welcome
-            for value in [shape.config.vocab, shape.config.embed, shape.config.units, shape.seq, shape.rowsPerShard, shape.shardCount] {
+            let c = shape.config
+            let cell = Cell.allCases.firstIndex(of: c.cell)!
+            for value in [c.vocab, c.embed, c.units, shape.seq, shape.rowsPerShard, shape.shardCount, cell, c.layers] {
                 body.u32(value)
             }
             body.u64(shape.parameterCount)
@@ -388,7 +391,7 @@ public struct WireCodec: Sendable {
     private func limits(_ type: MessageType) throws(WireError) -> (Int, ClosedRange<Int>) {
         switch type {
         case .hello: return (8 + Self.maxNameBytes, 1...1)
-        case .welcome: return (32, 1...1)
+        case .welcome: return (40, 1...1)
         case .ping, .shutdown: return (0, 1...1)
         case .error: return (4 + Self.maxErrorBytes, 1...1)
         case .work:
@@ -414,11 +417,12 @@ public struct WireCodec: Sendable {
 
     private func decodeWelcome(_ reader: inout WireReader) throws(WireError) -> WireMessage {
         var sizes: [Int] = []
-        for field in ["vocab", "embed", "units", "seq", "rows per shard", "shard count"] {
+        for field in ["vocab", "embed", "units", "seq", "rows per shard", "shard count", "cell", "layers"] {
             sizes.append(Int(try reader.u32(field)))
         }
+        guard Cell.allCases.indices.contains(sizes[6]) else { throw .malformed("cell \(sizes[6]) unknown") }
         let shape = try RunShape(
-            config: ModelConfig(vocab: sizes[0], embed: sizes[1], units: sizes[2]),
+            config: ModelConfig(vocab: sizes[0], embed: sizes[1], units: sizes[2], cell: Cell.allCases[sizes[6]], layers: sizes[7]),
             seq: sizes[3], rowsPerShard: sizes[4], shardCount: sizes[5])
         let count = try reader.u64("parameter count")
         // Different counts for the same sizes mean the two builds lay out parameters differently.

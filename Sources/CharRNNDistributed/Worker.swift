@@ -120,7 +120,7 @@ public final class Worker {
         let layout = ParameterLayout(shape.config)
         shardStep.load(weights: Parameters(layout: layout, storage: order.weights))
         let results = order.shards.map { work -> ShardResult in
-            let state = work.state ?? FloatBuffer(count: shape.rowsPerShard * shape.config.units)
+            let state = work.state ?? FloatBuffer(count: shape.stateCount)
             let gradient = Parameters(layout: layout, storage: FloatBuffer(count: layout.count))
             let loss = shardStep.run(work.rows, state: state.base, grads: gradient)
             if let from = options.poisonFromStep, step >= from { gradient.storage[0] = .nan }

@@ -12,12 +12,13 @@ struct Bench: ParsableCommand {
 struct BenchSizes: ParsableArguments {
     @Option(help: "Vocabulary size.") var vocab = 65
     @Option(help: "Embedding width.") var embed = 256
-    @Option(help: "GRU units.") var units = 1024
+    @Option(help: "Units per recurrent layer.") var units = 1024
+    @OptionGroup var architecture: Architecture
     @Option(help: "Sequences per batch.") var batch = 64
     @Option(help: "Characters per sequence.") var seq = 100
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
-    var config: ModelConfig { ModelConfig(vocab: vocab, embed: embed, units: units) }
+    var config: ModelConfig { architecture.model(vocab: vocab, embed: embed, units: units) }
 
     func apply() throws {
         try config.validate()
@@ -121,10 +122,12 @@ struct StepFlops {
     init(config c: ModelConfig, batch: Int, seq: Int) {
         let (v, e, h) = (Double(c.vocab), Double(c.embed), Double(c.units))
         let n = Double(batch * seq)
-        let recurrent = 3 * 2 * n * h * 3 * h      // h·U, dhu·Uᵀ, hᵀ·dhu
-        let table = 3 * 2 * v * e * 3 * h          // E·W, Eᵀ·dT, dT·Wᵀ
-        let dense = 3 * 2 * n * h * v              // Hs·K, Hsᵀ·dl, dl·Kᵀ
-        total = recurrent + table + dense
+        let (l, g) = (Double(c.layers), Double(c.cell.gates))
+        let recurrent = l * 3 * 2 * n * h * g * h          // h·U, dhu·Uᵀ, hᵀ·dhu per layer
+        let layerInput = (l - 1) * 3 * 2 * n * h * g * h   // Hs·W, Hsᵀ·dxw, dxw·Wᵀ above layer 0
+        let table = 3 * 2 * v * e * g * h                  // E·W, Eᵀ·dT, dT·Wᵀ
+        let dense = 3 * 2 * n * h * v                      // Hs·K, Hsᵀ·dl, dl·Kᵀ
+        total = recurrent + layerInput + table + dense
     }
 }
 

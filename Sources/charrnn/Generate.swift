@@ -10,14 +10,16 @@ struct Generate: ParsableCommand {
     @Option(help: "Characters to generate after the prime.") var length = 1000
     @Option(help: "Softmax temperature: lower is more conservative.") var temperature: Float = 1.0
     @Option(help: "Sample only among the k most likely characters.") var topK: Int?
+    @Option(help: "Sample only among the most likely characters that together hold this probability (0–1].") var topP: Float?
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Samples to generate together (batched); each is printed after the prime, separated by a blank line.")
     var count = 1
+    @Option(help: "Write the text to this file instead of standard output.") var output: String?
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        let options = SamplingOptions(temperature: temperature, topK: topK, seed: seed)
+        let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
         try options.validate()
         if length < 0 { throw CharRNNError.invalidOption("--length must not be negative, got \(length)") }
         if prime.isEmpty { throw CharRNNError.invalidOption("--prime must not be empty") }
@@ -25,7 +27,12 @@ struct Generate: ParsableCommand {
         let state = try loadCheckpoint(checkpoint)
         let ids = try state.vocabulary.encode(prime)
         let sampler = Sampler(weights: state.weights, count: count)
-        let out = FileHandle.standardOutput
+        let out = try output.map { path -> FileHandle in
+            guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+                throw CharRNNError.io("cannot write \(path)")
+            }
+            return handle
+        } ?? FileHandle.standardOutput
         func text(_ id: Int32) -> String { String(state.vocabulary.scalars[Int(id)]) }
         if count == 1 {
             // One sample streams as it is produced.

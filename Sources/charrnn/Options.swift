@@ -10,7 +10,8 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Sequences per batch.") var batch = 64
     @Option(help: "Characters per sequence.") var seq = 100
     @Option(help: "Embedding width.") var embed = 256
-    @Option(help: "GRU units.") var units = 1024
+    @Option(help: "Units per recurrent layer.") var units = 1024
+    @OptionGroup var architecture: Architecture
     @Option(help: "Adam learning rate.") var lr: Float = 1e-3
     @Option(help: "Shuffle buffer (sequences), as tf.data's shuffle(buffer).") var buffer = 10_000
     @Option(help: "Seed for initial weights and shuffling.") var seed: UInt64 = 0
@@ -50,8 +51,7 @@ struct TrainingArguments: ParsableArguments {
     func prepare(shards: Int, log: (String) -> Void) throws -> (plan: StepPlan, policy: CheckpointPolicy, extras: LoopExtras) {
         var requested = options(shards: shards)
         try requested.validate()
-        let requestedModel = ModelConfig(vocab: 1, embed: embed, units: units)
-        try requestedModel.validate()
+        try model(vocab: 1).validate()
         if let k = checkpointEvery, k <= 0 { throw CharRNNError.invalidOption("--checkpoint-every must be positive, got \(k)") }
         if keep <= 0 { throw CharRNNError.invalidOption("--keep must be positive, got \(keep)") }
         if let n = sampleEvery, n <= 0 { throw CharRNNError.invalidOption("--sample-every must be positive, got \(n)") }
@@ -68,8 +68,8 @@ struct TrainingArguments: ParsableArguments {
                 throw CharRNNError.checkpoint("no checkpoint in \(root.path) to resume from")
             }
             var stored = found.state
-            guard stored.config.embed == embed, stored.config.units == units else {
-                throw CharRNNError.checkpoint("\(found.url.path) is a model with E \(stored.config.embed), H \(stored.config.units); options say E \(embed), H \(units)")
+            guard stored.config == model(vocab: stored.config.vocab) else {
+                throw CharRNNError.checkpoint("\(found.url.path) is a model with \(stored.config.sizes); options say \(model(vocab: stored.config.vocab).sizes)")
             }
             // More epochs may be asked for on resume; anything else would change the run's result.
             requested.epochs = stored.options.epochs
@@ -85,7 +85,7 @@ struct TrainingArguments: ParsableArguments {
                 throw CharRNNError.checkpoint("\(root.path) already holds checkpoints: pass --resume to continue, or choose another --checkpoint-dir")
             }
             let vocabulary = Vocabulary(text: text)
-            let config = ModelConfig(vocab: vocabulary.count, embed: embed, units: units)
+            let config = model(vocab: vocabulary.count)
             var fresh = TrainingState.fresh(vocabulary: vocabulary, config: config, options: requested)
             if let file = initWeights {
                 fresh.weights = try Checkpoint.loadWeights(from: URL(fileURLWithPath: file), config: config)
@@ -111,6 +111,8 @@ struct TrainingArguments: ParsableArguments {
         return (plan, policy, extras)
     }
 
+    func model(vocab: Int) -> ModelConfig { architecture.model(vocab: vocab, embed: embed, units: units) }
+
     static func requireSame(_ stored: TrainingOptions, _ requested: TrainingOptions, checkpoint: String) throws {
         let pairs: [(String, String, String)] = [
             ("--batch", "\(stored.batch)", "\(requested.batch)"), ("--seq", "\(stored.seq)", "\(requested.seq)"),
@@ -127,6 +129,23 @@ struct TrainingArguments: ParsableArguments {
             throw CharRNNError.checkpoint("\(checkpoint) was trained with other optimizer settings: resume with the same options")
         }
     }
+}
+
+/// The recurrent stack's shape, shared by training and the benchmarks; inference reads it from the checkpoint.
+struct Architecture: ParsableArguments {
+    @Option(help: "Recurrent cell: \(Cell.allCases.map(\.rawValue).joined(separator: " or ")).") var cell = Cell.gru
+    @Option(help: "Stacked recurrent layers.") var layers = 1
+
+    func model(vocab: Int, embed: Int, units: Int) -> ModelConfig {
+        ModelConfig(vocab: vocab, embed: embed, units: units, cell: cell, layers: layers)
+    }
+}
+
+extension Cell: ExpressibleByArgument {}
+
+private extension ModelConfig {
+    /// The sizes an option can set, for a mismatch message.
+    var sizes: String { "E \(embed), H \(units), \(layers) \(cell.rawValue.uppercased()) layer\(layers == 1 ? "" : "s")" }
 }
 
 /// Stderr, for logs that must not mix with generated text on stdout.

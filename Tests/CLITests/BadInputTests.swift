@@ -53,6 +53,9 @@ final class BadInputTests: XCTestCase {
         // Other options than the checkpoint's.
         let changed = ["--embed", "8", "--units", "16", "--batch", "2", "--seq", "20", "--threads", "1"]
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume"] + changed), mentions: "--batch")
+        // Another stack than the checkpoint's.
+        assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--layers", "2"] + tiny),
+                           mentions: "is a model with E 8, H 16, 1 GRU layer; options say E 8, H 16, 2 GRU layers")
 
         // A truncated weights file is caught by its checksum; with no older checkpoint, nothing is usable.
         let model = URL(fileURLWithPath: "\(ckpt)/step-000000002/model.safetensors")

@@ -9,7 +9,7 @@ final class DistributedTests: XCTestCase {
 
     func dataFile(_ dir: URL) throws -> String { try CLI.write(CLI.text(characters: 40_000), in: dir) }
 
-    func reference(_ dir: URL, data: String) throws -> String {
+    func reference(_ dir: URL, data: String, model: [String]) throws -> String {
         let ckpt = dir.appendingPathComponent("reference").path
         let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "\(Self.steps)", "--threads", "2"] + model)
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -19,11 +19,20 @@ final class DistributedTests: XCTestCase {
     /// The weights after N steps depend on the seed and the shard count only: in-process, or 1, 2 or 4
     /// workers, over tcp or ipc, all give the same bits.
     func testSameBitsWhateverTheWorkerCountAndTransport() throws {
+        try checkSameBits(model: model, runs: [(1, "tcp"), (2, "ipc"), (4, "tcp"), (2, "tcp")])
+    }
+
+    /// The same for stacked layers, whose state per shard is every layer's.
+    func testSameBitsForStackedLayers() throws {
+        try checkSameBits(model: model + ["--layers", "2"], runs: [(2, "ipc"), (4, "tcp")])
+    }
+
+    private func checkSameBits(model: [String], runs: [(workers: Int, transport: String)]) throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try dataFile(dir)
-        let expected = try reference(dir, data: data)
+        let expected = try reference(dir, data: data, model: model)
         let group = ProcessGroup(self, dir: dir)
-        for (workers, transport) in [(1, "tcp"), (2, "ipc"), (4, "tcp"), (2, "tcp")] {
+        for (workers, transport) in runs {
             let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(freeTCPPort())" : "ipc://\(dir.path)/c-\(workers).sock"
             let ckpt = dir.appendingPathComponent("run-\(workers)-\(transport)").path
             let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt,

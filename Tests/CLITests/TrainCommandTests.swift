@@ -27,6 +27,16 @@ final class TrainCommandTests: XCTestCase {
         let again = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "Th", "--length", "300", "--seed", "3"])
         XCTAssertEqual(again.stdout, g.stdout, "sampling with a seed is reproducible")
 
+        let file = dir.appendingPathComponent("sample.txt")
+        let saved = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "Th", "--length", "300", "--seed", "3", "--output", file.path])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertEqual(saved.stdout, "")
+        XCTAssertEqual(try String(contentsOf: file, encoding: .utf8), g.stdout, "--output writes what stdout would show")
+        let nucleus = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "Th", "--length", "100", "--top-p", "0.9", "--count", "3"])
+        XCTAssertEqual(nucleus.status, 0, nucleus.stderr)
+        XCTAssertEqual(nucleus.stdout.components(separatedBy: "\n\n").count, 3, nucleus.stdout)
+        assertCleanFailure(try CLI.run(["generate", "--checkpoint", ckpt, "--top-p", "2"]), mentions: "--top-p")
+
         let e = try CLI.run(["evaluate", "--checkpoint", ckpt, "--data", data])
         XCTAssertEqual(e.status, 0, e.stderr)
         let evalLoss = Double(e.stdout.split(separator: " ")[1])!

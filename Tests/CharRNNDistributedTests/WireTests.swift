@@ -212,9 +212,9 @@ final class WireTests: XCTestCase {
         assertRejects(badMagic, .badMagic)
 
         var newer = frames
-        put(UInt16(2), at: 4, in: &newer[0])
-        assertRejects(newer, .unsupportedVersion(2))
-        XCTAssertEqual(WireError.unsupportedVersion(2).description, "unsupported protocol version 2 (this build speaks 1)")
+        put(UInt16(3), at: 4, in: &newer[0])
+        assertRejects(newer, .unsupportedVersion(3))
+        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks 2)")
 
         var unknown = frames
         put(UInt16(99), at: 6, in: &unknown[0])

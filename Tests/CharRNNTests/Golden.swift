@@ -46,29 +46,41 @@ struct GoldenCase {
         }
         let c = root["config"] as! [String: Any]
         let adam = root["adam"] as! [String: Any]
+        let config = ModelConfig(
+            vocab: c["vocab"] as! Int, embed: c["embed"] as! Int, units: c["units"] as! Int,
+            cell: Cell(rawValue: c["cell"] as? String ?? "gru")!, layers: c["layers"] as? Int ?? 1)
+        let batch = c["batch"] as! Int
+        /// The variant files leave Adam's settings out: they use Keras's defaults.
+        func hyper(_ key: String, _ keras: Float) -> Float { (adam[key] as? Double).map { Float($0) } ?? keras }
+        /// The state in the model's layout, [B, L·H]: row i holds every layer's h side by side. One-layer files
+        /// have a single [B,H] tensor, the others a list of one per layer.
+        func state(_ any: Any?) throws -> [Float] {
+            let layers = try (any as? [Any] ?? [any!]).map { try tensor($0).floats }
+            let h = config.units
+            return (0..<batch).flatMap { i in layers.flatMap { $0[i * h..<(i + 1) * h] } }
+        }
         return GoldenCase(
-            config: ModelConfig(vocab: c["vocab"] as! Int, embed: c["embed"] as! Int, units: c["units"] as! Int),
-            batch: c["batch"] as! Int, seq: c["seq"] as! Int,
+            config: config, batch: batch, seq: c["seq"] as! Int,
             weights: try tensors(root["weights"]),
             inputs: try tensor(root["inputs"]).data.map { Int32($0) },
             targets: try tensor(root["targets"]).data.map { Int32($0) },
-            h0: try tensor(root["h0"]).floats,
+            h0: try state(root["h0"]),
             logits: try tensor(root["logits"]),
             loss: root["loss"] as! Double,
-            hT: try tensor(root["hT"]).floats,
+            hT: try state(root["hT"]),
             grads: try tensors(root["grads"]),
             adam: AdamConfig(
-                learningRate: Float(adam["lr"] as! Double), beta1: Float(adam["beta1"] as! Double),
-                beta2: Float(adam["beta2"] as! Double), epsilon: Float(adam["epsilon"] as! Double)),
+                learningRate: hyper("lr", 1e-3), beta1: hyper("beta1", 0.9), beta2: hyper("beta2", 0.999),
+                epsilon: hyper("epsilon", 1e-7)),
             after1: try tensors(adam["after_1_step"]),
             after3: try tensors(adam["after_3_steps"]))
     }
 
     func parameters(_ named: [String: Tensor]) -> Parameters {
         let p = Parameters(config)
-        for name in TensorName.allCases {
-            let t = named[name.keras]!
-            XCTAssertEqual(t.shape, name.shape(config), name.keras)
+        for name in p.names {
+            let t = named[name.keras(config)]!
+            XCTAssertEqual(t.shape, name.shape(config), name.keras(config))
             for (i, x) in t.floats.enumerated() { p[name][i] = x }
         }
         return p

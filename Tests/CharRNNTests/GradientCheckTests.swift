@@ -3,22 +3,30 @@ import XCTest
 
 /// Every layer's backward pass against central finite differences of the forward pass.
 final class GradientCheckTests: XCTestCase {
-    let config = ModelConfig(vocab: 6, embed: 4, units: 5)
-
     /// d(mean loss)/d(every weight tensor): covers the input table (embedding, kernel, input bias), the GRU
     /// recurrence (recurrent kernel and bias, through 7 steps from a non-zero state), dense and softmax.
     func testModelGradientsMatchFiniteDifferences() {
+        checkGradients(ModelConfig(vocab: 6, embed: 4, units: 5))
+    }
+
+    /// The same through two stacked GRUs: layer 1's input product and the gradient it sends down to layer 0.
+    func testTwoLayerGRUGradientsMatchFiniteDifferences() {
+        checkGradients(ModelConfig(vocab: 6, embed: 4, units: 5, layers: 2))
+    }
+
+    private func checkGradients(_ config: ModelConfig, file: StaticString = #filePath, line: UInt = #line) {
         var rng = RandomSource(seed: 3)
         let weights = Parameters.initialized(config, seed: 11)
         // Non-zero biases, so their gradients flow through every gate.
-        for i in 0..<weights.tensor(.bias).count { weights[.bias][i] = 0.3 * (2 * rng.nextUnitFloat() - 1) }
-        for i in 0..<weights.tensor(.denseBias).count { weights[.denseBias][i] = 0.3 * (2 * rng.nextUnitFloat() - 1) }
+        for name in weights.names where name.role == .bias || name.role == .denseBias {
+            for i in weights.tensor(name).indices { weights[name][i] = 0.3 * (2 * rng.nextUnitFloat() - 1) }
+        }
         let (rows, seq) = (3, 7)
         let shard = ShardRows(
             rows: rows, seq: seq,
             inputs: (0..<rows * seq).map { _ in Int32(rng.nextIndex(below: config.vocab)) },
             targets: (0..<rows * seq).map { _ in Int32(rng.nextIndex(below: config.vocab)) })
-        let h0 = (0..<rows * config.units).map { _ in 0.5 * (2 * rng.nextUnitFloat() - 1) }
+        let h0 = (0..<config.stateCount(rows: rows)).map { _ in 0.5 * (2 * rng.nextUnitFloat() - 1) }
 
         let step = ShardStep(config: config, maxRows: rows, seq: seq)
         let grads = Parameters(config)
@@ -32,7 +40,7 @@ final class GradientCheckTests: XCTestCase {
             return s.withUnsafeMutableBufferPointer { step.loss(shard, state: $0.baseAddress!) }
         }
         let eps: Float = 1e-2
-        for name in TensorName.allCases {
+        for name in weights.names {
             let w = weights.tensor(name)
             var worst = 0.0
             for i in w.indices {
@@ -46,7 +54,7 @@ final class GradientCheckTests: XCTestCase {
                 let analytic = Double(grads.tensor(name)[i])
                 worst = max(worst, abs(numeric - analytic) / (2e-3 + abs(numeric)))
             }
-            XCTAssertLessThan(worst, 2e-2, "\(name.keras): worst relative error \(worst)")
+            XCTAssertLessThan(worst, 2e-2, "\(name.keras(config)): worst relative error \(worst)", file: file, line: line)
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import CharRNN
 
@@ -6,6 +7,17 @@ final class SamplerTests: XCTestCase {
 
     /// The sampler's step-by-step logits are the training forward pass's logits for the same sequence.
     func testSamplerMatchesTheTrainingForwardPass() {
+        checkSamplerMatchesTheTrainingForwardPass(config)
+    }
+
+    /// The same through stacked layers, where each layer above the first reads the one below.
+    func testStackedSamplerMatchesTheTrainingForwardPass() {
+        var stacked = config
+        stacked.layers = 2
+        checkSamplerMatchesTheTrainingForwardPass(stacked)
+    }
+
+    private func checkSamplerMatchesTheTrainingForwardPass(_ config: ModelConfig) {
         var rng = RandomSource(seed: 4)
         let weights = Parameters.initialized(config, seed: 2)
         let seq = 12
@@ -13,7 +25,7 @@ final class SamplerTests: XCTestCase {
         let step = ShardStep(config: config, maxRows: 1, seq: seq)
         step.load(weights: weights)
         let expected = step.logits(
-            of: ShardRows(rows: 1, seq: seq, inputs: ids, targets: ids), state: [Float](repeating: 0, count: config.units))
+            of: ShardRows(rows: 1, seq: seq, inputs: ids, targets: ids), state: [Float](repeating: 0, count: config.stateCount(rows: 1)))
 
         for count in [1, 3] {
             let sampler = Sampler(weights: weights, count: count)
@@ -43,5 +55,32 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(generate(count: 3), batch, "batched generation is not reproducible")
         XCTAssertEqual(batch.map(\.count), [60, 60, 60])
         XCTAssertNotEqual(batch[0], batch[1])
+    }
+
+    /// Top-k and top-p on a known distribution: p = (0.5, 0.3, 0.15, 0.05).
+    func testTopKAndTopPKeepTheRightSymbolsInProportion() {
+        let logits: [Float] = [0.5, 0.3, 0.15, 0.05].map { logf($0) }
+        func frequencies(_ options: SamplingOptions, draws: Int = 40_000) -> [Double] {
+            var rng = RandomSource(seed: 4)
+            var counts = [Double](repeating: 0, count: 4)
+            logits.withUnsafeBufferPointer { l in
+                for _ in 0..<draws { counts[Int(Sampler.sample(l, options: options, rng: &rng))] += 1 }
+            }
+            return counts.map { $0 / Double(draws) }
+        }
+        func assertNear(_ a: [Double], _ b: [Double], line: UInt = #line) {
+            for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 0.01, "\(a) vs \(b)", line: line) }
+        }
+        assertNear(frequencies(SamplingOptions()), [0.5, 0.3, 0.15, 0.05])
+        assertNear(frequencies(SamplingOptions(topK: 2)), [0.625, 0.375, 0, 0])
+        assertNear(frequencies(SamplingOptions(topK: 1)), [1, 0, 0, 0])
+        assertNear(frequencies(SamplingOptions(topP: 0.7)), [0.625, 0.375, 0, 0])        // 0.5 + 0.3 ≥ 0.7
+        assertNear(frequencies(SamplingOptions(topP: 0.9)), [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0])
+        assertNear(frequencies(SamplingOptions(topP: 0.4)), [1, 0, 0, 0])
+        assertNear(frequencies(SamplingOptions(topK: 3, topP: 1)), [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0])
+        // Temperature 0.5 squares the odds: 25 : 9 : 2.25 : 0.25.
+        assertNear(frequencies(SamplingOptions(temperature: 0.5)), [25, 9, 2.25, 0.25].map { $0 / 36.5 })
+        XCTAssertThrowsError(try SamplingOptions(topP: 0).validate())
+        XCTAssertThrowsError(try SamplingOptions(topP: 1.5).validate())
     }
 }

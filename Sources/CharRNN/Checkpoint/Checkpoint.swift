@@ -9,7 +9,7 @@ import Foundation
 ///
 ///     model.safetensors      the weights by Keras name and shape, loadable from Python as they are
 ///     optimizer.safetensors  Adam's moments as m/<name> and v/<name>, t in the metadata
-///     state.safetensors      hidden [batch, H]
+///     state.safetensors      hidden [batch, L·H] (an LSTM: [batch, 2·L·H]; see `ModelConfig.stateWidth`)
 ///     checkpoint.json        everything else, and the SHA-256 of the three files above; written last
 ///
 /// A step directory only ever appears complete (it is built under a temporary name, synced, then renamed),
@@ -103,13 +103,13 @@ public enum Checkpoint {
 
     private static func stateFile(_ s: TrainingState) -> SafeTensors {
         SafeTensors(tensors: [
-            SafeTensors.Tensor(name: "hidden", shape: [s.options.batch, s.config.units], floats: UnsafeBufferPointer(s.hidden.buffer)),
+            SafeTensors.Tensor(name: "hidden", shape: [s.options.batch, s.config.stateWidth], floats: UnsafeBufferPointer(s.hidden.buffer)),
         ])
     }
 
     private static func tensors(_ p: Parameters, prefix: String) -> [SafeTensors.Tensor] {
-        TensorName.allCases.map {
-            SafeTensors.Tensor(name: prefix + $0.keras, shape: $0.shape(p.config), floats: UnsafeBufferPointer(p.tensor($0)))
+        p.names.map {
+            SafeTensors.Tensor(name: prefix + p.layout.keras($0), shape: $0.shape(p.config), floats: UnsafeBufferPointer(p.tensor($0)))
         }
     }
 
@@ -205,7 +205,8 @@ public enum Checkpoint {
 
         guard manifest.format == formatName else { throw fail("format is \"\(manifest.format)\", expected \"\(formatName)\"") }
         guard manifest.version == formatVersion else { throw fail("unsupported format version \(manifest.version)") }
-        guard c.vocab > 0, c.embed > 0, c.units > 0 else { throw fail("invalid model size \(c)") }
+        guard c.vocab > 0, c.embed > 0, c.units > 0, c.layers > 0 else { throw fail("invalid model size \(c)") }
+        guard c.cell == .gru else { throw fail("model \(c): this build trains GRU cells only") }
         let vocabulary: Vocabulary
         do {
             vocabulary = try Vocabulary(codePoints: manifest.vocabulary)
@@ -234,7 +235,7 @@ public enum Checkpoint {
             throw fail("model.safetensors metadata \(key) is \(model.metadata[key].map { "\"\($0)\"" } ?? "missing"), expected \"\(value)\"")
         }
         let weights = try parameters(from: model, config: c, prefix: "", source: "\(place)/\(File.model)")
-        try requireOnly(weightNames(prefix: ""), in: model, source: "\(place)/\(File.model)")
+        try requireOnly(weightNames(c, prefix: ""), in: model, source: "\(place)/\(File.model)")
 
         let optimizer = try verified(File.optimizer)
         guard optimizer.metadata["t"] == String(manifest.adamT) else {
@@ -242,12 +243,12 @@ public enum Checkpoint {
         }
         let m = try parameters(from: optimizer, config: c, prefix: "m/", source: "\(place)/\(File.optimizer)")
         let v = try parameters(from: optimizer, config: c, prefix: "v/", source: "\(place)/\(File.optimizer)")
-        try requireOnly(weightNames(prefix: "m/").union(weightNames(prefix: "v/")), in: optimizer, source: "\(place)/\(File.optimizer)")
+        try requireOnly(weightNames(c, prefix: "m/").union(weightNames(c, prefix: "v/")), in: optimizer, source: "\(place)/\(File.optimizer)")
 
         let stateFile = try verified(File.state)
         try requireOnly(["hidden"], in: stateFile, source: "\(place)/\(File.state)")
-        let hidden = FloatBuffer(count: manifest.options.batch * c.units)
-        try copy(stateFile, "hidden", shape: [manifest.options.batch, c.units], into: hidden.base, source: "\(place)/\(File.state)")
+        let hidden = FloatBuffer(count: c.stateCount(rows: manifest.options.batch))
+        try copy(stateFile, "hidden", shape: [manifest.options.batch, c.stateWidth], into: hidden.base, source: "\(place)/\(File.state)")
 
         return TrainingState(
             vocabulary: vocabulary, options: manifest.options, position: p,
@@ -260,7 +261,7 @@ public enum Checkpoint {
         let source = file.path
         let tensors = try decode(try readFile(source), source: source)
         let weights = try parameters(from: tensors, config: config, prefix: "", source: source)
-        try requireOnly(weightNames(prefix: ""), in: tensors, source: source)
+        try requireOnly(weightNames(config, prefix: ""), in: tensors, source: source)
         return weights
     }
 
@@ -280,14 +281,14 @@ public enum Checkpoint {
         keys.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
     }
 
-    private static func weightNames(prefix: String) -> Set<String> {
-        Set(TensorName.allCases.map { prefix + $0.keras })
+    private static func weightNames(_ c: ModelConfig, prefix: String) -> Set<String> {
+        Set(TensorName.all(c).map { prefix + $0.keras(c) })
     }
 
     private static func parameters(from file: SafeTensors, config: ModelConfig, prefix: String, source: String) throws -> Parameters {
         let p = Parameters(config)
-        for name in TensorName.allCases {
-            try copy(file, prefix + name.keras, shape: name.shape(config), into: p[name], source: source)
+        for name in p.names {
+            try copy(file, prefix + p.layout.keras(name), shape: name.shape(config), into: p[name], source: source)
         }
         return p
     }

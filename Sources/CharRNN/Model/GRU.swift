@@ -1,6 +1,7 @@
 /// The GRU layer, Keras `reset_after=True`, gate order z, r, h, over `b` rows and `T` steps.
 ///
-/// Forward, per step t (xw from the input table, U [H, 3H], b1 = bias row 1):
+/// Forward, per step t (xw: the input side, from the input table for layer 0, from `LayerInput` above it;
+/// U [H, 3H], b1 = bias row 1):
 ///   hu = h·U + b1                                                       [b, 3H]
 ///   z = σ(xw_z + hu_z)   r = σ(xw_r + hu_r)   ĥ = tanh(xw_h + r ⊙ hu_h)
 ///   h' = z ⊙ h + (1 − z) ⊙ ĥ                                            [b, H]
@@ -9,7 +10,7 @@
 ///   dĥ = dh' ⊙ (1 − z)        da_h = dĥ ⊙ (1 − ĥ²)
 ///   dr = da_h ⊙ hu_h          da_r = dr ⊙ r(1 − r)
 ///   dxw = [da_z, da_r, da_h]  dhu = [da_z, da_r, da_h ⊙ r]
-///   dh = dh' ⊙ z + dhu·Uᵀ     dU = Σ_t hᵀ·dhu   db1 = Σ dhu   dT[x] += dxw
+///   dh = dh' ⊙ z + dhu·Uᵀ     dU = Σ_t hᵀ·dhu   db1 = Σ dhu   dT[x] += dxw (or dxw into row t·b+i)
 ///
 /// Memory layout is time-major so each step's rows are one contiguous matrix for BLAS:
 ///   hs    [(T+1)·b, H]   hs[0] = h0, hs[t+1] = state after step t
@@ -66,9 +67,15 @@ public enum GRU {
         }
     }
 
-    /// Runs T steps. `tokens` is time-major [T, b]; `hs[0]` must hold h0; `hu` is scratch [b, 3H].
+    /// Which input row step t, row i (r = t·b+i) reads: table row `tokens[r]` when the inputs are symbols (layer
+    /// 0), else row r of a [T·b, 3H] input matrix. One branch per row and step, against a whole row of gate work.
+    @inline(__always)
+    static func inputRow(_ r: Int, tokens: UnsafePointer<Int32>?) -> Int { tokens.map { Int($0[r]) } ?? r }
+
+    /// Runs T steps. `tokens` is time-major [T, b] when `xw` is the input table, nil when it is [T·b, 3H];
+    /// `hs[0]` must hold h0; `hu` is scratch [b, 3H].
     public static func forward(
-        _ s: Shape, table: UnsafePointer<Float>, tokens: UnsafePointer<Int32>,
+        _ s: Shape, xw: UnsafePointer<Float>, tokens: UnsafePointer<Int32>?,
         recurrentKernel u: UnsafePointer<Float>, recurrentBias b1: UnsafePointer<Float>,
         hs: UnsafeMutablePointer<Float>, cache: UnsafeMutablePointer<Float>, hu: UnsafeMutablePointer<Float>
     ) {
@@ -80,7 +87,7 @@ public enum GRU {
                 recurrentProduct(units: units, of: h, rows: b, state: hPrev, recurrentKernel: u, into: hu)
                 for i in 0..<b {
                     cellForward(
-                        units: units, of: h, xw: table + Int(tokens[t * b + i]) * 3 * h, hu: hu + i * 3 * h, b1: b1,
+                        units: units, of: h, xw: xw + inputRow(t * b + i, tokens: tokens) * 3 * h, hu: hu + i * 3 * h, b1: b1,
                         hPrev: hPrev + i * h, hNext: hPrev + (b + i) * h, cache: cache + (t * b + i) * 4 * h)
                 }
             }
@@ -88,11 +95,12 @@ public enum GRU {
     }
 
     /// Backpropagates through T steps. `dhs` [T·b, H] is the loss gradient on each output state;
-    /// `carry` is scratch [b, H]. Leaves dhu in `cache`, accumulates dxw into `dTable` and writes db1.
+    /// `carry` is scratch [b, H]. Leaves dhu in `cache`, accumulates dxw into `dXW` (the input table's gradient
+    /// when `tokens` is given, else [T·b, 3H]) and writes db1.
     public static func backward(
-        _ s: Shape, tokens: UnsafePointer<Int32>, recurrentKernel u: UnsafePointer<Float>,
+        _ s: Shape, tokens: UnsafePointer<Int32>?, recurrentKernel u: UnsafePointer<Float>,
         hs: UnsafePointer<Float>, cache: UnsafeMutablePointer<Float>, dhs: UnsafePointer<Float>,
-        carry: UnsafeMutablePointer<Float>, dTable: UnsafeMutablePointer<Float>, db1: UnsafeMutablePointer<Float>
+        carry: UnsafeMutablePointer<Float>, dXW: UnsafeMutablePointer<Float>, db1: UnsafeMutablePointer<Float>
     ) {
         let (b, h, steps) = (s.rows, s.units, s.steps)
         carry.update(repeating: 0, count: b * h)
@@ -111,18 +119,18 @@ public enum GRU {
                     let r = t * b + i
                     cellBackward(
                         units: units, of: h, cache: cache + r * 4 * h, hPrev: hs + r * h, dOut: dhs + r * h,
-                        carry: carry + i * h, dTableRow: dTable + Int(tokens[r]) * 3 * h, db1: db1)
+                        carry: carry + i * h, dInputRow: dXW + inputRow(r, tokens: tokens) * 3 * h, db1: db1)
                 }
             }
         }
     }
 
     /// One step's gate gradients for one row over `units`: overwrites the cache with dhu, turns `carry`
-    /// from dh' into dh' ⊙ z, and adds dxw to the input table's row and dhu to db1.
+    /// from dh' into dh' ⊙ z, and adds dxw to its input row and dhu to db1.
     @inline(__always)
     static func cellBackward(
         units: Range<Int>, of h: Int, cache c: UnsafeMutablePointer<Float>, hPrev: UnsafePointer<Float>,
-        dOut: UnsafePointer<Float>, carry: UnsafeMutablePointer<Float>, dTableRow row: UnsafeMutablePointer<Float>,
+        dOut: UnsafePointer<Float>, carry: UnsafeMutablePointer<Float>, dInputRow row: UnsafeMutablePointer<Float>,
         db1: UnsafeMutablePointer<Float>
     ) {
         var j = units.lowerBound

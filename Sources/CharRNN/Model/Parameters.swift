@@ -1,54 +1,86 @@
-/// The model's tensors, by their Keras names, in one flat float32 buffer.
-///
-/// One buffer means gradients, Adam moments and wire payloads are all "a vector of `count` floats" with the
-/// same layout, so reduction, the optimizer and the transport never need to know which tensor is which.
-public enum TensorName: Int, CaseIterable, Sendable {
-    case embedding, kernel, recurrentKernel, bias, denseKernel, denseBias
+/// A tensor of the model by its role and, for the recurrent layers' tensors, its layer.
+public struct TensorName: Hashable, Sendable, CustomStringConvertible {
+    public enum Role: Int, Sendable {
+        case embedding, kernel, recurrentKernel, bias, denseKernel, denseBias
+    }
 
-    /// The name Keras gives the tensor, which is also its name in `model.safetensors`.
-    public var keras: String {
-        switch self {
+    public let role: Role
+    public let layer: Int
+
+    public static let embedding = TensorName(role: .embedding, layer: 0)
+    public static let denseKernel = TensorName(role: .denseKernel, layer: 0)
+    public static let denseBias = TensorName(role: .denseBias, layer: 0)
+    /// Layer 0's tensors, the only ones of a one-layer model.
+    public static let kernel = kernel(0)
+    public static let recurrentKernel = recurrentKernel(0)
+    public static let bias = bias(0)
+
+    public static func kernel(_ layer: Int) -> TensorName { TensorName(role: .kernel, layer: layer) }
+    public static func recurrentKernel(_ layer: Int) -> TensorName { TensorName(role: .recurrentKernel, layer: layer) }
+    public static func bias(_ layer: Int) -> TensorName { TensorName(role: .bias, layer: layer) }
+
+    /// Every tensor of a model, in layout order: embedding, each layer's kernel, recurrent kernel and bias, dense.
+    public static func all(_ c: ModelConfig) -> [TensorName] {
+        [.embedding] + (0..<c.layers).flatMap { [kernel($0), recurrentKernel($0), bias($0)] } + [.denseKernel, .denseBias]
+    }
+
+    /// The name Keras gives the tensor, which is also its name in `model.safetensors`: stacked layers are
+    /// `gru`, `gru_1`, `gru_2`, … (or `lstm`, …).
+    public func keras(_ c: ModelConfig) -> String {
+        let layerName = layer == 0 ? c.cell.rawValue : "\(c.cell.rawValue)_\(layer)"
+        switch role {
         case .embedding: return "embedding/embeddings"
-        case .kernel: return "gru/kernel"
-        case .recurrentKernel: return "gru/recurrent_kernel"
-        case .bias: return "gru/bias"
+        case .kernel: return "\(layerName)/kernel"
+        case .recurrentKernel: return "\(layerName)/recurrent_kernel"
+        case .bias: return "\(layerName)/bias"
         case .denseKernel: return "dense/kernel"
         case .denseBias: return "dense/bias"
         }
     }
 
+    /// Keras's shapes: a layer reads the embedding (layer 0) or the layer below; a GRU has two bias rows
+    /// (input, recurrent), an LSTM one.
     public func shape(_ c: ModelConfig) -> [Int] {
-        let (v, e, h) = (c.vocab, c.embed, c.units)
-        switch self {
+        let (v, e, h, width) = (c.vocab, c.embed, c.units, c.cell.gates * c.units)
+        switch role {
         case .embedding: return [v, e]
-        case .kernel: return [e, 3 * h]
-        case .recurrentKernel: return [h, 3 * h]
-        case .bias: return [2, 3 * h]
+        case .kernel: return [layer == 0 ? e : h, width]
+        case .recurrentKernel: return [h, width]
+        case .bias: return c.cell == .gru ? [2, width] : [width]
         case .denseKernel: return [h, v]
         case .denseBias: return [v]
         }
     }
+
+    public var description: String { layer == 0 ? "\(role)" : "\(role)(\(layer))" }
 }
 
+/// The model's tensors, by their Keras names, in one flat float32 buffer.
+///
+/// One buffer means gradients, Adam moments and wire payloads are all "a vector of `count` floats" with the
+/// same layout, so reduction, the optimizer and the transport never need to know which tensor is which.
 public struct ParameterLayout: Equatable, Sendable {
     public let config: ModelConfig
-    public let offsets: [Int]
+    public let names: [TensorName]
     public let count: Int
+    private let offsets: [TensorName: Int]
 
     public init(_ config: ModelConfig) {
         self.config = config
-        var offsets: [Int] = []
+        names = TensorName.all(config)
+        var offsets: [TensorName: Int] = [:]
         var total = 0
-        for name in TensorName.allCases {
-            offsets.append(total)
+        for name in names {
+            offsets[name] = total
             total += name.shape(config).reduce(1, *)
         }
         self.offsets = offsets
         self.count = total
     }
 
-    public func offset(_ name: TensorName) -> Int { offsets[name.rawValue] }
+    public func offset(_ name: TensorName) -> Int { offsets[name]! }
     public func size(_ name: TensorName) -> Int { name.shape(config).reduce(1, *) }
+    public func keras(_ name: TensorName) -> String { name.keras(config) }
 }
 
 /// A flat vector in the parameter layout: the weights themselves, a gradient, or an Adam moment.
@@ -69,6 +101,8 @@ public struct Parameters: @unchecked Sendable {
 
     public var config: ModelConfig { layout.config }
     public var count: Int { layout.count }
+    /// Every tensor's name, in layout order.
+    public var names: [TensorName] { layout.names }
 
     public subscript(_ name: TensorName) -> UnsafeMutablePointer<Float> { storage.base + layout.offset(name) }
 
@@ -91,8 +125,10 @@ public struct Parameters: @unchecked Sendable {
             uniform(name, limit: (6 / Float(shape[0] + shape[1])).squareRoot())
         }
         uniform(.embedding, limit: 0.05)
-        glorot(.kernel)
-        glorot(.recurrentKernel)
+        for l in 0..<config.layers {
+            glorot(.kernel(l))
+            glorot(.recurrentKernel(l))
+        }
         glorot(.denseKernel)
         return p
     }

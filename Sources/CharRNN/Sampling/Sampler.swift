@@ -8,33 +8,38 @@ import Darwin
 public struct SamplingOptions: Sendable {
     public var temperature: Float = 1
     public var topK: Int? = nil
+    /// Nucleus sampling: only the most likely symbols that together hold at least this probability.
+    public var topP: Float? = nil
     public var seed: UInt64 = 0
 
-    public init(temperature: Float = 1, topK: Int? = nil, seed: UInt64 = 0) {
+    public init(temperature: Float = 1, topK: Int? = nil, topP: Float? = nil, seed: UInt64 = 0) {
         self.temperature = temperature
         self.topK = topK
+        self.topP = topP
         self.seed = seed
     }
 
     public func validate() throws {
         guard temperature > 0, temperature.isFinite else { throw CharRNNError.invalidOption("--temperature must be a positive number") }
         if let k = topK, k <= 0 { throw CharRNNError.invalidOption("--top-k must be positive, got \(k)") }
+        if let p = topP, !(p > 0 && p <= 1) { throw CharRNNError.invalidOption("--top-p must be in (0, 1], got \(p)") }
     }
 }
 
 /// Stateful generation of `count` samples side by side: feed the prime one symbol at a time, then sample,
 /// feed the samples back.
 ///
-/// Per symbol: hu = h·U, the same gate kernel as training, then logits = h·K + c; the input side is a row of the
-/// input table, as in training. The products run in OpenBLAS, threaded by OpenBLAS during `generate` (see
+/// Per symbol and layer: hu = h·U, the same gate kernel as training; then logits = h·K + c from the top layer. The
+/// input side is a row of the input table for layer 0, as in training, and h·W + b0 of the layer below above it. The products run in OpenBLAS, threaded by OpenBLAS during `generate` (see
 /// `BLASRuntime.withLibraryThreads`).
 public final class Sampler {
     public let weights: Parameters
     public let count: Int
     private let table: FloatBuffer
-    private var h: FloatBuffer          // [count, H]
-    private var next: FloatBuffer       // [count, H]
+    private var h: FloatBuffer          // [L, count, H]
+    private var next: FloatBuffer       // [L, count, H]
     private let hu: FloatBuffer         // [count, 3H]
+    private let xw: FloatBuffer         // [count, 3H]: the input side of layers above the first
     private let logits: FloatBuffer     // [count, V]
 
     /// From this many samples on, one sgemm beats a gemv per sample. Measured at H 1024 (Haswell kernel): sgemm
@@ -48,38 +53,48 @@ public final class Sampler {
         let c = weights.config
         table = FloatBuffer(count: c.vocab * 3 * c.units)
         InputTable.forward(weights, into: table.base)
-        h = FloatBuffer(count: count * c.units)
-        next = FloatBuffer(count: count * c.units)
+        h = FloatBuffer(count: c.layers * count * c.units)
+        next = FloatBuffer(count: c.layers * count * c.units)
         hu = FloatBuffer(count: count * 3 * c.units)
+        xw = FloatBuffer(count: c.layers > 1 ? count * 3 * c.units : 0)
         logits = FloatBuffer(count: count * c.vocab)
     }
 
     /// Advances sample i's state by `ids[i]`; afterwards `logits(i)` scores the symbol after it.
     public func feed(_ ids: UnsafeBufferPointer<Int32>) {
         precondition(ids.count == count, "one symbol per sample")
-        let (b, units, v) = (count, weights.config.units, weights.config.vocab)
-        let (u, k) = (weights[.recurrentKernel], weights[.denseKernel])
-        timesState(u, cols: 3 * units, into: hu.base, beta: 0)
-        for i in 0..<b {
-            GRU.cellForward(
-                units: 0..<units, of: units, xw: table.base + Int(ids[i]) * 3 * units, hu: hu.base + i * 3 * units,
-                b1: weights[.bias] + 3 * units, hPrev: h.base + i * units, hNext: next.base + i * units, cache: nil)
+        let (b, units, v, layers) = (count, weights.config.units, weights.config.vocab, weights.config.layers)
+        for l in 0..<layers {
+            let (state, output) = (h.base + l * b * units, next.base + l * b * units)
+            if l > 0 {
+                for i in 0..<b { (xw.base + i * 3 * units).update(from: weights[.bias(l)], count: 3 * units) }
+                timesState(output - b * units, weights[.kernel(l)], cols: 3 * units, into: xw.base, beta: 1)
+            }
+            timesState(state, weights[.recurrentKernel(l)], cols: 3 * units, into: hu.base, beta: 0)
+            for i in 0..<b {
+                let input = l == 0 ? table.base + Int(ids[i]) * 3 * units : xw.base + i * 3 * units
+                GRU.cellForward(
+                    units: 0..<units, of: units, xw: input, hu: hu.base + i * 3 * units,
+                    b1: weights[.bias(l)] + 3 * units, hPrev: state + i * units, hNext: output + i * units, cache: nil)
+            }
         }
         swap(&h, &next)
         for i in 0..<b { (logits.base + i * v).update(from: weights[.denseBias], count: v) }
-        timesState(k, cols: v, into: logits.base, beta: 1)
+        timesState(h.base + (layers - 1) * b * units, weights[.denseKernel], cols: v, into: logits.base, beta: 1)
     }
 
-    /// out = h·w + beta·out for every sample's state h, w [H, cols]. A few samples take a gemv each; more take one
-    /// sgemm, which reads w once for all of them but first copies it into OpenBLAS's packed layout.
-    private func timesState(_ w: UnsafePointer<Float>, cols: Int, into out: UnsafeMutablePointer<Float>, beta: Float) {
+    /// out = s·w + beta·out for every sample's row s of `state` [count, H], w [H, cols]. A few samples take a gemv
+    /// each; more take one sgemm, which reads w once for all of them but first copies it into OpenBLAS's packed layout.
+    private func timesState(
+        _ state: UnsafePointer<Float>, _ w: UnsafePointer<Float>, cols: Int, into out: UnsafeMutablePointer<Float>, beta: Float
+    ) {
         let units = weights.config.units
         if count < Sampler.gemmRows {
             for i in 0..<count {
-                gemvTransposed(w, rows: units, cols: cols, lda: cols, h.base + i * units, into: out + i * cols, beta: beta)
+                gemvTransposed(w, rows: units, cols: cols, lda: cols, state + i * units, into: out + i * cols, beta: beta)
             }
         } else {
-            gemmSerial(h.base, transA: false, w, transB: false, into: out, m: count, n: cols, k: units, beta: beta,
+            gemmSerial(state, transA: false, w, transB: false, into: out, m: count, n: cols, k: units, beta: beta,
                        lda: units, ldb: cols, ldc: cols)
         }
     }
@@ -117,17 +132,21 @@ public final class Sampler {
     public static func sample(_ logits: UnsafeBufferPointer<Float>, options: SamplingOptions, rng: inout RandomSource) -> Int32 {
         let v = logits.count
         var keep = Array(0..<v)
-        if let k = options.topK, k < v {
+        if options.topK != nil || options.topP != nil {
             keep.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-            keep.removeSubrange(k...)
+            if let k = options.topK, k < v { keep.removeSubrange(k...) }
         }
         var m = -Float.infinity
         for i in keep { m = max(m, logits[i]) }
-        var weights = [Double](repeating: 0, count: keep.count)
-        var total = 0.0
-        for (n, i) in keep.enumerated() {
-            weights[n] = Double(expf((logits[i] - m) / options.temperature))
-            total += weights[n]
+        var weights = keep.map { Double(expf((logits[$0] - m) / options.temperature)) }
+        var total = weights.reduce(0, +)
+        if let p = options.topP {
+            // The smallest prefix of the most likely symbols that holds at least p of the probability.
+            var held = 0.0
+            let cut = weights.firstIndex { held += $0; return held >= Double(p) * total }.map { $0 + 1 } ?? weights.count
+            keep.removeSubrange(cut...)
+            weights.removeSubrange(cut...)
+            total = weights.reduce(0, +)
         }
         var u = Double(rng.next() >> 11) * 0x1p-53 * total
         for (n, w) in weights.enumerated() {

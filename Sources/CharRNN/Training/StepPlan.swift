@@ -56,9 +56,10 @@ public final class StepPlan {
     public var rowsPerShard: Int { state.options.batch / state.options.shards }
     public var isFinished: Bool { state.position.globalStep >= finalStep }
 
-    /// Shard s's hidden state, [B/S, H], inside the run's state; the shard step reads and advances it.
+    /// Shard s's hidden state, `config.stateCount(rows: B/S)` floats inside the run's state; the shard step
+    /// reads and advances it.
     public func hidden(shard s: Int) -> UnsafeMutablePointer<Float> {
-        state.hidden.base + s * rowsPerShard * state.config.units
+        state.hidden.base + s * state.config.stateCount(rows: rowsPerShard)
     }
 
     /// The next step's shards. At an epoch's first step every hidden state starts again from zero.

@@ -38,7 +38,7 @@ public enum Evaluator {
         let rows = min(batch, set.count)
         let step = ShardStep(config: weights.config, maxRows: rows, seq: seq)
         step.load(weights: weights)
-        let state = FloatBuffer(count: rows * weights.config.units)
+        let state = FloatBuffer(count: weights.config.stateCount(rows: rows))
         var total = 0.0
         var k = 0
         while k < set.count {

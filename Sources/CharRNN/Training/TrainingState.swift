@@ -51,7 +51,8 @@ public struct TrainingState: @unchecked Sendable {
     public var position: TrainingPosition
     public var weights: Parameters
     public var adam: AdamState
-    /// Hidden state of every batch row, [batch, H] row-major; shard s owns rows s·B/S ..< (s+1)·B/S.
+    /// Recurrent state of every batch row, [batch, `config.stateWidth`] row-major; shard s owns rows
+    /// s·B/S ..< (s+1)·B/S.
     public var hidden: FloatBuffer
 
     public var config: ModelConfig { weights.config }
@@ -73,6 +74,6 @@ public struct TrainingState: @unchecked Sendable {
         TrainingState(
             vocabulary: vocabulary, options: options, position: TrainingPosition(),
             weights: Parameters.initialized(config, seed: options.seed), adam: AdamState(config),
-            hidden: FloatBuffer(count: options.batch * config.units))
+            hidden: FloatBuffer(count: config.stateCount(rows: options.batch)))
     }
 }
