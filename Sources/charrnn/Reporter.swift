@@ -65,7 +65,8 @@ final class Reporter {
             let s = e.summary
             let position = "epoch \(s.epoch + 1) step \(s.stepInEpoch + 1)/\(e.stepsPerEpoch)"
             let numbers = String(format: "loss %.4f  %.3f bits/char  %.0f ms/step", s.loss, s.loss / M_LN2, e.msPerStep)
-            let team = e.workers == 1 && e.shards == 1 ? "" : "  \(e.workers) worker(s), \(e.shards) shards"
+            let perWorker = e.workers > 0 ? String(format: "%.1f", Double(e.shards) / Double(e.workers)) : "-"
+            let team = e.workers == 1 && e.shards == 1 ? "" : "  \(e.workers) worker(s), \(e.shards) shards (\(perWorker) per worker)"
             if live {
                 let left = Double(e.finalStep - s.globalStep - 1) * e.msPerStep / 1e3
                 let eta = String(format: "ETA %d:%02d:%02d", Int(left) / 3600, Int(left) / 60 % 60, Int(left) % 60)

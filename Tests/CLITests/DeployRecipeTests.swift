@@ -58,7 +58,7 @@ final class DeployRecipeTests: XCTestCase {
         CHARRNN_THREADS=1
         CHARRNN_DATA=\(data)
         CHARRNN_CHECKPOINT_DIR=\(checkpoints)
-        CHARRNN_TRAIN_ARGS="\(tinyModel) --steps 40 --checkpoint-every 5"
+        CHARRNN_TRAIN_ARGS="\(tinyModel) --epochs 100 --steps 600 --checkpoint-every 5 --min-workers 2"
 
         """.write(to: envFile, atomically: true, encoding: .utf8)
 
@@ -88,6 +88,8 @@ final class DeployRecipeTests: XCTestCase {
         kill(coordinatorProcess, SIGKILL)
         XCTAssertEqual(first.waitExit(timeout: 20), 128 + SIGKILL, first.output)
 
+        // With --min-workers 2 the restarted coordinator waits until both workers have rejoined (each within its
+        // --rejoin-after), so both are members when the run ends and are told to exit.
         let second = try start(coordinatorUnit, name: "coordinator-restarted")
         XCTAssertEqual(second.waitExit(timeout: 120), 0, second.output)
         XCTAssertFalse(second.output.contains("insecure"), second.output)
@@ -98,9 +100,10 @@ final class DeployRecipeTests: XCTestCase {
         }
 
         let reference = dir.appendingPathComponent("reference").path
-        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--shards", "2", "--steps", "40"] + tinyModel.split(separator: " ").map(String.init))
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--shards", "2", "--epochs", "100", "--steps", "600"]
+                            + tinyModel.split(separator: " ").map(String.init))
         XCTAssertEqual(r.status, 0, r.stderr)
-        assertSameCheckpoint("\(reference)/step-000000040", "\(checkpoints)/step-000000040")
+        assertSameCheckpoint("\(reference)/step-000000600", "\(checkpoints)/step-000000600")
         let prime = CLI.text(characters: 5)
         let g = try CLI.run(["generate", "--checkpoint", checkpoints, "--prime", prime, "--length", "40", "--threads", "1"])
         XCTAssertEqual(g.status, 0, g.stderr)

@@ -4,7 +4,8 @@ import XCTest
 /// Deploy/slurm/charrnn.sbatch on a real one-machine Slurm cluster: the job trains, is requeued the way a
 /// preempted job is, resumes from its checkpoint and ends with the same bits as an uninterrupted run.
 final class SlurmTests: XCTestCase {
-    let model = "--embed 16 --units 32 --batch 16 --seq 30 --steps 80 --checkpoint-every 10 --log-every 10"
+    // Long enough (1,500 steps, several seconds even in a release build) that the requeue lands mid-run.
+    let model = "--embed 16 --units 32 --batch 16 --seq 30 --epochs 100 --steps 1500 --checkpoint-every 10 --log-every 100"
 
     func testSbatchScriptTrainsIsRequeuedAndResumes() throws {
         continueAfterFailure = false    // each step needs the one before; the cluster is stopped either way
@@ -26,7 +27,10 @@ final class SlurmTests: XCTestCase {
         func log() -> String { ((try? String(contentsOf: output, encoding: .utf8)) ?? "(no job output)") + cluster.logs() }
 
         // Preempt it once it has a checkpoint: a requeue sends SIGTERM to every task, then starts the job again.
-        XCTAssertTrue(wait(until: deadline) { FileManager.default.fileExists(atPath: "\(checkpoints)/step-000000010/checkpoint.json") }, log())
+        XCTAssertTrue(wait(until: deadline) {
+            let steps = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? []
+            return steps.contains { FileManager.default.fileExists(atPath: "\(checkpoints)/\($0)/checkpoint.json") }
+        }, log())
         XCTAssertEqual(try cluster.run(["scontrol", "requeue", job]).status, 0, log())
         // Slurm holds a requeued job for about two minutes before it may start again; do not wait that long here.
         XCTAssertTrue(wait(until: deadline) {
@@ -47,7 +51,7 @@ final class SlurmTests: XCTestCase {
         let reference = dir.appendingPathComponent("reference").path
         let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--shards", "2"] + model.split(separator: " ").map(String.init))
         XCTAssertEqual(r.status, 0, r.stderr)
-        assertSameCheckpoint("\(reference)/step-000000080", "\(checkpoints)/step-000000080")
+        assertSameCheckpoint("\(reference)/step-000001500", "\(checkpoints)/step-000001500")
 
         let prime = CLI.text(characters: 5)
         let g = try CLI.run(["generate", "--checkpoint", checkpoints, "--prime", prime, "--length", "40", "--threads", "1"])
