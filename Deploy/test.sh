@@ -21,4 +21,5 @@ if command -v python3 >/dev/null 2>&1 && ! { python3 -c "import yaml" 2>/dev/nul
     python3 -m pip install -q pyyaml kubernetes-validate 2>/dev/null || echo "note: kubernetes-validate not installed; manifests are checked less"
 fi
 swift build -c release -Xswiftc -enable-testing --build-tests
-swift test -c release -Xswiftc -enable-testing --skip-build "$@"
+# Every test is XCTest; without Swift Testing's empty run the last line is XCTest's summary.
+swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"
