@@ -86,7 +86,9 @@ public final class Coordinator: StepRunner {
         runID = generator.next()
         let shape: RunShape
         do {
-            shape = try RunShape(config: plan.state.config, seq: plan.options.seq, rowsPerShard: plan.rowsPerShard, shardCount: plan.shardCount)
+            shape = try RunShape(
+                config: plan.state.config, seq: plan.options.seq, rowsPerShard: plan.rowsPerShard, shardCount: plan.shardCount,
+                dropout: plan.options.dropoutMasks)
         } catch {
             throw CoordinatorError.setup("this model cannot be distributed: \(error)")
         }

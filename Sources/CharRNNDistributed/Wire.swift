@@ -1,6 +1,6 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 2. Every message is one ZeroMQ multipart message:
+// The coordinator<->worker wire format, version 3. Every message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; bulk float vectors (weights, gradients) travel as frames of their
 // own so they can be sent zero-copy straight from the trainer's buffers. All integers and floats are
 // little-endian; floats are IEEE float32 unless marked f64.
@@ -9,7 +9,7 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 2                                                              |
+// | 4      | 2    | version        | u16, 3                                                              |
 // | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
@@ -20,7 +20,7 @@ import CharRNN
 // | type     | body                                                                  | frames 1…              |
 // |----------|-----------------------------------------------------------------------|------------------------|
 // | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters); the header's version is the worker's protocol version | none |
-// | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P | none |
+// | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
 // | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | 1: P f32 weights |
 // | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n: P f32 gradient of each shard, in body order |
 // | ping     | empty                                                                 | none                   |
@@ -88,9 +88,11 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
     public let shardCount: Int
     /// Floats in the weight and gradient vectors (`ParameterLayout(config).count`).
     public let parameterCount: Int
+    /// The masks a worker's shard step draws in training; they depend on the seed, step and shard only.
+    public let dropout: Dropout?
 
     /// Validates the sizes, so an absurd welcome can never size an allocation or overflow arithmetic.
-    public init(config: ModelConfig, seq: Int, rowsPerShard: Int, shardCount: Int) throws(WireError) {
+    public init(config: ModelConfig, seq: Int, rowsPerShard: Int, shardCount: Int, dropout: Dropout? = nil) throws(WireError) {
         let bounds: [(String, Int, Int)] = [
             ("vocab", config.vocab, 1 << 24), ("embed", config.embed, 1 << 16), ("units", config.units, 1 << 16),
             ("layers", config.layers, 1 << 8),
@@ -109,6 +111,11 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
         self.rowsPerShard = rowsPerShard
         self.shardCount = shardCount
         self.parameterCount = count
+        self.dropout = dropout
+    }
+
+    func with(dropout: Dropout?) throws(WireError) -> RunShape {
+        try RunShape(config: config, seq: seq, rowsPerShard: rowsPerShard, shardCount: shardCount, dropout: dropout)
     }
 
     var stateCount: Int { config.stateCount(rows: rowsPerShard) }
@@ -116,6 +123,7 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         "\(config), seq \(seq), \(shardCount) shards of \(rowsPerShard) rows, \(parameterCount) parameters"
+            + (dropout.map { ", dropout \($0.rate)" } ?? "")
     }
 }
 
@@ -206,7 +214,7 @@ private enum MessageType: UInt16 {
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -248,6 +256,8 @@ public struct WireCodec: Sendable {
                 body.u32(value)
             }
             body.u64(shape.parameterCount)
+            body.f32(shape.dropout?.rate ?? 0)
+            body.u64(shape.dropout?.seed ?? 0)
         case .work(let order):
             type = .work
             let shape = try requireShape("work")
@@ -391,7 +401,7 @@ public struct WireCodec: Sendable {
     private func limits(_ type: MessageType) throws(WireError) -> (Int, ClosedRange<Int>) {
         switch type {
         case .hello: return (8 + Self.maxNameBytes, 1...1)
-        case .welcome: return (40, 1...1)
+        case .welcome: return (52, 1...1)
         case .ping, .shutdown: return (0, 1...1)
         case .error: return (4 + Self.maxErrorBytes, 1...1)
         case .work:
@@ -429,7 +439,10 @@ public struct WireCodec: Sendable {
         guard count == UInt64(shape.parameterCount) else {
             throw .malformed("coordinator counts \(count) parameters for \(shape.config), this build \(shape.parameterCount)")
         }
-        return .welcome(shape)
+        let rate = try reader.f32("dropout rate")
+        let seed = try reader.u64("dropout seed")
+        guard rate.isFinite, (0..<1).contains(rate) else { throw .malformed("dropout rate \(rate) outside [0, 1)") }
+        return .welcome(try shape.with(dropout: rate > 0 ? Dropout(rate: rate, seed: seed) : nil))
     }
 
     private func decodeWork(_ reader: inout WireReader, weights: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -609,6 +622,7 @@ private struct WireWriter {
     mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { output.append(contentsOf: $0) } }
     mutating func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { output.append(contentsOf: $0) } }
     mutating func u64(_ v: Int) { u64(UInt64(v)) }
+    mutating func f32(_ v: Float) { u32(Int(v.bitPattern)) }
     mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { output.append(contentsOf: $0) } }
     mutating func bytes(_ b: [UInt8]) { output.append(contentsOf: b) }
     /// One memcpy: floats and token ids are already in wire order on a little-endian host.
@@ -638,6 +652,10 @@ private struct WireReader {
 
     mutating func u64(_ what: @autoclosure () -> String) throws(WireError) -> UInt64 {
         UInt64(littleEndian: try take(8, what()).loadUnaligned(as: UInt64.self))
+    }
+
+    mutating func f32(_ what: @autoclosure () -> String) throws(WireError) -> Float {
+        Float(bitPattern: try u32(what()))
     }
 
     func finish() throws(WireError) {

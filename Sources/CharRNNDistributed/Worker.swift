@@ -99,8 +99,10 @@ public final class Worker {
             case .welcome(let shape):
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
-                if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq {
-                    shardStep = ShardStep(config: shape.config, maxRows: shape.rowsPerShard, seq: shape.seq)
+                if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq
+                    || shardStep?.dropout != shape.dropout
+                {
+                    shardStep = ShardStep(config: shape.config, maxRows: shape.rowsPerShard, seq: shape.seq, dropout: shape.dropout)
                 }
                 joined = true
             case .work(let order):
@@ -122,7 +124,8 @@ public final class Worker {
         let results = order.shards.map { work -> ShardResult in
             let state = work.state ?? FloatBuffer(count: shape.stateCount)
             let gradient = Parameters(layout: layout, storage: FloatBuffer(count: layout.count))
-            let loss = shardStep.run(work.rows, state: state.base, grads: gradient)
+            let position = ShardPosition(step: step, firstRow: work.index * shape.rowsPerShard)
+            let loss = shardStep.run(work.rows, state: state.base, grads: gradient, position: position)
             if let from = options.poisonFromStep, step >= from { gradient.storage[0] = .nan }
             return ShardResult(index: work.index, loss: loss, state: state, gradient: gradient.storage)
         }

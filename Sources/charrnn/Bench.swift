@@ -17,6 +17,7 @@ struct BenchSizes: ParsableArguments {
     @Option(help: "Sequences per batch.") var batch = 64
     @Option(help: "Characters per sequence.") var seq = 100
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Dropout rate in training (default: none).") var dropout: Float?
 
     var config: ModelConfig { architecture.model(vocab: vocab, embed: embed, units: units) }
 
@@ -56,11 +57,13 @@ struct BenchTrain: ParsableCommand {
         let median = samples.sorted()[samples.count / 2]
         let flops = StepFlops(config: c, batch: sizes.batch, seq: sizes.seq)
         let rowsPerShard = sizes.batch / shards
-        let sgemm = SgemmProbe.rate(m: rowsPerShard, n: 3 * c.units, k: c.units)
+        let width = c.cell.gates * c.units
+        let sgemm = SgemmProbe.rate(m: rowsPerShard, n: width, k: c.units)
         let n = Double(steps)
         let other = max(0, samples.reduce(0, +) - t.total) / n
 
-        print("charrnn bench train — \(c), batch \(sizes.batch), seq \(sizes.seq), shards \(shards)")
+        print("charrnn bench train — \(c), batch \(sizes.batch), seq \(sizes.seq), shards \(shards)"
+            + (sizes.dropout.map { ", dropout \($0)" } ?? ""))
         printTable([
             ["threads", "\(BLASRuntime.threads)"],
             ["OpenBLAS core", BLASRuntime.coreName],
@@ -71,7 +74,7 @@ struct BenchTrain: ParsableCommand {
             ["epoch of 1,115,394 chars (s)", fmt(Double(1_115_394 / (sizes.seq + 1) / sizes.batch) * median, 1)],
             ["model GFLOP/step (as computed)", fmt(flops.total / 1e9, 1)],
             ["achieved GFLOP/s", fmt(flops.total / median / 1e9, 1)],
-            ["sgemm GFLOP/s at [\(rowsPerShard)x\(c.units)]x[\(c.units)x\(3 * c.units)]", fmt(sgemm / 1e9, 1)],
+            ["sgemm GFLOP/s at [\(rowsPerShard)x\(c.units)]x[\(c.units)x\(width)]", fmt(sgemm / 1e9, 1)],
             ["forward recurrence (ms)", fmt(t.forwardRecurrence / n * 1e3)],
             ["backward recurrence (ms)", fmt(t.backwardRecurrence / n * 1e3)],
             ["weight gradients (ms)", fmt(t.weightGradients / n * 1e3)],
@@ -123,7 +126,7 @@ struct StepFlops {
         let (v, e, h) = (Double(c.vocab), Double(c.embed), Double(c.units))
         let n = Double(batch * seq)
         let (l, g) = (Double(c.layers), Double(c.cell.gates))
-        let recurrent = l * 3 * 2 * n * h * g * h          // h·U, dhu·Uᵀ, hᵀ·dhu per layer
+        let recurrent = l * 3 * 2 * n * h * g * h          // h·U, dg·Uᵀ, hᵀ·dg per layer
         let layerInput = (l - 1) * 3 * 2 * n * h * g * h   // Hs·W, Hsᵀ·dxw, dxw·Wᵀ above layer 0
         let table = 3 * 2 * v * e * g * h                  // E·W, Eᵀ·dT, dT·Wᵀ
         let dense = 3 * 2 * n * h * v                      // Hs·K, Hsᵀ·dl, dl·Kᵀ

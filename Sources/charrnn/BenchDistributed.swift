@@ -86,14 +86,17 @@ struct BenchDistributed: ParsableCommand {
 
     private func computeTime(shards share: Int, of total: Int) throws -> Double {
         let plan = try syntheticPlan(shards: total)
-        let step = ShardStep(config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq)
+        let step = ShardStep(
+            config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq, dropout: plan.options.dropoutMasks)
         let grads = Parameters(plan.state.config)
         var samples: [Double] = []
         for n in 0..<(warmup + steps) {
             let planned = plan.next()
             var clock = PhaseClock()
             step.load(weights: plan.state.weights)
-            for s in 0..<share { _ = step.run(planned.shards[s], state: plan.hidden(shard: s), grads: grads) }
+            for s in 0..<share {
+                _ = step.run(planned.shards[s], state: plan.hidden(shard: s), grads: grads, position: planned.position(shard: s))
+            }
             if n >= warmup { samples.append(clock.lap()) }
             for s in 0..<total { plan.accumulate(shard: s, gradient: grads, loss: 0) }
             _ = plan.finish()
@@ -110,6 +113,7 @@ extension BenchSizes {
         options.seq = seq
         options.shards = shards
         options.seed = 1
+        options.dropout = dropout
         var rng = RandomSource(seed: 7)
         let ids = (0..<(steps * batch * (seq + 1))).map { _ in Int32(rng.nextIndex(below: vocab)) }
         let state = TrainingState.fresh(vocabulary: try syntheticVocabulary(vocab), config: config, options: options)

@@ -16,6 +16,7 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Shuffle buffer (sequences), as tf.data's shuffle(buffer).") var buffer = 10_000
     @Option(help: "Seed for initial weights and shuffling.") var seed: UInt64 = 0
     @Option(help: "Clip the global gradient norm to this value (default: no clipping).") var clipNorm: Float?
+    @Option(help: "Dropout rate on each recurrent layer's output, in training (default: none).") var dropout: Float?
     @Option(help: "Stop after this many steps in total, writing a final checkpoint.") var steps: Int?
     @Flag(help: "Take sequences in order instead of shuffling.") var noShuffle = false
     @Option(name: .customLong("init"), help: "Start from these weights (.safetensors with Keras tensor names).")
@@ -42,6 +43,7 @@ struct TrainingArguments: ParsableArguments {
         o.epochs = epochs
         o.adam.learningRate = lr
         o.clipNorm = clipNorm
+        o.dropout = dropout == 0 ? nil : dropout
         o.validationFraction = valFraction
         return o
     }
@@ -121,6 +123,7 @@ struct TrainingArguments: ParsableArguments {
             ("--lr", "\(stored.adam.learningRate)", "\(requested.adam.learningRate)"),
             ("--clip-norm", "\(stored.clipNorm.map { "\($0)" } ?? "none")", "\(requested.clipNorm.map { "\($0)" } ?? "none")"),
             ("--val-fraction", "\(stored.validationFraction)", "\(requested.validationFraction)"),
+            ("--dropout", "\(stored.dropout ?? 0)", "\(requested.dropout ?? 0)"),
         ]
         if let (name, was, now) = pairs.first(where: { $0.1 != $0.2 }) {
             throw CharRNNError.checkpoint("\(checkpoint) was trained with \(name) \(was), not \(now): resume with the same options")

@@ -31,6 +31,8 @@ final class BadInputTests: XCTestCase {
         assertCleanFailure(try CLI.run(base + ["--threads", "0"]), mentions: "--threads must be positive")
         assertCleanFailure(try CLI.run(base + ["--steps", "0"] + tiny), mentions: "--steps must be positive")
         assertCleanFailure(try CLI.run(base + ["--lr=-1"] + tiny), mentions: "--lr")
+        assertCleanFailure(try CLI.run(base + ["--dropout", "1"] + tiny), mentions: "--dropout must be above 0 and below 1")
+        assertCleanFailure(try CLI.run(base + ["--cell", "rnn"] + tiny), mentions: "--cell")
     }
 
     func testCheckpointProblems() throws {
@@ -56,6 +58,10 @@ final class BadInputTests: XCTestCase {
         // Another stack than the checkpoint's.
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--layers", "2"] + tiny),
                            mentions: "is a model with E 8, H 16, 1 GRU layer; options say E 8, H 16, 2 GRU layers")
+        assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--cell", "lstm"] + tiny),
+                           mentions: "is a model with E 8, H 16, 1 GRU layer; options say E 8, H 16, 1 LSTM layer")
+        assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--dropout", "0.5"] + tiny),
+                           mentions: "was trained with --dropout 0.0, not 0.5")
 
         // A truncated weights file is caught by its checksum; with no older checkpoint, nothing is usable.
         let model = URL(fileURLWithPath: "\(ckpt)/step-000000002/model.safetensors")

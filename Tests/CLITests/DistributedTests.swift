@@ -27,6 +27,11 @@ final class DistributedTests: XCTestCase {
         try checkSameBits(model: model + ["--layers", "2"], runs: [(2, "ipc"), (4, "tcp")])
     }
 
+    /// And for a 2-layer LSTM with dropout: a shard's masks depend on the step and the shard, not on the worker.
+    func testSameBitsForTwoLayerLSTMWithDropout() throws {
+        try checkSameBits(model: model + ["--cell", "lstm", "--layers", "2", "--dropout", "0.3"], runs: [(1, "ipc"), (3, "tcp")])
+    }
+
     private func checkSameBits(model: [String], runs: [(workers: Int, transport: String)]) throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try dataFile(dir)

@@ -45,11 +45,43 @@ final class TrainCommandTests: XCTestCase {
 
     /// Stopping at step k and resuming gives the same bits as never stopping, across an epoch boundary.
     func testResumeIsBitwiseIdentical() throws {
+        try checkResumeIsBitwiseIdentical(model: [])
+    }
+
+    /// The same for a 2-layer LSTM with dropout: both states of every layer, and the dropout masks of the steps
+    /// after the resume, must continue exactly. Its checkpoint then generates and evaluates with no model options.
+    func testTwoLayerLSTMWithDropoutResumesBitwiseAndGenerates() throws {
+        let ckpt = try checkResumeIsBitwiseIdentical(model: ["--cell", "lstm", "--layers", "2", "--dropout", "0.2"])
+        let g = try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "Th", "--length", "50", "--seed", "3"])
+        XCTAssertEqual(g.status, 0, g.stderr)
+        XCTAssertTrue(g.stdout.hasPrefix("Th"))
+        XCTAssertEqual(g.stdout.unicodeScalars.count, 2 + 50 + 1)
+        let manifest = try String(contentsOfFile: "\(ckpt)/step-000000017/checkpoint.json", encoding: .utf8)
+        XCTAssertTrue(manifest.contains("\"lstm\""), manifest)
+    }
+
+    /// An LSTM with dropout learns: its evaluated loss (no dropout) ends well below ln(V).
+    func testLSTMWithDropoutLearns() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let text = CLI.text(characters: 60_000)
+        let data = try CLI.write(text, in: dir)
+        let ckpt = dir.appendingPathComponent("ckpt").path
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "200", "--lr", "0.01",
+                             "--cell", "lstm", "--dropout", "0.1"] + tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let e = try CLI.run(["evaluate", "--checkpoint", ckpt, "--data", data])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let loss = Double(e.stdout.split(separator: " ")[1])!
+        XCTAssertLessThan(loss, 0.6 * log(Double(Set(text.unicodeScalars).count)), e.stdout)
+    }
+
+    @discardableResult
+    private func checkResumeIsBitwiseIdentical(model: [String]) throws -> String {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 12_000), in: dir)    // 7 steps per epoch
         let whole = dir.appendingPathComponent("whole").path
         let parts = dir.appendingPathComponent("parts").path
-        let common = ["--data", data, "--buffer", "50", "--seed", "9", "--epochs", "3"] + tiny
+        let common = ["--data", data, "--buffer", "50", "--seed", "9", "--epochs", "3"] + tiny + model
         XCTAssertEqual(try CLI.run(["train", "--checkpoint-dir", whole, "--steps", "17"] + common).status, 0)
         XCTAssertEqual(try CLI.run(["train", "--checkpoint-dir", parts, "--steps", "5"] + common).status, 0)
         let resumed = try CLI.run(["train", "--checkpoint-dir", parts, "--steps", "17", "--resume"] + common)
@@ -64,6 +96,7 @@ final class TrainCommandTests: XCTestCase {
         // And the run really moved: step 17's weights are not step 5's.
         let early = try Data(contentsOf: URL(fileURLWithPath: "\(parts)/step-000000005/model.safetensors"))
         XCTAssertNotEqual(early, try Data(contentsOf: URL(fileURLWithPath: "\(parts)/step-000000017/model.safetensors")))
+        return parts
     }
 
     func testInitStartsFromGivenWeights() throws {

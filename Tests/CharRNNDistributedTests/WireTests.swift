@@ -124,6 +124,20 @@ final class WireTests: XCTestCase {
         XCTAssertEqual(received, shape)
     }
 
+    /// Dropout travels in the welcome, so every worker draws the coordinator's masks; a rate outside [0, 1) is refused.
+    func testWelcomeCarriesDropout() throws {
+        let lstm = ModelConfig(vocab: 11, embed: 3, units: 4, cell: .lstm, layers: 2)
+        let withDropout = try RunShape(config: lstm, seq: 5, rowsPerShard: 2, shardCount: 3, dropout: Dropout(rate: 0.2, seed: 77))
+        let frames = try bytes(WireCodec(runID: runID, shape: withDropout).encode(.welcome(withDropout), step: 0))
+        guard case .welcome(let received) = try decode(frames, with: WireCodec()).message else { return XCTFail() }
+        XCTAssertEqual(received, withDropout)
+
+        var bad = frames
+        put(Float(1).bitPattern, at: 40 + 40, in: &bad[0])
+        reseal(&bad)
+        assertMalformed(bad, with: WireCodec(), containing: "dropout rate 1.0 outside")
+    }
+
     func testWorkRoundTrip() throws {
         let order = workOrder()
         let frames = try codec.encode(.work(order), step: 42)
@@ -212,9 +226,9 @@ final class WireTests: XCTestCase {
         assertRejects(badMagic, .badMagic)
 
         var newer = frames
-        put(UInt16(3), at: 4, in: &newer[0])
-        assertRejects(newer, .unsupportedVersion(3))
-        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks 2)")
+        put(UInt16(4), at: 4, in: &newer[0])
+        assertRejects(newer, .unsupportedVersion(4))
+        XCTAssertEqual(WireError.unsupportedVersion(4).description, "unsupported protocol version 4 (this build speaks 3)")
 
         var unknown = frames
         put(UInt16(99), at: 6, in: &unknown[0])

@@ -18,7 +18,8 @@ final class CheckpointTests: XCTestCase {
 
     /// A state where every field differs from its default, with awkward floats (−0, a subnormal, a Float
     /// learning rate with no short decimal form) so only an exact copy survives the round trip.
-    private func makeState(step: Int, salt: Float = 0) throws -> TrainingState {
+    private func makeState(step: Int, salt: Float = 0, config: ModelConfig? = nil, dropout: Float? = nil) throws -> TrainingState {
+        let config = config ?? self.config
         var options = TrainingOptions()
         options.batch = 2
         options.seq = 3
@@ -29,6 +30,7 @@ final class CheckpointTests: XCTestCase {
         options.epochs = 4
         options.adam = AdamConfig(learningRate: 0.002, beta1: 0.8, beta2: 0.99, epsilon: 1e-6)
         options.clipNorm = 1.5
+        options.dropout = dropout
         let vocabulary = try Vocabulary(codePoints: [10, 65, 97, 0xE9, 0x1F600])
         let weights = Parameters.initialized(config, seed: 3)
         weights.storage[0] += salt
@@ -39,7 +41,7 @@ final class CheckpointTests: XCTestCase {
         }
         adam.m.storage[1] = -0.0
         adam.v.storage[2] = .leastNonzeroMagnitude
-        let hidden = FloatBuffer((0..<(options.batch * config.units)).map { Float($0) / 7 - 0.5 })
+        let hidden = FloatBuffer((0..<config.stateCount(rows: options.batch)).map { Float($0) / 7 - 0.5 })
         return TrainingState(
             vocabulary: vocabulary, options: options, position: TrainingPosition(epoch: 2, stepInEpoch: 5, globalStep: step),
             weights: weights, adam: adam, hidden: hidden)
@@ -100,6 +102,17 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(try contents(root), ["step-000000123"])
         XCTAssertEqual(try contents(dir), ["checkpoint.json", "model.safetensors", "optimizer.safetensors", "state.safetensors"])
         assertSame(try Checkpoint.load(dir), state)
+    }
+
+    /// A 2-layer LSTM trained with dropout: its cell, layers, c states and dropout rate all come back.
+    func testRoundTripOfATwoLayerLSTMWithDropout() throws {
+        let lstm = ModelConfig(vocab: 5, embed: 3, units: 4, cell: .lstm, layers: 2)
+        let state = try makeState(step: 9, config: lstm, dropout: 0.25)
+        let loaded = try Checkpoint.load(try Checkpoint.save(state, in: temporaryRoot()))
+        assertSame(loaded, state)
+        XCTAssertEqual(loaded.config, lstm)
+        XCTAssertEqual(loaded.options.dropout, 0.25)
+        XCTAssertEqual(loaded.hidden.count, 2 * 2 * 2 * 4)
     }
 
     func testDirectoryNames() {

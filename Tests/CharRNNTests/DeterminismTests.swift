@@ -5,7 +5,8 @@ import XCTest
 /// distributed trainer (1 thread per worker) and the in-process trainer (2 threads) rely on it bit for bit.
 final class DeterminismTests: XCTestCase {
     // H 72 is not a multiple of the chunk size, so a chunk ends in a partial vector.
-    let config = ModelConfig(vocab: 11, embed: 16, units: 72)
+    var config = ModelConfig(vocab: 11, embed: 16, units: 72)
+    var dropout: Dropout?
     let (rows, seq) = (8, 20)
 
     struct Result: Equatable {
@@ -21,13 +22,14 @@ final class DeterminismTests: XCTestCase {
             rows: rows, seq: seq,
             inputs: (0..<n).map { _ in Int32(rng.nextIndex(below: config.vocab)) },
             targets: (0..<n).map { _ in Int32(rng.nextIndex(below: config.vocab)) })
-        return (shard, (0..<rows * config.units).map { _ in 2 * rng.nextUnitFloat() - 1 })
+        return (shard, (0..<config.stateCount(rows: rows)).map { _ in 2 * rng.nextUnitFloat() - 1 })
     }
 
     func run(_ step: ShardStep, _ input: (ShardRows, [Float])) -> Result {
         let grads = Parameters(config)
         var state = input.1
-        let loss = state.withUnsafeMutableBufferPointer { step.run(input.0, state: $0.baseAddress!, grads: grads) }
+        let position = ShardPosition(step: 4, firstRow: 8)
+        let loss = state.withUnsafeMutableBufferPointer { step.run(input.0, state: $0.baseAddress!, grads: grads, position: position) }
         return Result(loss: loss, grads: grads.storage.array, state: state)
     }
 
@@ -39,10 +41,20 @@ final class DeterminismTests: XCTestCase {
     }
 
     func testShardIsBitwiseTheSameOnOneAndTwoThreadsAndRunToRun() {
+        checkShardIsBitwiseTheSameOnOneAndTwoThreadsAndRunToRun()
+    }
+
+    func testTwoLayerLSTMWithDropoutIsBitwiseTheSameOnOneAndTwoThreads() {
+        config = ModelConfig(vocab: 11, embed: 16, units: 72, cell: .lstm, layers: 2)
+        dropout = Dropout(rate: 0.25, seed: 3)
+        checkShardIsBitwiseTheSameOnOneAndTwoThreadsAndRunToRun()
+    }
+
+    private func checkShardIsBitwiseTheSameOnOneAndTwoThreadsAndRunToRun() {
         let weights = Parameters.initialized(config, seed: 5)
         let input = shard(seed: 1)
         func fresh() -> ShardStep {
-            let step = ShardStep(config: config, maxRows: rows, seq: seq)
+            let step = ShardStep(config: config, maxRows: rows, seq: seq, dropout: dropout)
             step.load(weights: weights)
             return step
         }

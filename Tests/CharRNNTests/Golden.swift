@@ -52,22 +52,25 @@ struct GoldenCase {
         let batch = c["batch"] as! Int
         /// The variant files leave Adam's settings out: they use Keras's defaults.
         func hyper(_ key: String, _ keras: Float) -> Float { (adam[key] as? Double).map { Float($0) } ?? keras }
-        /// The state in the model's layout, [B, L·H]: row i holds every layer's h side by side. One-layer files
-        /// have a single [B,H] tensor, the others a list of one per layer.
-        func state(_ any: Any?) throws -> [Float] {
-            let layers = try (any as? [Any] ?? [any!]).map { try tensor($0).floats }
-            let h = config.units
-            return (0..<batch).flatMap { i in layers.flatMap { $0[i * h..<(i + 1) * h] } }
+        /// The state in the model's layout, [B, L·V·H]: row i holds every layer's vectors side by side (h, then an
+        /// LSTM's c). One-layer files have a single [B,H] tensor per vector, the others a list of one per layer.
+        func state(_ h: String, _ c: String) throws -> [Float] {
+            func perLayer(_ key: String) throws -> [[Float]] {
+                try (root[key] as? [Any] ?? [root[key]!]).map { try tensor($0).floats }
+            }
+            let vectors = try config.cell == .lstm ? zip(perLayer(h), perLayer(c)).flatMap { [$0, $1] } : perLayer(h)
+            let units = config.units
+            return (0..<batch).flatMap { i in vectors.flatMap { $0[i * units..<(i + 1) * units] } }
         }
         return GoldenCase(
             config: config, batch: batch, seq: c["seq"] as! Int,
             weights: try tensors(root["weights"]),
             inputs: try tensor(root["inputs"]).data.map { Int32($0) },
             targets: try tensor(root["targets"]).data.map { Int32($0) },
-            h0: try state(root["h0"]),
+            h0: try state("h0", "c0"),
             logits: try tensor(root["logits"]),
             loss: root["loss"] as! Double,
-            hT: try state(root["hT"]),
+            hT: try state("hT", "cT"),
             grads: try tensors(root["grads"]),
             adam: AdamConfig(
                 learningRate: hyper("lr", 1e-3), beta1: hyper("beta1", 0.9), beta2: hyper("beta2", 0.999),

@@ -6,6 +6,8 @@ final class GoldenTests: XCTestCase {
     func testSmall() throws { try check("gru_small.json") }
     func testMedium() throws { try check("gru_medium.json") }
     func testTwoLayerGRU() throws { try check("gru_2layers.json") }
+    func testLSTM() throws { try check("lstm_1layer.json") }
+    func testTwoLayerLSTM() throws { try check("lstm_2layers.json") }
 
     private func check(_ file: String) throws {
         let g = try GoldenCase.load(file)
@@ -17,7 +19,7 @@ final class GoldenTests: XCTestCase {
         let loss = state.withUnsafeMutableBufferPointer { step.run(g.shard, state: $0.baseAddress!, grads: grads) }
 
         XCTAssertEqual(loss, g.loss, accuracy: 1e-5 + 1e-4 * abs(g.loss), "loss")
-        state.withUnsafeBufferPointer { assertClose($0, g.hT, abs: 1e-5, rel: 1e-4, "hT") }
+        state.withUnsafeBufferPointer { assertClose($0, g.hT, abs: 1e-5, rel: 1e-4, "final state (h, and c for an LSTM)") }
         for name in grads.names {
             let keras = name.keras(g.config)
             assertClose(UnsafeBufferPointer(grads.tensor(name)), g.grads[keras]!.floats, abs: 1e-5, rel: 1e-4, "d \(keras)")

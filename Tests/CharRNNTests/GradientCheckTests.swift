@@ -14,7 +14,27 @@ final class GradientCheckTests: XCTestCase {
         checkGradients(ModelConfig(vocab: 6, embed: 4, units: 5, layers: 2))
     }
 
-    private func checkGradients(_ config: ModelConfig, file: StaticString = #filePath, line: UInt = #line) {
+    /// The LSTM cell: its four gates, the cell state carried through time (c0 non-zero), and its single bias.
+    func testLSTMGradientsMatchFiniteDifferences() {
+        checkGradients(ModelConfig(vocab: 6, embed: 4, units: 5, cell: .lstm))
+    }
+
+    func testTwoLayerLSTMGradientsMatchFiniteDifferences() {
+        checkGradients(ModelConfig(vocab: 6, embed: 4, units: 5, cell: .lstm, layers: 2))
+    }
+
+    /// Dropout's backward, between the layers and before Dense: the masks are fixed by the shard's position, so
+    /// the finite differences see the same masks as the analytic gradient.
+    func testDropoutGradientsMatchFiniteDifferences() {
+        checkGradients(
+            ModelConfig(vocab: 6, embed: 4, units: 5, cell: .lstm, layers: 2), dropout: Dropout(rate: 0.4, seed: 8),
+            position: ShardPosition(step: 3, firstRow: 6))
+    }
+
+    private func checkGradients(
+        _ config: ModelConfig, dropout: Dropout? = nil, position: ShardPosition? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         var rng = RandomSource(seed: 3)
         let weights = Parameters.initialized(config, seed: 11)
         // Non-zero biases, so their gradients flow through every gate.
@@ -28,16 +48,16 @@ final class GradientCheckTests: XCTestCase {
             targets: (0..<rows * seq).map { _ in Int32(rng.nextIndex(below: config.vocab)) })
         let h0 = (0..<config.stateCount(rows: rows)).map { _ in 0.5 * (2 * rng.nextUnitFloat() - 1) }
 
-        let step = ShardStep(config: config, maxRows: rows, seq: seq)
+        let step = ShardStep(config: config, maxRows: rows, seq: seq, dropout: dropout)
         let grads = Parameters(config)
         step.load(weights: weights)
         var state = h0
-        _ = state.withUnsafeMutableBufferPointer { step.run(shard, state: $0.baseAddress!, grads: grads) }
+        _ = state.withUnsafeMutableBufferPointer { step.run(shard, state: $0.baseAddress!, grads: grads, position: position) }
 
         func loss() -> Double {
             step.load(weights: weights)
             var s = h0
-            return s.withUnsafeMutableBufferPointer { step.loss(shard, state: $0.baseAddress!) }
+            return s.withUnsafeMutableBufferPointer { step.loss(shard, state: $0.baseAddress!, position: position) }
         }
         let eps: Float = 1e-2
         for name in weights.names {

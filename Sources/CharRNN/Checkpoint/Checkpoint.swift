@@ -206,7 +206,6 @@ public enum Checkpoint {
         guard manifest.format == formatName else { throw fail("format is \"\(manifest.format)\", expected \"\(formatName)\"") }
         guard manifest.version == formatVersion else { throw fail("unsupported format version \(manifest.version)") }
         guard c.vocab > 0, c.embed > 0, c.units > 0, c.layers > 0 else { throw fail("invalid model size \(c)") }
-        guard c.cell == .gru else { throw fail("model \(c): this build trains GRU cells only") }
         let vocabulary: Vocabulary
         do {
             vocabulary = try Vocabulary(codePoints: manifest.vocabulary)

@@ -38,7 +38,6 @@ public struct ModelConfig: Codable, Equatable, Hashable, Sendable, CustomStringC
         for (name, value) in [("vocabulary size", vocab), ("--embed", embed), ("--units", units), ("--layers", layers)] where value <= 0 {
             throw CharRNNError.invalidOption("\(name) must be positive, got \(value)")
         }
-        if cell == .lstm { throw CharRNNError.invalidOption("--cell lstm is not implemented yet") }
     }
 
     /// Floats of recurrent state per batch row: every layer's state vectors, [L·vectors, H] per row. Row-major

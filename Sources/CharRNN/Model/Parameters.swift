@@ -113,7 +113,8 @@ public struct Parameters: @unchecked Sendable {
     public func copy() -> Parameters { Parameters(layout: layout, storage: storage.copy()) }
 
     /// Keras's initialisers as the tutorial uses them: embeddings uniform ±0.05, every kernel (the recurrent
-    /// one too) glorot-uniform over the whole matrix, biases zero.
+    /// one too) glorot-uniform over the whole matrix, biases zero but an LSTM's forget gate's, which Keras
+    /// (`unit_forget_bias`) starts at 1 so the cell remembers by default.
     public static func initialized(_ config: ModelConfig, seed: UInt64) -> Parameters {
         let p = Parameters(config)
         var rng = RandomSource(seed: seed, stream: 0x1417)
@@ -128,6 +129,7 @@ public struct Parameters: @unchecked Sendable {
         for l in 0..<config.layers {
             glorot(.kernel(l))
             glorot(.recurrentKernel(l))
+            if config.cell == .lstm { p.tensor(.bias(l))[config.units..<2 * config.units].update(repeating: 1) }
         }
         glorot(.denseKernel)
         return p

@@ -29,8 +29,9 @@ public struct SamplingOptions: Sendable {
 /// Stateful generation of `count` samples side by side: feed the prime one symbol at a time, then sample,
 /// feed the samples back.
 ///
-/// Per symbol and layer: hu = h·U, the same gate kernel as training; then logits = h·K + c from the top layer. The
-/// input side is a row of the input table for layer 0, as in training, and h·W + b0 of the layer below above it. The products run in OpenBLAS, threaded by OpenBLAS during `generate` (see
+/// Per symbol and layer: h·U, then the same gate kernel as training; then logits = h·K + c from the top layer.
+/// The input side is a row of the input table for layer 0, as in training, and h·W + b0 of the layer below
+/// above it. The products run in OpenBLAS, threaded by OpenBLAS during `generate` (see
 /// `BLASRuntime.withLibraryThreads`).
 public final class Sampler {
     public let weights: Parameters
@@ -38,8 +39,10 @@ public final class Sampler {
     private let table: FloatBuffer
     private var h: FloatBuffer          // [L, count, H]
     private var next: FloatBuffer       // [L, count, H]
-    private let hu: FloatBuffer         // [count, 3H]
-    private let xw: FloatBuffer         // [count, 3H]: the input side of layers above the first
+    private var c: FloatBuffer          // [L, count, H]: an LSTM's cell states
+    private var cNext: FloatBuffer      // [L, count, H]
+    private let hu: FloatBuffer         // [count, G·H]
+    private let xw: FloatBuffer         // [count, G·H]: the input side of layers above the first
     private let logits: FloatBuffer     // [count, V]
 
     /// From this many samples on, one sgemm beats a gemv per sample. Measured at H 1024 (Haswell kernel): sgemm
@@ -50,35 +53,48 @@ public final class Sampler {
         precondition(count > 0, "generation needs at least one sample")
         self.weights = weights
         self.count = count
-        let c = weights.config
-        table = FloatBuffer(count: c.vocab * 3 * c.units)
+        let config = weights.config
+        let (width, states, cells) = (config.cell.gates * config.units, config.layers * count * config.units, config.cell == .lstm)
+        table = FloatBuffer(count: config.vocab * width)
         InputTable.forward(weights, into: table.base)
-        h = FloatBuffer(count: c.layers * count * c.units)
-        next = FloatBuffer(count: c.layers * count * c.units)
-        hu = FloatBuffer(count: count * 3 * c.units)
-        xw = FloatBuffer(count: c.layers > 1 ? count * 3 * c.units : 0)
-        logits = FloatBuffer(count: count * c.vocab)
+        h = FloatBuffer(count: states)
+        next = FloatBuffer(count: states)
+        c = FloatBuffer(count: cells ? states : 0)
+        cNext = FloatBuffer(count: cells ? states : 0)
+        hu = FloatBuffer(count: count * width)
+        xw = FloatBuffer(count: config.layers > 1 ? count * width : 0)
+        logits = FloatBuffer(count: count * config.vocab)
     }
 
     /// Advances sample i's state by `ids[i]`; afterwards `logits(i)` scores the symbol after it.
     public func feed(_ ids: UnsafeBufferPointer<Int32>) {
         precondition(ids.count == count, "one symbol per sample")
-        let (b, units, v, layers) = (count, weights.config.units, weights.config.vocab, weights.config.layers)
+        let config = weights.config
+        let (b, units, v, layers, width) = (count, config.units, config.vocab, config.layers, config.cell.gates * config.units)
         for l in 0..<layers {
             let (state, output) = (h.base + l * b * units, next.base + l * b * units)
             if l > 0 {
-                for i in 0..<b { (xw.base + i * 3 * units).update(from: weights[.bias(l)], count: 3 * units) }
-                timesState(output - b * units, weights[.kernel(l)], cols: 3 * units, into: xw.base, beta: 1)
+                for i in 0..<b { (xw.base + i * width).update(from: weights[.bias(l)], count: width) }
+                timesState(output - b * units, weights[.kernel(l)], cols: width, into: xw.base, beta: 1)
             }
-            timesState(state, weights[.recurrentKernel(l)], cols: 3 * units, into: hu.base, beta: 0)
+            timesState(state, weights[.recurrentKernel(l)], cols: width, into: hu.base, beta: 0)
             for i in 0..<b {
-                let input = l == 0 ? table.base + Int(ids[i]) * 3 * units : xw.base + i * 3 * units
-                GRU.cellForward(
-                    units: 0..<units, of: units, xw: input, hu: hu.base + i * 3 * units,
-                    b1: weights[.bias(l)] + 3 * units, hPrev: state + i * units, hNext: output + i * units, cache: nil)
+                let input = l == 0 ? table.base + Int(ids[i]) * width : xw.base + i * width
+                let (row, gates) = (l * b * units + i * units, hu.base + i * width)
+                switch config.cell {
+                case .gru:
+                    GRU.cellForward(
+                        units: 0..<units, of: units, xw: input, hu: gates, b1: weights[.bias(l)] + width,
+                        hPrev: h.base + row, hNext: next.base + row, cache: nil)
+                case .lstm:
+                    LSTM.cellForward(
+                        units: 0..<units, of: units, xw: input, hu: gates, cPrev: c.base + row,
+                        hNext: next.base + row, cNext: cNext.base + row, cache: nil)
+                }
             }
         }
         swap(&h, &next)
+        swap(&c, &cNext)
         for i in 0..<b { (logits.base + i * v).update(from: weights[.denseBias], count: v) }
         timesState(h.base + (layers - 1) * b * units, weights[.denseKernel], cols: v, into: logits.base, beta: 1)
     }
@@ -111,6 +127,7 @@ public final class Sampler {
     public func generate(prime: [Int32], length: Int, options: SamplingOptions, emit: (UnsafeBufferPointer<Int32>) -> Void) {
         precondition(!prime.isEmpty, "generation needs at least one prime symbol")
         h.zero()
+        c.zero()
         var rngs = (0..<count).map { RandomSource(seed: options.seed, stream: 0x5A3E &+ UInt64($0)) }
         var ids = [Int32](repeating: 0, count: count)
         BLASRuntime.withLibraryThreads {

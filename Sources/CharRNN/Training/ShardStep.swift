@@ -14,49 +14,66 @@ public struct ShardRows: Equatable, Sendable {
     }
 }
 
-/// The shard step: what a worker does. Given weights, a shard's rows and their hidden state, it computes
-/// the shard's mean loss, the gradient of that mean loss, and the final hidden state. Layer l+1 reads layer
-/// l's output sequence; only layer 0 reads symbols, through the input table. Pure computation;
-/// it owns its scratch memory and reuses it every step, so the step loop allocates nothing.
+/// The shard step: what a worker does. Given weights, a shard's rows and their recurrent state, it computes
+/// the shard's mean loss, the gradient of that mean loss, and the final state. Layer l+1 reads layer l's output
+/// sequence (after dropout, when training with it); only layer 0 reads symbols, through the input table. Pure
+/// computation; it owns its scratch memory and reuses it every step, so the step loop allocates nothing.
 ///
 /// The same object serves the in-process trainer and the distributed worker, which is what makes their
-/// results bitwise equal: a shard's gradient depends only on the weights, its rows and its state.
+/// results bitwise equal: a shard's gradient depends only on the weights, its rows, its state and its position.
 public final class ShardStep {
     public let config: ModelConfig
     public let maxRows: Int
     public let seq: Int
+    public let dropout: Dropout?
 
     private var weights: Parameters
-    private let table: FloatBuffer      // [V, 3H]  embedding·W + b0
-    private let dTable: FloatBuffer     // [V, 3H]
+    private let table: FloatBuffer      // [V, G·H]  embedding·W + b0
+    private let dTable: FloatBuffer     // [V, G·H]
     private let hs: [FloatBuffer]       // per layer [(T+1)·b, H]
-    private let caches: [FloatBuffer]   // per layer [T·b, 4H]
-    private let layerInput: FloatBuffer // [T·b, 3H] above layer 0: xw in the forward pass, dxw in the backward pass
+    private let cs: [FloatBuffer]       // per layer [(T+1)·b, H]: an LSTM's cell states
+    private let caches: [FloatBuffer]   // per layer [T·b, K·H]
+    private let masks: [FloatBuffer]    // per layer [T·b, H] with dropout
+    private let dropped: [FloatBuffer]  // per layer [T·b, H] with dropout: the output states times the mask
+    private let layerInput: FloatBuffer // [T·b, G·H] above layer 0: xw in the forward pass, dxw in the backward pass
     private let logits: FloatBuffer     // [T·b, V]
-    private let dhs: FloatBuffer        // [T·b, H]: d loss/d the output states of the layer being backpropagated
-    private let scratch: FloatBuffer    // [b, 3H]: hu in the forward pass, carry in the backward pass
-    private var tokens: [Int32]         // [T, b] time-major inputs
-    private var targets: [Int32]        // [T, b] time-major targets
+    private let dhs: FloatBuffer        // [T·b, H]: d loss/d the output of the layer being backpropagated
+    private let scratch: FloatBuffer    // [b, G·H]: h·U in the forward pass, the carry in the backward pass
+    private let tokens: UnsafeMutableBufferPointer<Int32>  // [T, b] time-major inputs
+    private let targets: UnsafeMutableBufferPointer<Int32> // [T, b] time-major targets
+    /// Whether the last forward pass applied dropout, so the backward pass applies the same masks.
+    private var droppedOut = false
 
     /// Seconds spent in each phase since the workspace was made (or `times` was reset): the benchmark's split.
     public var times = PhaseTimes()
 
-    public init(config: ModelConfig, maxRows: Int, seq: Int) {
+    /// `dropout` (rate > 0) applies to `run` and `loss` calls given a shard position; nil trains without it.
+    public init(config: ModelConfig, maxRows: Int, seq: Int, dropout: Dropout? = nil) {
         self.config = config
         self.maxRows = maxRows
         self.seq = seq
-        let (v, h, n) = (config.vocab, config.units, maxRows * seq)
+        self.dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
+        let (v, h, n, width, layers) = (config.vocab, config.units, maxRows * seq, config.cell.gates * config.units, config.layers)
+        func perLayer(_ count: Int) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
         weights = Parameters(config)
-        table = FloatBuffer(count: v * 3 * h)
-        dTable = FloatBuffer(count: v * 3 * h)
-        hs = (0..<config.layers).map { _ in FloatBuffer(count: (n + maxRows) * h) }
-        caches = (0..<config.layers).map { _ in FloatBuffer(count: n * 4 * h) }
-        layerInput = FloatBuffer(count: config.layers > 1 ? n * 3 * h : 0)
+        table = FloatBuffer(count: v * width)
+        dTable = FloatBuffer(count: v * width)
+        hs = perLayer((n + maxRows) * h)
+        cs = config.cell == .lstm ? perLayer((n + maxRows) * h) : []
+        caches = perLayer(n * config.cell.cacheBlocks * h)
+        masks = self.dropout == nil ? [] : perLayer(n * h)
+        dropped = self.dropout == nil ? [] : perLayer(n * h)
+        layerInput = FloatBuffer(count: layers > 1 ? n * width : 0)
         logits = FloatBuffer(count: n * v)
         dhs = FloatBuffer(count: n * h)
-        scratch = FloatBuffer(count: maxRows * 3 * h)
-        tokens = Array(repeating: 0, count: n)
-        targets = Array(repeating: 0, count: n)
+        scratch = FloatBuffer(count: maxRows * width)
+        tokens = .allocate(capacity: n)
+        targets = .allocate(capacity: n)
+    }
+
+    deinit {
+        tokens.deallocate()
+        targets.deallocate()
     }
 
     /// Binds the weights for the following shards and builds their input table (once per step, not per shard).
@@ -67,31 +84,31 @@ public final class ShardStep {
     }
 
     /// Forward and backward over one shard. `state` [rows, `config.stateWidth`] holds the initial states on
-    /// entry and the final ones on return; `grads` is overwritten with d(mean loss)/d(weights). Returns the
-    /// shard's mean loss.
-    public func run(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, grads: Parameters) -> Double {
-        let loss = forward(shard, state: state, gradient: true)
+    /// entry and the final ones on return; `grads` is overwritten with d(mean loss)/d(weights). `position` keys
+    /// the dropout masks (required when training with dropout). Returns the shard's mean loss.
+    public func run(
+        _ shard: ShardRows, state: UnsafeMutablePointer<Float>, grads: Parameters, position: ShardPosition? = nil
+    ) -> Double {
+        precondition(dropout == nil || position != nil, "dropout needs the shard's position")
+        let loss = forward(shard, state: state, gradient: true, position: position)
         let (b, h, n, top) = (shard.rows, config.units, shard.rows * shard.seq, config.layers - 1)
-        let shape = GRU.Shape(rows: b, steps: shard.seq, units: h)
+        let width = config.cell.gates * h
         var clock = PhaseClock()
-        Dense.backward(weights, states: hs[top].base + b * h, count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
+        Dense.backward(weights, states: output(top, rows: b), count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
         times.dense += clock.lap()
         dTable.zero()
         for l in stride(from: top, through: 0, by: -1) {
+            if droppedOut { Dropout.apply(masks[l].base, to: dhs.base, into: dhs.base, count: n * h) }
             // Layer 0's dxw scatters into the table's gradient; a higher layer's is a matrix of its own.
             let dXW = l == 0 ? dTable : layerInput
-            if l > 0 { dXW.base.update(repeating: 0, count: n * 3 * h) }
-            tokens.withUnsafeBufferPointer { tok in
-                GRU.backward(
-                    shape, tokens: l == 0 ? tok.baseAddress! : nil, recurrentKernel: weights[.recurrentKernel(l)],
-                    hs: hs[l].base, cache: caches[l].base, dhs: dhs.base, carry: scratch.base, dXW: dXW.base,
-                    db1: grads[.bias(l)] + 3 * h)
-            }
+            if l > 0 { dXW.base.update(repeating: 0, count: n * width) }
+            let p = pass(l, rows: b)
+            let dBias = config.cell == .gru ? grads[.bias(l)] + width : nil
+            Recurrence.backward(config.cell, p, dhs: dhs.base, dXW: dXW.base, dBias: dBias)
             times.backwardRecurrence += clock.lap()
-            GRU.weightGradients(shape, hs: hs[l].base, cache: caches[l].base, dU: grads[.recurrentKernel(l)])
+            Recurrence.weightGradients(config.cell, p, dU: grads[.recurrentKernel(l)])
             if l > 0 {
-                LayerInput.backward(
-                    weights, layer: l, below: hs[l - 1].base + b * h, count: n, dXW: dXW.base, grads: grads, dBelow: dhs.base)
+                LayerInput.backward(weights, layer: l, below: output(l - 1, rows: b), count: n, dXW: dXW.base, grads: grads, dBelow: dhs.base)
             }
             times.weightGradients += clock.lap()
         }
@@ -100,15 +117,16 @@ public final class ShardStep {
         return loss
     }
 
-    /// Forward only: the shard's mean loss; `state` advances as in training.
-    public func loss(_ shard: ShardRows, state: UnsafeMutablePointer<Float>) -> Double {
-        forward(shard, state: state, gradient: false)
+    /// Forward only: the shard's mean loss; `state` advances as in training. Without a position (evaluation)
+    /// there is no dropout; with one, the loss `run` sees at that position.
+    public func loss(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, position: ShardPosition? = nil) -> Double {
+        forward(shard, state: state, gradient: false, position: position)
     }
 
     /// Forward only, returning the logits as [rows, seq, V] (batch-major, as Keras returns them).
     public func logits(of shard: ShardRows, state: [Float]) -> [Float] {
         var h = state
-        _ = h.withUnsafeMutableBufferPointer { forward(shard, state: $0.baseAddress!, gradient: false) }
+        _ = h.withUnsafeMutableBufferPointer { forward(shard, state: $0.baseAddress!, gradient: false, position: nil) }
         let (b, t, v) = (shard.rows, shard.seq, config.vocab)
         var out = [Float](repeating: 0, count: b * t * v)
         for i in 0..<b {
@@ -119,7 +137,21 @@ public final class ShardStep {
         return out
     }
 
-    private func forward(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, gradient: Bool) -> Double {
+    /// Layer l's buffers for a shard of `b` rows.
+    private func pass(_ l: Int, rows b: Int) -> LayerPass {
+        LayerPass(
+            rows: b, steps: seq, units: config.units, xw: l == 0 ? table.base : layerInput.base,
+            tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, recurrentKernel: weights[.recurrentKernel(l)],
+            recurrentBias: config.cell == .gru ? weights[.bias(l)] + 3 * config.units : nil, hs: hs[l].base,
+            cs: config.cell == .lstm ? cs[l].base : nil, cache: caches[l].base, scratch: scratch.base)
+    }
+
+    /// What the layer above (or Dense) reads of layer l: its output states [T·b, H], after dropout if applied.
+    private func output(_ l: Int, rows b: Int) -> UnsafeMutablePointer<Float> {
+        droppedOut ? dropped[l].base : hs[l].base + b * config.units
+    }
+
+    private func forward(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, gradient: Bool, position: ShardPosition?) -> Double {
         precondition(shard.rows <= maxRows && shard.seq == seq, "shard larger than the workspace")
         let (b, t, h, v, top) = (shard.rows, shard.seq, config.units, config.vocab, config.layers - 1)
         for i in 0..<b {
@@ -128,25 +160,29 @@ public final class ShardStep {
                 targets[s * b + i] = shard.targets[i * t + s]
             }
         }
+        droppedOut = dropout != nil && position != nil
         var clock = PhaseClock()
         for l in 0...top {
-            // Row i's state holds every layer's h side by side: layer l's is at column l·H.
-            let first = hs[l].base, last = hs[l].base + t * b * h, slot = state + l * h
-            for i in 0..<b { (first + i * h).update(from: slot + i * config.stateWidth, count: h) }
-            if l > 0 { LayerInput.forward(weights, layer: l, below: hs[l - 1].base + b * h, count: t * b, into: layerInput.base) }
-            tokens.withUnsafeBufferPointer { tok in
-                GRU.forward(
-                    GRU.Shape(rows: b, steps: t, units: h), xw: l == 0 ? table.base : layerInput.base,
-                    tokens: l == 0 ? tok.baseAddress! : nil, recurrentKernel: weights[.recurrentKernel(l)],
-                    recurrentBias: weights[.bias(l)] + 3 * h, hs: first, cache: caches[l].base, hu: scratch.base)
+            // Row i's state holds every layer's vectors side by side: layer l's h at column l·V·H, an LSTM's c after it.
+            let slot = state + l * config.cell.stateVectors * h
+            for k in 0..<config.cell.stateVectors {
+                let first = (k == 0 ? hs[l] : cs[l]).base
+                for i in 0..<b { (first + i * h).update(from: slot + k * h + i * config.stateWidth, count: h) }
             }
-            for i in 0..<b { (slot + i * config.stateWidth).update(from: last + i * h, count: h) }
+            if l > 0 { LayerInput.forward(weights, layer: l, below: output(l - 1, rows: b), count: t * b, into: layerInput.base) }
+            Recurrence.forward(config.cell, pass(l, rows: b))
+            for k in 0..<config.cell.stateVectors {
+                let last = (k == 0 ? hs[l] : cs[l]).base + t * b * h
+                for i in 0..<b { (slot + k * h + i * config.stateWidth).update(from: last + i * h, count: h) }
+            }
+            if droppedOut, let d = dropout, let p = position {
+                d.mask(masks[l].base, step: p.step, firstRow: p.firstRow, layer: l, rows: b, steps: t, units: h)
+                Dropout.apply(masks[l].base, to: hs[l].base + b * h, into: dropped[l].base, count: t * b * h)
+            }
         }
         times.forwardRecurrence += clock.lap()
-        Dense.forward(weights, states: hs[top].base + b * h, count: t * b, into: logits.base)
-        let loss = targets.withUnsafeBufferPointer { y in
-            SoftmaxCrossEntropy.apply(logits.base, rows: t * b, vocab: v, gradient: gradient) { Int(y[$0]) }
-        }
+        Dense.forward(weights, states: output(top, rows: b), count: t * b, into: logits.base)
+        let loss = SoftmaxCrossEntropy.apply(logits.base, rows: t * b, vocab: v, gradient: gradient) { Int(targets[$0]) }
         times.dense += clock.lap()
         return loss
     }

@@ -4,6 +4,11 @@ public struct PlannedStep: Sendable {
     public let epoch: Int
     public let stepInEpoch: Int
     public let shards: [ShardRows]
+
+    /// Where shard s sits in the global batch: what its dropout masks depend on.
+    public func position(shard s: Int) -> ShardPosition {
+        ShardPosition(step: globalStep, firstRow: s * shards[s].rows)
+    }
 }
 
 /// What one finished step reports.

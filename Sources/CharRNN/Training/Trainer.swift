@@ -7,7 +7,8 @@ public final class Trainer {
 
     public init(plan: StepPlan) {
         self.plan = plan
-        shardStep = ShardStep(config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq)
+        shardStep = ShardStep(
+            config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq, dropout: plan.options.dropoutMasks)
         grads = Parameters(plan.state.config)
     }
 
@@ -20,7 +21,7 @@ public final class Trainer {
         let planned = plan.next()
         shardStep.load(weights: plan.state.weights)
         for (s, shard) in planned.shards.enumerated() {
-            let loss = shardStep.run(shard, state: plan.hidden(shard: s), grads: grads)
+            let loss = shardStep.run(shard, state: plan.hidden(shard: s), grads: grads, position: planned.position(shard: s))
             plan.accumulate(shard: s, gradient: grads, loss: loss)
         }
         return plan.finish()

@@ -12,8 +12,14 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var clipNorm: Float? = nil
     /// The end of the text held out for validation (0: none, the tutorial's behaviour).
     public var validationFraction: Double = 0
+    /// Dropout rate on every recurrent layer's output (nil: none, the tutorial's model). Optional so that
+    /// checkpoints written before dropout existed still decode.
+    public var dropout: Float? = nil
 
     public init() {}
+
+    /// The dropout a shard step applies: the rate and the run's seed, or nil.
+    public var dropoutMasks: Dropout? { dropout.map { Dropout(rate: $0, seed: seed) } }
 
     public func validate() throws {
         func positive(_ name: String, _ v: Int) throws {
@@ -27,6 +33,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if batch % shards != 0 { throw CharRNNError.invalidOption("--shards \(shards) must divide --batch \(batch)") }
         if !(adam.learningRate > 0) || !adam.learningRate.isFinite { throw CharRNNError.invalidOption("--lr must be a positive number") }
         if let c = clipNorm, !(c > 0) || !c.isFinite { throw CharRNNError.invalidOption("--clip-norm must be a positive number") }
+        if let p = dropout, !(p > 0 && p < 1) { throw CharRNNError.invalidOption("--dropout must be above 0 and below 1, got \(p)") }
         if !(0..<1).contains(validationFraction) { throw CharRNNError.invalidOption("--val-fraction must be at least 0 and below 1") }
     }
 }

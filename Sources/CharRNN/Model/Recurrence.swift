@@ -1,0 +1,153 @@
+/// One recurrent layer's pass over a shard: its sizes and the buffers the step loops read and write.
+///
+/// Layout is time-major so each step's rows are one contiguous matrix for BLAS (b rows, T steps, H units,
+/// G gate blocks, K = the cell's cache width in blocks of H):
+///   xw      [V, G·H] input table (layer 0, read through `tokens`) or [T·b, G·H] input product (layers above)
+///   hs      [(T+1)·b, H]   hs[0] = h0, hs[t+1] = output state after step t
+///   cs      [(T+1)·b, H]   an LSTM's cell states, laid out as hs; nil for a GRU
+///   cache   [T·b, K·H]     what the forward pass keeps for the backward one; backward overwrites the first G·H
+///                          columns with dg, the gradient of the recurrent product, so dU is one product
+///   scratch [b, G·H]       h·U in the forward pass, the carried gradients (dh, an LSTM's dc) in the backward pass
+public struct LayerPass {
+    public var rows: Int
+    public var steps: Int
+    public var units: Int
+    public var xw: UnsafePointer<Float>
+    /// Time-major [T, b] symbols when `xw` is the input table, nil when it is the input product.
+    public var tokens: UnsafePointer<Int32>?
+    public var recurrentKernel: UnsafePointer<Float>
+    /// A GRU's recurrent bias b1 [3H]; an LSTM has none.
+    public var recurrentBias: UnsafePointer<Float>?
+    public var hs: UnsafeMutablePointer<Float>
+    public var cs: UnsafeMutablePointer<Float>?
+    public var cache: UnsafeMutablePointer<Float>
+    public var scratch: UnsafeMutablePointer<Float>
+
+    /// Which input row step t, row i (r = t·b+i) reads: table row `tokens[r]` when the inputs are symbols (layer
+    /// 0), else row r of the input product. One branch per row and step, against a whole row of gate work.
+    @inline(__always)
+    func inputRow(_ r: Int) -> Int { tokens.map { Int($0[r]) } ?? r }
+}
+
+/// What distinguishes one recurrent cell from another: its gates for one row over a range of units, forward
+/// and backward. Everything else (the step loops, threads, the recurrent products) is `Recurrence`'s.
+protocol RecurrentCell {
+    /// G: gate blocks of width H in the input and recurrent products.
+    static var gates: Int { get }
+    /// K: floats of cache per row and step, in blocks of H (at least G; the first G are overwritten by dg).
+    static var cacheBlocks: Int { get }
+    /// Floats of carried gradient per row, in blocks of H: dh first, then whatever else the cell carries.
+    static var carryBlocks: Int { get }
+
+    /// Step t, row i: gates from `p.scratch` (this row's h·U) and the input row; writes the next state(s) and
+    /// the cache.
+    static func forward(units: Range<Int>, step t: Int, row i: Int, _ p: LayerPass)
+
+    /// Step t, row i, given dOut (the loss gradient on this output state) and `carry` (dh from step t+1 already
+    /// added): writes dg into the cache, leaves in `carry` what step t−1 receives before dg·Uᵀ is added, adds
+    /// dxw to `dInput` and, for a GRU, db1 to `dBias`.
+    static func backward(
+        units: Range<Int>, step t: Int, row i: Int, _ p: LayerPass, dOut: UnsafePointer<Float>,
+        carry: UnsafeMutablePointer<Float>, dInput: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?)
+}
+
+/// The recurrence shared by every cell.
+///
+/// Threads: unit j's gates need only column j of each gate block, so each `Parallel` chunk owns a range of
+/// units, computes its own columns of h·U (or of dg·Uᵀ) and then its gates while they are still in cache. The
+/// only synchronisation is one barrier per step, where the next step needs every unit of h (or of dg).
+public enum Recurrence {
+    /// Runs T steps forward; `p.hs[0]` (and `p.cs[0]`) must hold the initial state.
+    public static func forward(_ cell: Cell, _ p: LayerPass) {
+        switch cell {
+        case .gru: forward(GRU.self, p)
+        case .lstm: forward(LSTM.self, p)
+        }
+    }
+
+    /// Backpropagates through T steps. `dhs` [T·b, H] is the loss gradient on each output state. Leaves dg in the
+    /// cache, adds dxw into `dXW` (the input table's gradient when `p.tokens` is set, else [T·b, G·H]) and writes
+    /// a GRU's db1 into `dBias` (nil for an LSTM).
+    public static func backward(
+        _ cell: Cell, _ p: LayerPass, dhs: UnsafePointer<Float>, dXW: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?
+    ) {
+        switch cell {
+        case .gru: backward(GRU.self, p, dhs: dhs, dXW: dXW, dBias: dBias)
+        case .lstm: backward(LSTM.self, p, dhs: dhs, dXW: dXW, dBias: dBias)
+        }
+    }
+
+    /// After `backward`: dU = Σ_t h_tᵀ·dg_t as one [H, T·b]×[T·b, G·H] product.
+    public static func weightGradients(_ cell: Cell, _ p: LayerPass, dU: UnsafeMutablePointer<Float>) {
+        let (h, width) = (p.units, cell.gates * p.units)
+        gemm(p.hs, transA: true, p.cache, into: dU, m: h, n: width, k: p.rows * p.steps, lda: h, ldb: cell.cacheBlocks * h)
+    }
+
+    static func forward<C: RecurrentCell>(_: C.Type, _ p: LayerPass) {
+        let (b, h) = (p.rows, p.units)
+        for t in 0..<p.steps {
+            Parallel.forEachChunk { chunk in
+                let units = Parallel.range(chunk, of: h)
+                recurrentProduct(
+                    units: units, of: h, gates: C.gates, rows: b, state: p.hs + t * b * h, recurrentKernel: p.recurrentKernel,
+                    into: p.scratch)
+                for i in 0..<b { C.forward(units: units, step: t, row: i, p) }
+            }
+        }
+    }
+
+    static func backward<C: RecurrentCell>(
+        _: C.Type, _ p: LayerPass, dhs: UnsafePointer<Float>, dXW: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?
+    ) {
+        let (b, h, steps, width) = (p.rows, p.units, p.steps, C.gates * p.units)
+        let (ldCache, ldCarry) = (C.cacheBlocks * h, C.carryBlocks * h)
+        p.scratch.update(repeating: 0, count: b * ldCarry)
+        dBias?.update(repeating: 0, count: width)
+        for t in stride(from: steps - 1, through: 0, by: -1) {
+            Parallel.forEachChunk { chunk in
+                let units = Parallel.range(chunk, of: h)
+                if t + 1 < steps {
+                    // dh[:, units] += dg_{t+1}·U[units, :]ᵀ — the part of dh that comes through step t+1.
+                    gemmSerial(
+                        p.cache + (t + 1) * b * ldCache, transA: false, p.recurrentKernel + units.lowerBound * width,
+                        transB: true, into: p.scratch + units.lowerBound, m: b, n: units.count, k: width, beta: 1,
+                        lda: ldCache, ldb: width, ldc: ldCarry)
+                }
+                for i in 0..<b {
+                    let r = t * b + i
+                    C.backward(
+                        units: units, step: t, row: i, p, dOut: dhs + r * h, carry: p.scratch + i * ldCarry,
+                        dInput: dXW + p.inputRow(r) * width, dBias: dBias)
+                }
+            }
+        }
+    }
+
+    /// This chunk's columns of h·U [b, G·H]: each gate block's columns of `units`.
+    @inline(__always)
+    static func recurrentProduct(
+        units: Range<Int>, of h: Int, gates: Int, rows b: Int, state: UnsafePointer<Float>,
+        recurrentKernel u: UnsafePointer<Float>, into hu: UnsafeMutablePointer<Float>
+    ) {
+        for gate in 0..<gates {
+            let col = gate * h + units.lowerBound
+            gemmSerial(
+                state, transA: false, u + col, transB: false, into: hu + col,
+                m: b, n: units.count, k: h, lda: h, ldb: gates * h, ldc: gates * h)
+        }
+    }
+}
+
+extension Cell {
+    /// K: the cache's width per row and step, in blocks of H.
+    var cacheBlocks: Int { self == .gru ? GRU.cacheBlocks : LSTM.cacheBlocks }
+}
+
+/// out[j] = Σ_r a[r·stride + j], summed in row order (deterministic, and vectorised along j).
+func columnSums(_ a: UnsafePointer<Float>, rows: Int, cols: Int, stride: Int, into out: UnsafeMutablePointer<Float>) {
+    out.update(repeating: 0, count: cols)
+    for r in 0..<rows {
+        let row = a + r * stride
+        for j in 0..<cols { out[j] += row[j] }
+    }
+}
