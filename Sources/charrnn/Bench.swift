@@ -79,6 +79,7 @@ struct BenchTrain: ParsableCommand {
             ["backward recurrence (ms)", fmt(t.backwardRecurrence / n * 1e3)],
             ["weight gradients (ms)", fmt(t.weightGradients / n * 1e3)],
             ["dense + softmax (ms)", fmt(t.dense / n * 1e3)],
+            ["dropout masks, forward and backward (ms)", fmt(t.dropout / n * 1e3)],
             ["reduction + Adam + batching (ms)", fmt(other * 1e3)],
             ["peak RSS (MB)", fmt(peakRSSMegabytes(), 0)],
         ])

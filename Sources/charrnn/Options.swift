@@ -109,7 +109,8 @@ struct TrainingArguments: ParsableArguments {
         let plan = try StepPlan(state: state, ids: Array(corpus.ids[..<split]), stopAfter: steps)
         log("text \(path): \(corpus.ids.count) characters, \(corpus.vocabulary.count) symbols, \(plan.sequences.count) sequences, \(plan.stepsPerEpoch) steps per epoch"
             + (extras.validation.map { ", \($0.count) held out for validation" } ?? ""))
-        log("model \(state.config), \(state.weights.count) parameters; batch \(requested.batch), seq \(requested.seq), shards \(shards)")
+        log("model \(state.config), \(state.weights.count) parameters; batch \(requested.batch), seq \(requested.seq), shards \(shards)"
+            + (state.options.dropout.map { ", dropout \($0)" } ?? ""))
         return (plan, policy, extras)
     }
 

@@ -22,13 +22,16 @@ public struct Dropout: Equatable, Sendable {
         _ m: UnsafeMutablePointer<Float>, step: Int, firstRow: Int, layer: Int, rows b: Int, steps: Int, units h: Int
     ) {
         let keep = 1 / (1 - rate)
-        for i in 0..<b {
-            var rng = RandomSource(
-                seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1),
-                stream: UInt64(layer) << 40 | UInt64(firstRow + i))
-            for t in 0..<steps {
-                let row = m + (t * b + i) * h
-                for j in 0..<h { row[j] = rng.nextUnitFloat() < rate ? 0 : keep }
+        // Rows draw from their own streams, so splitting them across threads changes no bit.
+        Parallel.forEachChunk { chunk in
+            for i in Parallel.range(chunk, of: b) {
+                var rng = RandomSource(
+                    seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1),
+                    stream: UInt64(layer) << 40 | UInt64(firstRow + i))
+                for t in 0..<steps {
+                    let row = m + (t * b + i) * h
+                    for j in 0..<h { row[j] = rng.nextUnitFloat() < rate ? 0 : keep }
+                }
             }
         }
     }

@@ -10,10 +10,12 @@ public struct PhaseTimes: Sendable {
     public var backwardRecurrence = 0.0
     public var weightGradients = 0.0
     public var dense = 0.0
+    /// Drawing and applying dropout masks, forward and backward.
+    public var dropout = 0.0
 
     public init() {}
 
-    public var total: Double { forwardRecurrence + backwardRecurrence + weightGradients + dense }
+    public var total: Double { forwardRecurrence + backwardRecurrence + weightGradients + dense + dropout }
 }
 
 /// A monotonic stopwatch: `lap()` returns the seconds since the previous lap (or creation).

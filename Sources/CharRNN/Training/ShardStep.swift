@@ -98,7 +98,10 @@ public final class ShardStep {
         times.dense += clock.lap()
         dTable.zero()
         for l in stride(from: top, through: 0, by: -1) {
-            if droppedOut { Dropout.apply(masks[l].base, to: dhs.base, into: dhs.base, count: n * h) }
+            if droppedOut {
+                Dropout.apply(masks[l].base, to: dhs.base, into: dhs.base, count: n * h)
+                times.dropout += clock.lap()
+            }
             // Layer 0's dxw scatters into the table's gradient; a higher layer's is a matrix of its own.
             let dXW = l == 0 ? dTable : layerInput
             if l > 0 { dXW.base.update(repeating: 0, count: n * width) }
@@ -176,8 +179,10 @@ public final class ShardStep {
                 for i in 0..<b { (slot + k * h + i * config.stateWidth).update(from: last + i * h, count: h) }
             }
             if droppedOut, let d = dropout, let p = position {
+                times.forwardRecurrence += clock.lap()
                 d.mask(masks[l].base, step: p.step, firstRow: p.firstRow, layer: l, rows: b, steps: t, units: h)
                 Dropout.apply(masks[l].base, to: hs[l].base + b * h, into: dropped[l].base, count: t * b * h)
+                times.dropout += clock.lap()
             }
         }
         times.forwardRecurrence += clock.lap()
