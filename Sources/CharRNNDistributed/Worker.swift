@@ -10,6 +10,9 @@ public struct WorkerOptions: Sendable {
     /// With no message from the coordinator for this long (seconds), introduce ourselves again: the
     /// coordinator may have restarted (with a new run id) and not know us.
     public var rejoinAfter: Double = 3
+    /// With no message from the coordinator for this long (seconds), stop with an error: it is gone for good.
+    /// nil waits forever, which suits supervisors that restart the coordinator (systemd, Slurm requeue).
+    public var giveUpAfter: Double? = nil
     /// Test-only fault injection: from this global step on, report NaN gradients.
     public var poisonFromStep: Int? = nil
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
@@ -72,6 +75,9 @@ public final class Worker {
         while !shouldStop() {
             try handshakes?.check()
             let now = PhaseClock.now()
+            if let limit = options.giveUpAfter, now - lastHeard > limit {
+                throw WorkerError.coordinatorGone(endpoint: options.endpoint, seconds: limit)
+            }
             if joined && now - lastHeard > options.rejoinAfter {
                 log("no word from the coordinator for \(options.rejoinAfter) s; introducing ourselves again")
                 joined = false
@@ -149,9 +155,12 @@ public final class Worker {
 public enum WorkerError: Error, CustomStringConvertible {
     case handshakeRefused(Int)
     case notAuthorized
+    case coordinatorGone(endpoint: String, seconds: Double)
 
     public var description: String {
         switch self {
+        case .coordinatorGone(let endpoint, let seconds):
+            return "no word from a coordinator at \(endpoint) for \(seconds) s (--give-up-after): giving up"
         case .notAuthorized:
             return "the coordinator refused this worker's key: add its .pub to the coordinator's --authorized-keys" 
         case .handshakeRefused(let n):

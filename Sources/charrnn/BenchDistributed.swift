@@ -16,6 +16,7 @@ struct BenchDistributed: ParsableCommand {
     @Option(help: "Measured steps (after warm-up).") var steps = 10
     @Option(help: "Warm-up steps, not measured.") var warmup = 2
     @Option(help: "ipc or tcp (loopback).") var transport = "ipc"
+    @Flag(help: "Encrypt with CURVE (fresh keys in a temporary directory), to measure what security costs.") var curve = false
 
     func run() throws {
         try sizes.apply()
@@ -32,12 +33,24 @@ struct BenchDistributed: ParsableCommand {
         var options = CoordinatorOptions(endpoint: endpoint)
         options.minWorkers = workers
         options.deadline = 600
+        var workerKeys: [String] = []
+        let keyDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("charrnn-bench-keys-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: keyDirectory) }
+        if curve {
+            try FileManager.default.createDirectory(at: keyDirectory, withIntermediateDirectories: true)
+            let (server, client) = (try CurveKeyPair.generate(), try CurveKeyPair.generate())
+            try server.write(prefix: keyDirectory.appendingPathComponent("coordinator").path)
+            try client.write(prefix: keyDirectory.appendingPathComponent("worker").path)
+            options.curve = (server, [client.publicKey])
+            workerKeys = ["--secret-key", keyDirectory.appendingPathComponent("worker.key").path,
+                          "--coordinator-key", keyDirectory.appendingPathComponent("coordinator.pub").path]
+        }
         let coordinator = try Coordinator(plan: try syntheticPlan(shards: shardCount), options: options, log: { _ in })
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let pool = try (0..<workers).map { i -> Process in
             let p = Process()
             p.executableURL = me
-            p.arguments = ["worker", "--connect", endpoint, "--threads", "1", "--name", "bench-\(i)"]
+            p.arguments = ["worker", "--connect", endpoint, "--threads", "1", "--name", "bench-\(i)"] + workerKeys
             p.standardOutput = FileHandle.nullDevice
             try p.run()
             return p
@@ -52,7 +65,8 @@ struct BenchDistributed: ParsableCommand {
         let messaging = (coordinator.stats.messagingSeconds - messagingBefore) / Double(steps)
 
         let overhead = distributed - compute
-        print("charrnn bench distributed — \(sizes.config), batch \(sizes.batch), seq \(sizes.seq), \(shardCount) shards, \(transport)")
+        print("charrnn bench distributed — \(sizes.config), batch \(sizes.batch), seq \(sizes.seq), \(shardCount) shards, \(transport)"
+            + (curve ? ", CURVE" : ""))
         printTable([
             ["in-process: threads", "\(sizes.threads ?? ProcessInfo.processInfo.activeProcessorCount)"],
             ["in-process: ms/step (median of \(steps))", fmt(inProcess * 1e3)],

@@ -61,6 +61,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "OpenBLAS threads for this worker.") var threads = 1
     @Option(help: "Name shown in the coordinator's log (default: host-pid).") var name: String?
     @Option(help: "Re-introduce ourselves after this many seconds without word from the coordinator.") var rejoinAfter: Double = 3
+    @Option(help: "Exit with an error after this many seconds without word from a coordinator (default: wait forever).")
+    var giveUpAfter: Double?
     @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
@@ -68,10 +70,12 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
         if !(rejoinAfter > 0) { throw CharRNNError.invalidOption("--rejoin-after must be positive") }
+        if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw CharRNNError.invalidOption("--give-up-after must be a positive number of seconds") }
         let stop = StopRequest.installed()
         var options = WorkerOptions(
             endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
         options.rejoinAfter = rejoinAfter
+        options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
         switch (secretKey, coordinatorKey) {
         case let (secret?, server?):

@@ -99,6 +99,27 @@ final class FaultToleranceTests: XCTestCase {
         for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker was not told to exit: \(w.output)") }
     }
 
+    /// A coordinator killed for good: a worker with --give-up-after exits with one clear line instead of
+    /// waiting forever; so does one that never finds a coordinator at all.
+    func testWorkerGivesUpWhenTheCoordinatorIsGoneForGood() throws {
+        let run = try prepare()
+        let c = try coordinator(run, "doomed")
+        let worker = try run.group.worker(run.endpoint, name: "patient", extra: ["--give-up-after", "2"])
+        XCTAssertTrue(c.waitFor("epoch ", times: 3), c.output)
+        c.signal(SIGKILL)
+        _ = c.waitExit()
+        let killed = Date()
+        XCTAssertEqual(worker.waitExit(timeout: 30), 1, worker.output)
+        XCTAssertGreaterThan(Date().timeIntervalSince(killed), 1.5, "gave up before the time it was given")
+        XCTAssertTrue(worker.output.contains("Error: no word from a coordinator at \(run.endpoint) for 2.0 s (--give-up-after): giving up"),
+                      worker.output)
+        XCTAssertFalse(worker.output.contains("Fatal"), worker.output)
+
+        let alone = try run.group.worker("ipc://\(run.dir.path)/nobody.sock", name: "alone", extra: ["--give-up-after", "1"])
+        XCTAssertEqual(alone.waitExit(timeout: 30), 1, alone.output)
+        XCTAssertTrue(alone.output.contains("giving up"), alone.output)
+    }
+
     /// SIGTERM: the coordinator writes a checkpoint and tells its workers to exit; a resume goes on exactly.
     func testGracefulStopThenResume() throws {
         let run = try prepare()
