@@ -115,6 +115,20 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(loaded.hidden.count, 2 * 2 * 2 * 4)
     }
 
+    /// A stacked LSTM's files name and shape its tensors as Keras does, and hold h and c of every layer per row.
+    func testLSTMFilesUseKerasNamesAndShapes() throws {
+        let lstm = ModelConfig(vocab: 5, embed: 3, units: 4, cell: .lstm, layers: 2)
+        let dir = try Checkpoint.save(try makeState(step: 1, config: lstm), in: temporaryRoot())
+        let model = try SafeTensors(decoding: Data(contentsOf: dir.appendingPathComponent("model.safetensors")))
+        XCTAssertEqual(model.tensors.map(\.name), [
+            "embedding/embeddings", "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias",
+            "lstm_1/kernel", "lstm_1/recurrent_kernel", "lstm_1/bias", "dense/kernel", "dense/bias",
+        ])
+        XCTAssertEqual(model.tensors.map(\.shape), [[5, 3], [3, 16], [4, 16], [16], [4, 16], [4, 16], [16], [4, 5], [5]])
+        let state = try SafeTensors(decoding: Data(contentsOf: dir.appendingPathComponent("state.safetensors")))
+        XCTAssertEqual(state["hidden"]?.shape, [2, 16])
+    }
+
     func testDirectoryNames() {
         XCTAssertEqual(Checkpoint.directoryName(step: 0), "step-000000000")
         XCTAssertEqual(Checkpoint.directoryName(step: 1_234_567_890), "step-1234567890")

@@ -1,4 +1,4 @@
-/// Vectorised sigmoid and tanh for the GRU gates.
+/// Vectorised sigmoid and tanh for the recurrent cells' gates.
 ///
 /// The gates evaluate ~20 M transcendental functions per training step at the tutorial's size; libm's
 /// scalar `expf` would cost more than a tenth of the step. This `exp` reduces x = n·ln2 + r with
