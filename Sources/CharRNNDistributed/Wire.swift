@@ -101,6 +101,7 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
         for (name, value, limit) in bounds where !(1...limit).contains(value) {
             throw .malformed("\(name) \(value) outside 1…\(limit)")
         }
+        if let d = dropout, !(d.rate >= 0 && d.rate < 1) { throw .malformed("dropout rate \(d.rate) outside [0, 1)") }
         if rowsPerShard * seq > 1 << 28 || config.stateCount(rows: rowsPerShard) > 1 << 28 {
             throw .malformed("shard of \(rowsPerShard) rows too large for seq \(seq) and \(config)")
         }
@@ -111,7 +112,8 @@ public struct RunShape: Equatable, Sendable, CustomStringConvertible {
         self.rowsPerShard = rowsPerShard
         self.shardCount = shardCount
         self.parameterCount = count
-        self.dropout = dropout
+        // Rate 0 is no dropout, which is how the welcome encodes none.
+        self.dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
     }
 
     func with(dropout: Dropout?) throws(WireError) -> RunShape {
@@ -439,10 +441,8 @@ public struct WireCodec: Sendable {
         guard count == UInt64(shape.parameterCount) else {
             throw .malformed("coordinator counts \(count) parameters for \(shape.config), this build \(shape.parameterCount)")
         }
-        let rate = try reader.f32("dropout rate")
-        let seed = try reader.u64("dropout seed")
-        guard rate.isFinite, (0..<1).contains(rate) else { throw .malformed("dropout rate \(rate) outside [0, 1)") }
-        return .welcome(try shape.with(dropout: rate > 0 ? Dropout(rate: rate, seed: seed) : nil))
+        let dropout = Dropout(rate: try reader.f32("dropout rate"), seed: try reader.u64("dropout seed"))
+        return .welcome(try shape.with(dropout: dropout))
     }
 
     private func decodeWork(_ reader: inout WireReader, weights: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {

@@ -11,7 +11,9 @@ public struct WorkerOptions: Sendable {
     /// coordinator may have restarted (with a new run id) and not know us.
     public var rejoinAfter: Double = 3
     /// With no message from the coordinator for this long (seconds), stop with an error: it is gone for good.
-    /// nil waits forever, which suits supervisors that restart the coordinator (systemd, Slurm requeue).
+    /// Counted while waiting, not while computing; it must exceed the coordinator's longest pause between
+    /// steps (checkpoints, validation, samples). nil waits forever, which suits supervisors that restart the
+    /// coordinator (systemd, Slurm requeue).
     public var giveUpAfter: Double? = nil
     /// Test-only fault injection: from this global step on, report NaN gradients.
     public var poisonFromStep: Int? = nil
@@ -114,6 +116,8 @@ public final class Worker {
             case .work(let order):
                 guard joined else { continue }
                 compute(order, step: envelope.step)
+                // Our own computing is no silence of the coordinator's: its pings wait in the queue meanwhile.
+                lastHeard = PhaseClock.now()
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return

@@ -17,7 +17,6 @@ struct BenchSizes: ParsableArguments {
     @Option(help: "Sequences per batch.") var batch = 64
     @Option(help: "Characters per sequence.") var seq = 100
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
-    @Option(help: "Dropout rate in training (default: none).") var dropout: Float?
 
     var config: ModelConfig { architecture.model(vocab: vocab, embed: embed, units: units) }
 
@@ -37,11 +36,12 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Logical shards per batch (as with train --shards).") var shards = 1
     @Option(help: "Measured steps (after warm-up).") var steps = 10
     @Option(help: "Warm-up steps, not measured.") var warmup = 2
+    @Option(help: "Dropout rate in training (default: none).") var dropout: Float?
 
     func run() throws {
         try sizes.apply()
         let c = sizes.config
-        let trainer = Trainer(plan: try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1))
+        let trainer = Trainer(plan: try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1, dropout: dropout))
 
         for _ in 0..<warmup { _ = trainer.step() }
         trainer.resetTimes()
@@ -63,7 +63,7 @@ struct BenchTrain: ParsableCommand {
         let other = max(0, samples.reduce(0, +) - t.total) / n
 
         print("charrnn bench train — \(c), batch \(sizes.batch), seq \(sizes.seq), shards \(shards)"
-            + (sizes.dropout.map { ", dropout \($0)" } ?? ""))
+            + (trainer.plan.options.dropout.map { ", dropout \($0)" } ?? ""))
         printTable([
             ["threads", "\(BLASRuntime.threads)"],
             ["OpenBLAS core", BLASRuntime.coreName],

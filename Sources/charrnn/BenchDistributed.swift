@@ -16,6 +16,7 @@ struct BenchDistributed: ParsableCommand {
     @Option(help: "Measured steps (after warm-up).") var steps = 10
     @Option(help: "Warm-up steps, not measured.") var warmup = 2
     @Option(help: "ipc or tcp (loopback).") var transport = "ipc"
+    @Option(help: "Dropout rate in training (default: none).") var dropout: Float?
     @Flag(help: "Encrypt with CURVE (fresh keys in a temporary directory), to measure what security costs.") var curve = false
 
     func run() throws {
@@ -83,7 +84,7 @@ struct BenchDistributed: ParsableCommand {
     }
 
     private func syntheticPlan(shards: Int) throws -> StepPlan {
-        try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1)
+        try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1, dropout: dropout)
     }
 
     /// Median seconds per step over `steps` steps after `warmup`.
@@ -121,13 +122,13 @@ struct BenchDistributed: ParsableCommand {
 
 extension BenchSizes {
     /// A run over random ids at these sizes (speed does not depend on the text).
-    func syntheticPlan(shards: Int, steps: Int) throws -> StepPlan {
+    func syntheticPlan(shards: Int, steps: Int, dropout: Float?) throws -> StepPlan {
         var options = TrainingOptions()
         options.batch = batch
         options.seq = seq
         options.shards = shards
         options.seed = 1
-        options.dropout = dropout
+        options.dropout = dropout == 0 ? nil : dropout
         var rng = RandomSource(seed: 7)
         let ids = (0..<(steps * batch * (seq + 1))).map { _ in Int32(rng.nextIndex(below: vocab)) }
         let state = TrainingState.fresh(vocabulary: try syntheticVocabulary(vocab), config: config, options: options)

@@ -61,7 +61,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "OpenBLAS threads for this worker.") var threads = 1
     @Option(help: "Name shown in the coordinator's log (default: host-pid).") var name: String?
     @Option(help: "Re-introduce ourselves after this many seconds without word from the coordinator.") var rejoinAfter: Double = 3
-    @Option(help: "Exit with an error after this many seconds without word from a coordinator (default: wait forever).")
+    @Option(help: "Exit with an error after this many seconds of waiting without word from a coordinator; make it longer than the coordinator's checkpoint and validation pauses (default: wait forever).")
     var giveUpAfter: Double?
     @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?

@@ -132,6 +132,11 @@ final class WireTests: XCTestCase {
         guard case .welcome(let received) = try decode(frames, with: WireCodec()).message else { return XCTFail() }
         XCTAssertEqual(received, withDropout)
 
+        // A rate of 0 is no dropout, and that is what arrives.
+        let none = try RunShape(config: lstm, seq: 5, rowsPerShard: 2, shardCount: 3, dropout: Dropout(rate: 0, seed: 9))
+        XCTAssertNil(none.dropout)
+        XCTAssertThrowsError(try RunShape(config: lstm, seq: 5, rowsPerShard: 2, shardCount: 3, dropout: Dropout(rate: .nan, seed: 9)))
+
         var bad = frames
         put(Float(1).bitPattern, at: 40 + 40, in: &bad[0])
         reseal(&bad)

@@ -39,6 +39,18 @@ final class DropoutTests: XCTestCase {
         XCTAssertNotEqual(Dropout(rate: 0.3, seed: 43).maskArray(rows: 4), dropout.maskArray(rows: 4))
     }
 
+    /// A shard of more than 16 rows draws its masks on both threads; every row still comes from its own stream.
+    func testMaskIsTheSameOnOneAndTwoThreads() {
+        let saved = BLASRuntime.threads
+        defer { BLASRuntime.setThreads(saved) }
+        BLASRuntime.setThreads(1)
+        let one = mask(firstRow: 5, rows: 40)
+        BLASRuntime.setThreads(2)
+        XCTAssertEqual(mask(firstRow: 5, rows: 40), one)
+        XCTAssertEqual(Array(mask(firstRow: 5, rows: 40)[(39 * 10)..<(40 * 10)]), Array(mask(firstRow: 44, rows: 1)[0..<10]),
+                       "row 39 of a shard starting at row 5 is global row 44")
+    }
+
     /// Training (a shard position given) drops units; evaluation (none) is exactly the model without dropout.
     func testOnlyTrainingSeesDropout() {
         let config = ModelConfig(vocab: 7, embed: 4, units: 16, cell: .lstm, layers: 2)

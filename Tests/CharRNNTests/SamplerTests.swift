@@ -17,6 +17,16 @@ final class SamplerTests: XCTestCase {
         checkSamplerMatchesTheTrainingForwardPass(stacked)
     }
 
+    /// And for LSTM cells, whose c state the sampler carries beside h.
+    func testLSTMSamplerMatchesTheTrainingForwardPass() {
+        for layers in [1, 2] {
+            var lstm = config
+            lstm.cell = .lstm
+            lstm.layers = layers
+            checkSamplerMatchesTheTrainingForwardPass(lstm)
+        }
+    }
+
     private func checkSamplerMatchesTheTrainingForwardPass(_ config: ModelConfig) {
         var rng = RandomSource(seed: 4)
         let weights = Parameters.initialized(config, seed: 2)
@@ -27,7 +37,8 @@ final class SamplerTests: XCTestCase {
         let expected = step.logits(
             of: ShardRows(rows: 1, seq: seq, inputs: ids, targets: ids), state: [Float](repeating: 0, count: config.stateCount(rows: 1)))
 
-        for count in [1, 3] {
+        // 3 samples take a gemv each, 6 one sgemm (`Sampler.gemmRows`).
+        for count in [1, 3, 6] {
             let sampler = Sampler(weights: weights, count: count)
             for (t, id) in ids.enumerated() {
                 [Int32](repeating: id, count: count).withUnsafeBufferPointer { sampler.feed($0) }

@@ -3,7 +3,7 @@ public enum Cell: String, Codable, CaseIterable, Sendable {
     case gru, lstm
 
     /// Gate blocks per unit: a GRU's z, r, h; an LSTM's i, f, c, o.
-    public var gates: Int { self == .gru ? 3 : 4 }
+    public var gates: Int { self == .gru ? GRU.gates : LSTM.gates }
 
     /// State vectors carried per layer and row: a GRU's h; an LSTM's h and c.
     public var stateVectors: Int { self == .gru ? 1 : 2 }

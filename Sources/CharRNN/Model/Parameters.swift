@@ -112,9 +112,11 @@ public struct Parameters: @unchecked Sendable {
 
     public func copy() -> Parameters { Parameters(layout: layout, storage: storage.copy()) }
 
-    /// Keras's initialisers as the tutorial uses them: embeddings uniform ±0.05, every kernel (the recurrent
-    /// one too) glorot-uniform over the whole matrix, biases zero but an LSTM's forget gate's, which Keras
-    /// (`unit_forget_bias`) starts at 1 so the cell remembers by default.
+    /// Keras's initialisers as the tutorial uses them: embeddings uniform ±0.05, every kernel glorot-uniform
+    /// over the whole matrix, biases zero but an LSTM's forget gate's, which Keras (`unit_forget_bias`) starts
+    /// at 1. The recurrent kernel too is glorot-uniform: Keras's own default there is orthogonal, but the
+    /// tutorial sets glorot for its GRU, and the LSTM follows it (so a default `keras.layers.LSTM` starts
+    /// elsewhere; trained weights load either way).
     public static func initialized(_ config: ModelConfig, seed: UInt64) -> Parameters {
         let p = Parameters(config)
         var rng = RandomSource(seed: seed, stream: 0x1417)

@@ -52,6 +52,7 @@ public final class ShardStep {
         self.config = config
         self.maxRows = maxRows
         self.seq = seq
+        precondition(dropout.map { $0.rate < 1 } ?? true, "dropout rate must be below 1")
         self.dropout = dropout.flatMap { $0.rate > 0 ? $0 : nil }
         let (v, h, n, width, layers) = (config.vocab, config.units, maxRows * seq, config.cell.gates * config.units, config.layers)
         func perLayer(_ count: Int) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
@@ -93,10 +94,10 @@ public final class ShardStep {
         let loss = forward(shard, state: state, gradient: true, position: position)
         let (b, h, n, top) = (shard.rows, config.units, shard.rows * shard.seq, config.layers - 1)
         let width = config.cell.gates * h
+        dTable.zero()
         var clock = PhaseClock()
         Dense.backward(weights, states: output(top, rows: b), count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
         times.dense += clock.lap()
-        dTable.zero()
         for l in stride(from: top, through: 0, by: -1) {
             if droppedOut {
                 Dropout.apply(masks[l].base, to: dhs.base, into: dhs.base, count: n * h)
@@ -145,7 +146,7 @@ public final class ShardStep {
         LayerPass(
             rows: b, steps: seq, units: config.units, xw: l == 0 ? table.base : layerInput.base,
             tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, recurrentKernel: weights[.recurrentKernel(l)],
-            recurrentBias: config.cell == .gru ? weights[.bias(l)] + 3 * config.units : nil, hs: hs[l].base,
+            recurrentBias: config.cell == .gru ? weights[.bias(l)] + config.cell.gates * config.units : nil, hs: hs[l].base,
             cs: config.cell == .lstm ? cs[l].base : nil, cache: caches[l].base, scratch: scratch.base)
     }
 
@@ -166,7 +167,8 @@ public final class ShardStep {
         droppedOut = dropout != nil && position != nil
         var clock = PhaseClock()
         for l in 0...top {
-            // Row i's state holds every layer's vectors side by side: layer l's h at column l·V·H, an LSTM's c after it.
+            // Row i's state holds every layer's vectors side by side (S per layer: h, and an LSTM's c): layer l's h
+            // at column l·S·H, its c after it.
             let slot = state + l * config.cell.stateVectors * h
             for k in 0..<config.cell.stateVectors {
                 let first = (k == 0 ? hs[l] : cs[l]).base
