@@ -80,10 +80,13 @@ public final class Worker {
             if let limit = options.giveUpAfter, now - lastHeard > limit {
                 throw WorkerError.coordinatorGone(endpoint: options.endpoint, seconds: limit)
             }
-            if joined && now - lastHeard > options.rejoinAfter {
+            if joined && now - lastHeard > options.rejoinAfter && now - lastHello > options.rejoinAfter {
+                // It may have restarted and not know us; then it answers with another run id, which resets us below.
+                // Or it was only busy (a checkpoint, validation, a sample): then its next work order is still this
+                // run's, so the codec and the shape stay, and that order is computed, not dropped.
                 log("no word from the coordinator for \(options.rejoinAfter) s; introducing ourselves again")
-                joined = false
-                codec = WireCodec()
+                lastHello = now
+                send(.hello(WorkerHello(name: options.name, blasThreads: options.blasThreads)), step: 0)
             }
             if !joined && now - lastHello > 1 {
                 lastHello = now
@@ -95,10 +98,15 @@ public final class Worker {
             do {
                 envelope = try codec.decode(frames)
             } catch WireError.wrongRun {
-                // Another run's coordinator (it restarted): forget the old run and say hello to the new one.
+                // Another run's coordinator (it restarted): forget the old run. Its message is most likely the
+                // welcome answering our hello, so read it as a newcomer would; otherwise say hello at once.
                 joined = false
                 codec = WireCodec()
-                continue
+                guard let fresh = try? codec.decode(frames) else {
+                    lastHello = -.infinity
+                    continue
+                }
+                envelope = fresh
             } catch {
                 log("dropped a bad frame: \(error)")
                 continue

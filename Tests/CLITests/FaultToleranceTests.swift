@@ -126,6 +126,23 @@ final class FaultToleranceTests: XCTestCase {
         XCTAssertTrue(alone.output.contains("giving up"), alone.output)
     }
 
+    /// The coordinator is busy between steps for longer than the workers' --rejoin-after (here a 2.5-million-
+    /// character training-time sample, ≈2.5 s, against 1 s; in real runs a checkpoint on a slow disk or a
+    /// long validation). A worker introduces itself again but still decodes the run's next work order, so that
+    /// step is computed at once instead of after --deadline; the run ends with the same bits.
+    func testCoordinatorBusyLongerThanRejoinAfter() throws {
+        let run = try prepare()
+        let c = try coordinator(run, "busy", extra: ["--deadline", "20", "--sample-every", "10", "--sample-length", "2500000"])
+        let worker = try run.group.worker(run.endpoint, name: "w")
+        XCTAssertTrue(worker.waitFor("introducing ourselves again", timeout: 60), worker.output)
+        let before = c.count("ms/step")
+        let noticed = Date()
+        XCTAssertTrue(c.waitFor("ms/step", times: before + 5, timeout: 30), c.output.suffix(2000).description)
+        XCTAssertLessThan(Date().timeIntervalSince(noticed), 8, "the run stalled after the pause")
+        XCTAssertFalse(c.output.contains("lost ("), c.output.suffix(2000).description)
+        try stopAndCompare(run, c)
+    }
+
     /// SIGTERM: the coordinator writes a checkpoint and tells its workers to exit; a resume goes on exactly.
     func testGracefulStopThenResume() throws {
         let run = try prepare()
