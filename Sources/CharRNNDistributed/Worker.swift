@@ -142,7 +142,7 @@ public final class Worker {
         let results = order.shards.map { work -> ShardResult in
             let state = work.state ?? FloatBuffer(count: shape.stateCount)
             let gradient = Parameters(layout: layout, storage: FloatBuffer(count: layout.count))
-            let position = ShardPosition(step: step, firstRow: work.index * shape.rowsPerShard)
+            let position = ShardPosition(step: step, shard: work.index, rowsPerShard: shape.rowsPerShard)
             let loss = shardStep.run(work.rows, state: state.base, grads: gradient, position: position)
             if let from = options.poisonFromStep, step >= from { gradient.storage[0] = .nan }
             return ShardResult(index: work.index, loss: loss, state: state, gradient: gradient.storage)

@@ -128,7 +128,7 @@ extension BenchSizes {
         options.seq = seq
         options.shards = shards
         options.seed = 1
-        options.dropout = dropout == 0 ? nil : dropout
+        options.dropout = dropout
         var rng = RandomSource(seed: 7)
         let ids = (0..<(steps * batch * (seq + 1))).map { _ in Int32(rng.nextIndex(below: vocab)) }
         let state = TrainingState.fresh(vocabulary: try syntheticVocabulary(vocab), config: config, options: options)

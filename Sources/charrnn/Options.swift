@@ -43,7 +43,7 @@ struct TrainingArguments: ParsableArguments {
         o.epochs = epochs
         o.adam.learningRate = lr
         o.clipNorm = clipNorm
-        o.dropout = dropout == 0 ? nil : dropout
+        o.dropout = dropout
         o.validationFraction = valFraction
         return o
     }

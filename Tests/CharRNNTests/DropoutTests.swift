@@ -51,6 +51,15 @@ final class DropoutTests: XCTestCase {
                        "row 39 of a shard starting at row 5 is global row 44")
     }
 
+    /// `--dropout 0` is the same run as no dropout: the options store none, and resume compares them equal.
+    func testRateZeroIsNoDropout() {
+        var options = TrainingOptions()
+        options.dropout = 0
+        XCTAssertNil(options.dropout)
+        XCTAssertEqual(options, TrainingOptions())
+        XCTAssertEqual(ShardPosition(step: 3, shard: 2, rowsPerShard: 8), ShardPosition(step: 3, firstRow: 16))
+    }
+
     /// Training (a shard position given) drops units; evaluation (none) is exactly the model without dropout.
     func testOnlyTrainingSeesDropout() {
         let config = ModelConfig(vocab: 7, embed: 4, units: 16, cell: .lstm, layers: 2)

@@ -51,4 +51,9 @@ public struct ShardPosition: Equatable, Sendable {
         self.step = step
         self.firstRow = firstRow
     }
+
+    /// Shard `shard` of a batch cut into shards of `rows` rows: it starts at batch row shard·rows.
+    public init(step: Int, shard: Int, rowsPerShard rows: Int) {
+        self.init(step: step, firstRow: shard * rows)
+    }
 }

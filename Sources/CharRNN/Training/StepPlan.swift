@@ -7,7 +7,7 @@ public struct PlannedStep: Sendable {
 
     /// Where shard s sits in the global batch: what its dropout masks depend on.
     public func position(shard s: Int) -> ShardPosition {
-        ShardPosition(step: globalStep, firstRow: s * shards[s].rows)
+        ShardPosition(step: globalStep, shard: s, rowsPerShard: shards[s].rows)
     }
 }
 

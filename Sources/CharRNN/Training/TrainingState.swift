@@ -12,9 +12,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var clipNorm: Float? = nil
     /// The end of the text held out for validation (0: none, the tutorial's behaviour).
     public var validationFraction: Double = 0
-    /// Dropout rate on every recurrent layer's output (nil: none, the tutorial's model). Optional so that
-    /// checkpoints written before dropout existed still decode.
-    public var dropout: Float? = nil
+    /// Dropout rate on every recurrent layer's output (nil: none, the tutorial's model; a rate of 0 is stored as
+    /// nil, so `--dropout 0` and no option are the same run). Optional so that checkpoints written before
+    /// dropout existed still decode.
+    public var dropout: Float? = nil {
+        didSet { if dropout == 0 { dropout = nil } }
+    }
 
     public init() {}
 
