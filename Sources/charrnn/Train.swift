@@ -19,7 +19,7 @@ struct Train: ParsableCommand {
         let stop = StopRequest.installed()
         let (plan, policy, extras) = try training.prepare(shards: shards) { logger.info("\($0)") }
         let report = Reporter(logger: logger, logEvery: training.logEvery, live: training.output.live)
-        let loop = TrainingLoop(runner: Trainer(plan: plan), checkpoints: policy, extras: extras,
+        let loop = TrainingLoop(driver: .inProcess(plan: plan), checkpoints: policy, extras: extras,
                                 report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
         try stop.exitIfStopped()
