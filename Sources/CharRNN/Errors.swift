@@ -4,6 +4,8 @@ public enum CharRNNError: Error, Equatable, CustomStringConvertible {
     case data(String)
     case checkpoint(String)
     case io(String)
+    /// Step `step` (0-based) produced a loss or gradient that is not finite.
+    case diverged(step: Int, loss: Double, gradientNorm: Float)
 
     public var description: String {
         switch self {
@@ -11,6 +13,8 @@ public enum CharRNNError: Error, Equatable, CustomStringConvertible {
         case .data(let m): return "data: \(m)"
         case .checkpoint(let m): return "checkpoint: \(m)"
         case .io(let m): return "i/o: \(m)"
+        case .diverged(let step, let loss, let norm):
+            return "training diverged at step \(step + 1): loss \(loss), gradient norm \(norm); the checkpoint of step \(step) is the last good one (lower --lr, set --clip-norm, or resume with --on-nonfinite skip)"
         }
     }
 }

@@ -58,6 +58,10 @@ public final class Coordinator: ShardPool {
     private let authenticator: Authenticator?
     /// Workers that said hello and were not forgotten since: the ones pinged.
     private var peers: Set<WorkerID> = []
+    /// Workers the driver declared lost that have not said hello since: told to exit at the end all the same
+    /// (a worker lost to a deadline may well be alive). Bounded, as peers choose their ids.
+    private var forgotten: Set<WorkerID> = []
+    static let forgottenLimit = 4096
     private var pending: [PoolEvent] = []
     private var lastPing = -Double.infinity
     /// The weights of the step being dealt, copied once per step: work orders send them zero-copy, and the
@@ -144,14 +148,18 @@ public final class Coordinator: ShardPool {
         return pending
     }
 
-    public func forget(_ worker: WorkerID) { peers.remove(worker) }
+    public func forget(_ worker: WorkerID) {
+        peers.remove(worker)
+        if forgotten.count < Self.forgottenLimit { forgotten.insert(worker) }
+    }
 
     public func penalize(_ worker: WorkerID) { strike(worker) }
 
-    /// Tells every worker to exit, giving libzmq a moment to deliver it.
+    /// Tells every worker to exit, giving libzmq a moment to deliver it (as the socket closes).
     public func shutdownWorkers() {
-        for peer in peers { _ = transmit(.shutdown, step: 0, to: peer) }
-        log("told \(peers.count) worker(s) to exit")
+        let live = peers.count
+        for peer in peers.union(forgotten) { _ = transmit(.shutdown, step: 0, to: peer) }
+        log("told \(live) worker(s) to exit")
     }
 
     // MARK: Sending
@@ -217,6 +225,7 @@ public final class Coordinator: ShardPool {
                 pending.append(.left(peer, reason: reason))
             } else {
                 peers.insert(peer)
+                forgotten.remove(peer)
                 pending.append(.joined(peer, name: hello.name))
             }
         case .result(let results):

@@ -117,7 +117,7 @@ struct BenchDistributed: ParsableCommand {
             if n >= warmup { samples.append(clock.lap()) }
             // The other workers' shards are not computed here; the plan only needs some result for each.
             for s in 0..<total { plan.accumulate(ShardResult(index: s, loss: 0, state: results[0].state, gradient: results[0].gradient)) }
-            _ = plan.finish()
+            _ = try plan.finish()
         }
         return samples.sorted()[samples.count / 2]
     }

@@ -19,6 +19,8 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Dropout rate on each recurrent layer's output, in training (default: none).") var dropout: Float?
     @Option(help: "Stop after this many steps in total, writing a final checkpoint.") var steps: Int?
     @Flag(help: "Take sequences in order instead of shuffling.") var noShuffle = false
+    @Option(help: "When a step's loss or gradient is not finite: stop (keeping the last good checkpoint) or skip its update.")
+    var onNonfinite = NonFinitePolicy.stop
     @Option(name: .customLong("init"), help: "Start from these weights (.safetensors with Keras tensor names).")
     var initWeights: String?
     @Option(help: "Directory holding one subdirectory per checkpoint.") var checkpointDir = "checkpoints"
@@ -107,6 +109,7 @@ struct TrainingArguments: ParsableArguments {
         }
         extras.samplePrime = try samplePrime.map { try state.vocabulary.encode($0) } ?? [corpus.ids[0]]
         let plan = try StepPlan(state: state, ids: Array(corpus.ids[..<split]), stopAfter: steps)
+        plan.onNonFinite = onNonfinite
         log("text \(path): \(corpus.ids.count) characters, \(corpus.vocabulary.count) symbols, \(plan.sequences.count) sequences, \(plan.stepsPerEpoch) steps per epoch"
             + (extras.validation.map { ", \($0.count) held out for validation" } ?? ""))
         log("model \(state.config), \(state.weights.count) parameters; batch \(requested.batch), seq \(requested.seq), shards \(shards)"
@@ -146,6 +149,7 @@ struct Architecture: ParsableArguments {
 }
 
 extension Cell: ExpressibleByArgument {}
+extension NonFinitePolicy: ExpressibleByArgument {}
 
 private extension ModelConfig {
     /// The sizes an option can set, for a mismatch message.

@@ -66,7 +66,7 @@ final class DataPipelineTests: XCTestCase {
         for result in step.compute(order, step: 0, gradient: { FloatBuffer(count: plan.state.weights.count) }) {
             plan.accumulate(result)
         }
-        _ = plan.finish()
+        _ = try plan.finish()
         let second = plan.next()
         XCTAssertEqual(second.shards[1].state?.array, expected[1])
         XCTAssertNotEqual(expected[1], [Float](repeating: 0, count: 8))

@@ -43,20 +43,53 @@ public struct AdamState: @unchecked Sendable {
 public enum Adam {
     public static func apply(_ c: AdamConfig, weights w: Parameters, grads g: Parameters, state s: inout AdamState) {
         s.t += 1
-        let t = Double(s.t)
-        let alpha = Float(Double(c.learningRate) * (1 - pow(Double(c.beta2), t)).squareRoot() / (1 - pow(Double(c.beta1), t)))
-        let (b1, b2, eps) = (1 - c.beta1, 1 - c.beta2, c.epsilon)
+        let k = Coefficients(c, t: s.t)
         let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
         // Each weight's update is independent of the others, so chunks of the vector can run on separate cores.
         Parallel.forEachChunk { chunk in
             for i in Parallel.range(chunk, of: w.count) {
-                let gi = gp[i]
-                let m = mp[i] + (gi - mp[i]) * b1
-                let v = vp[i] + (gi * gi - vp[i]) * b2
-                mp[i] = m
-                vp[i] = v
-                wp[i] -= alpha * m / (v.squareRoot() + eps)
+                (mp[i], vp[i], wp[i]) = k.update(g: gp[i], m: mp[i], v: vp[i], w: wp[i])
             }
+        }
+    }
+
+    /// Whether `apply` would leave every weight and moment finite: the same arithmetic, nothing written. A step
+    /// whose finite gradient would still overflow the state (g² beyond Float's range, a weight pushed past it)
+    /// is then refused before it touches anything.
+    public static func staysFinite(_ c: AdamConfig, weights w: Parameters, grads g: Parameters, state s: AdamState) -> Bool {
+        let k = Coefficients(c, t: s.t + 1)
+        let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
+        return withUnsafeTemporaryAllocation(of: Bool.self, capacity: Parallel.chunks) { finite in
+            Parallel.forEachChunk { chunk in
+                var ok = true
+                for i in Parallel.range(chunk, of: w.count) {
+                    let u = k.update(g: gp[i], m: mp[i], v: vp[i], w: wp[i])
+                    ok = ok && u.m.isFinite && u.v.isFinite && u.w.isFinite
+                }
+                finite[chunk] = ok
+            }
+            return finite.allSatisfy { $0 }
+        }
+    }
+
+    /// Step t's constants, and one weight's update with them.
+    struct Coefficients {
+        let alpha: Float
+        let b1: Float
+        let b2: Float
+        let eps: Float
+
+        init(_ c: AdamConfig, t step: Int) {
+            let t = Double(step)
+            alpha = Float(Double(c.learningRate) * (1 - pow(Double(c.beta2), t)).squareRoot() / (1 - pow(Double(c.beta1), t)))
+            (b1, b2, eps) = (1 - c.beta1, 1 - c.beta2, c.epsilon)
+        }
+
+        @inline(__always)
+        func update(g: Float, m: Float, v: Float, w: Float) -> (m: Float, v: Float, w: Float) {
+            let m = m + (g - m) * b1
+            let v = v + (g * g - v) * b2
+            return (m, v, w - alpha * m / (v.squareRoot() + eps))
         }
     }
 

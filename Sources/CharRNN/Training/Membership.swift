@@ -40,10 +40,13 @@ public struct Membership {
     @discardableResult
     public mutating func remove(_ id: WorkerID) -> [Int] {
         byID[id] = nil
-        let orphans = inFlight.filter { $0.value.worker == id }.map(\.key).sorted()
+        let orphans = held(by: id)
         for s in orphans { inFlight[s] = nil }
         return orphans
     }
+
+    /// The shards out with `id`, in order.
+    public func held(by id: WorkerID) -> [Int] { inFlight.filter { $0.value.worker == id }.map(\.key).sorted() }
 
     /// Deals `shards` to the members in contiguous blocks (earlier joiners get the earlier blocks, and one
     /// more shard when they do not divide evenly). Returns worker → shards.

@@ -29,6 +29,17 @@ public struct DealingStats: Sendable, Equatable {
     public init() {}
 }
 
+public enum DealingError: Error, Equatable, CustomStringConvertible {
+    case shardFailed(step: Int, shard: Int, worker: String, message: String)
+
+    public var description: String {
+        switch self {
+        case .shardFailed(let step, let shard, let worker, let message):
+            return "step \(step + 1) cannot be computed: shard \(shard) failed twice, last on worker \(worker), which reports: \(message)"
+        }
+    }
+}
+
 /// What the driver reports as it deals, for a log or a status file.
 public enum DealingEvent: Sendable {
     case joined(name: String, live: Int)
@@ -60,6 +71,8 @@ public final class StepDriver {
     private let shouldStop: () -> Bool
     private var members = Membership()
     private var waiting = false
+    /// Shard → how often a worker holding it reported an error in this step.
+    private var failures: [Int: Int] = [:]
 
     public init(
         plan: StepPlan, pool: ShardPool, rules: DealingRules = DealingRules(), clock: TimeSource = SystemTime(),
@@ -84,6 +97,7 @@ public final class StepDriver {
         let planned = plan.next()
         var reduction = OrderedReduction(plan: plan)
         members.beginStep()
+        failures = [:]
         while !reduction.isComplete {
             if shouldStop() { return nil }
             let now = clock.now()
@@ -93,10 +107,10 @@ public final class StepDriver {
             let undealt = reduction.missing.filter { members.inFlight[$0] == nil }
             if !undealt.isEmpty { deal(undealt, of: planned, now: now) }
             for event in try pool.poll(until: now + rules.pollInterval) {
-                handle(event, step: planned.globalStep, into: &reduction)
+                try handle(event, step: planned.globalStep, into: &reduction)
             }
         }
-        return plan.finish()
+        return try plan.finish()
     }
 
     private func deal(_ shards: [Int], of planned: PlannedStep, now: Double) {
@@ -112,7 +126,7 @@ public final class StepDriver {
         }
     }
 
-    private func handle(_ event: PoolEvent, step: Int, into reduction: inout OrderedReduction) {
+    private func handle(_ event: PoolEvent, step: Int, into reduction: inout OrderedReduction) throws(DealingError) {
         switch event {
         case .joined(let worker, let name):
             if members.admit(worker, name: name) {
@@ -122,7 +136,15 @@ public final class StepDriver {
         case .left(let worker, let reason):
             lose(worker, because: reason)
         case .failed(let worker, let message):
-            if let name = members.byID[worker]?.name { report(.workerFailed(name: name, message: message)) }
+            guard let name = members.byID[worker]?.name else { return }
+            report(.workerFailed(name: name, message: message))
+            // A shard's result is the same wherever it runs, so a shard that failed twice fails everywhere
+            // (a diverged run's non-finite gradient): dealing it again would loop forever.
+            let held = members.held(by: worker)
+            for s in held { failures[s, default: 0] += 1 }
+            if let s = held.first(where: { failures[$0]! >= 2 }) {
+                throw .shardFailed(step: step, shard: s, worker: name, message: message)
+            }
             lose(worker, because: "it reported an error")
         case .results(let worker, let resultStep, let results):
             guard resultStep == step else {

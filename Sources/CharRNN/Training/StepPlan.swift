@@ -14,6 +14,16 @@ public struct StepSummary: Sendable {
     public let loss: Double
     public let gradientNorm: Float
     public var epochEnded: Bool
+    /// The loss or gradient was not finite and `onNonFinite` is `.skip`: nothing but the position changed.
+    public var skipped = false
+}
+
+/// What a step whose loss or gradient is not finite (NaN or infinite: a diverged run) does.
+public enum NonFinitePolicy: String, CaseIterable, Sendable {
+    /// Stop the run with an error naming the step; the state stays that of the last good step.
+    case stop
+    /// Leave weights, optimizer moments and hidden states as they were and go on with the next step.
+    case skip
 }
 
 /// The step plan: the training state and what happens to it each step. It takes the next shuffled global
@@ -59,6 +69,8 @@ public final class StepPlan {
     public var shardCount: Int { state.options.shards }
     public var rowsPerShard: Int { state.options.batch / state.options.shards }
     public var isFinished: Bool { state.position.globalStep >= finalStep }
+    /// Not part of a run's identity (it may change on resume): it matters only once a run has diverged.
+    public var onNonFinite = NonFinitePolicy.stop
 
     /// The next step's shards. At an epoch's first step every row starts from zeros (the state is nil);
     /// otherwise from its final state of the step before.
@@ -103,17 +115,26 @@ public final class StepPlan {
         reduced += 1
     }
 
-    /// With every shard reduced: scale, clip, apply Adam, advance. Returns the step's summary.
-    public func finish() -> StepSummary {
+    /// With every shard reduced: scale, clip, apply Adam, advance. Returns the step's summary. A loss or
+    /// gradient that is not finite throws `.diverged` before anything changes (with `onNonFinite` `.stop`), or
+    /// skips the update (`.skip`).
+    public func finish() throws(CharRNNError) -> StepSummary {
         precondition(reduced == shardCount, "finish() before every shard was reduced")
         if shardCount > 1 {
             let (a, scale) = (sum.storage.base, 1 / Float(shardCount))
             for i in 0..<sum.count { a[i] *= scale }
         }
+        let loss = losses.reduce(0, +) / Double(losses.count)
         let norm = Adam.clip(sum, maxNorm: options.clipNorm)
-        Adam.apply(options.adam, weights: state.weights, grads: sum, state: &state.adam)
-        for (s, final) in finalStates.enumerated() {
-            (state.hidden.base + s * final.count).update(from: final.base, count: final.count)
+        let finite = loss.isFinite && norm.isFinite && Adam.staysFinite(options.adam, weights: state.weights, grads: sum, state: state.adam)
+        if !finite && onNonFinite == .stop {
+            throw .diverged(step: state.position.globalStep, loss: loss, gradientNorm: norm)
+        }
+        if finite {
+            Adam.apply(options.adam, weights: state.weights, grads: sum, state: &state.adam)
+            for (s, final) in finalStates.enumerated() {
+                (state.hidden.base + s * final.count).update(from: final.base, count: final.count)
+            }
         }
 
         let done = state.position
@@ -128,7 +149,7 @@ public final class StepPlan {
         state.position = next
         return StepSummary(
             globalStep: done.globalStep, epoch: done.epoch, stepInEpoch: done.stepInEpoch,
-            loss: losses.reduce(0, +) / Double(losses.count), gradientNorm: norm, epochEnded: epochEnded)
+            loss: loss, gradientNorm: norm, epochEnded: epochEnded, skipped: !finite)
     }
 
     private func epochOrder(_ epoch: Int) -> [Int] {

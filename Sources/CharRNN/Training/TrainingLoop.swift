@@ -92,15 +92,33 @@ public final class TrainingLoop {
         var epoch = (start: PhaseClock.now(), loss: 0.0, steps: 0)
         var last = PhaseClock.now()
         var recent: [Double] = []
+        /// The last completed step's checkpoint, unless it was just written: at the end, at a stop, and when a
+        /// step fails (so `--resume` starts from the last good step).
+        func saveUnsaved() {
+            if let policy = checkpoints, savedAt != plan.state.position.globalStep, plan.state.position.globalStep > 0 {
+                lastCheckpoint = save(policy) ?? lastCheckpoint
+            }
+        }
         while !plan.isFinished && !shouldStop() {
-            guard let s = try driver.advance() else { break }
+            let advanced: StepSummary?
+            do {
+                advanced = try driver.advance()
+            } catch {
+                saveUnsaved()
+                throw error
+            }
+            guard let s = advanced else { break }
             let now = PhaseClock.now()
             recent = (recent + [now - last]).suffix(20)
             last = now
             let seconds = recent.reduce(0, +) / Double(recent.count)
-            epoch.loss += s.loss
-            epoch.steps += 1
             let done = s.globalStep + 1
+            if s.skipped {
+                report(.note("step \(done): loss \(s.loss), gradient norm \(s.gradientNorm): update skipped (--on-nonfinite skip)"))
+            } else {
+                epoch.loss += s.loss
+                epoch.steps += 1
+            }
             report(.step(TrainingEvent.Step(
                 summary: s, stepsPerEpoch: plan.stepsPerEpoch, finalStep: plan.finalStep, msPerStep: seconds * 1e3,
                 charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, shards: plan.shardCount)))
@@ -125,7 +143,9 @@ public final class TrainingLoop {
                     charsPerSecond: charsPerStep * Double(epoch.steps) / elapsed, validationLoss: validation, isBest: isBest)))
                 epoch = (PhaseClock.now(), 0, 0)
             }
-            do { try metrics?.append(record) } catch { report(.note("\(error)")) }
+            if !s.skipped {
+                do { try metrics?.append(record) } catch { report(.note("\(error)")) }
+            }
 
             if let policy = checkpoints {
                 let periodic = policy.every.map { done % $0 == 0 } ?? false
@@ -138,9 +158,7 @@ public final class TrainingLoop {
                 }
             }
         }
-        if let policy = checkpoints, savedAt != plan.state.position.globalStep, plan.state.position.globalStep > 0 {
-            lastCheckpoint = save(policy) ?? lastCheckpoint
-        }
+        saveUnsaved()
         return lastCheckpoint
     }
 
