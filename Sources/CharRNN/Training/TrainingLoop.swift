@@ -14,19 +14,6 @@ extension Trainer: StepRunner {
     public var workerCount: Int { 1 }
 }
 
-/// When to write checkpoints: every N steps (optional), at each epoch's end, and when the run stops.
-public struct CheckpointPolicy: Sendable {
-    public var directory: URL
-    public var every: Int?
-    public var keep: Int
-
-    public init(directory: URL, every: Int? = nil, keep: Int = 3) {
-        self.directory = directory
-        self.every = every
-        self.keep = keep
-    }
-}
-
 /// Optional work the loop does besides training: held-out validation and samples as the model learns.
 public struct LoopExtras {
     /// Ids of the held-out text, evaluated at each epoch's end.
@@ -75,6 +62,9 @@ public enum TrainingEvent {
 /// samples and checkpoints. A checkpoint that cannot be written is reported and training goes on; the
 /// previous checkpoint stays intact (the write is atomic).
 public final class TrainingLoop {
+    /// Training-time samples, appended in the checkpoint directory.
+    public static let samplesName = "samples.txt"
+
     public let runner: StepRunner
     public let checkpoints: CheckpointPolicy?
     private let extras: LoopExtras
@@ -148,6 +138,8 @@ public final class TrainingLoop {
                         lastCheckpoint = url
                         if isBest { markBest(step: done, loss: record.validationLoss!, in: policy) }
                     }
+                    // The rows a checkpoint covers go to disk with it; a resume drops only rows after it.
+                    do { try metrics?.sync() } catch { report(.note("\(error)")) }
                     savedAt = done
                 }
             }
@@ -189,32 +181,11 @@ public final class TrainingLoop {
         let text = plan.state.vocabulary.decode(extras.samplePrime + ids)
         report(.sample(step: step, text: text))
         if let dir = checkpoints?.directory {
-            let entry = Data("--- step \(step)\n\(text)\n".utf8)
-            let url = dir.appendingPathComponent("samples.txt")
-            if let handle = try? FileHandle(forWritingTo: url) {
-                handle.seekToEndOfFile()
-                handle.write(entry)
-                try? handle.close()
-            } else {
-                try? entry.write(to: url)
+            do {
+                try DurableFile.append(Data("--- step \(step)\n\(text)\n".utf8), to: dir.appendingPathComponent(TrainingLoop.samplesName))
+            } catch {
+                report(.note("sample not saved (training goes on): \(error)"))
             }
         }
-    }
-}
-
-/// `best.json` in a checkpoint directory: the step whose checkpoint had the lowest validation loss.
-public struct BestCheckpoint: Codable, Equatable {
-    public var step: Int
-    public var validationLoss: Double
-
-    static let fileName = "best.json"
-
-    public static func read(in dir: URL) -> BestCheckpoint? {
-        FileManager.default.contents(atPath: dir.appendingPathComponent(fileName).path)
-            .flatMap { try? JSONDecoder().decode(BestCheckpoint.self, from: $0) }
-    }
-
-    func write(in dir: URL) throws {
-        try JSONEncoder().encode(self).write(to: dir.appendingPathComponent(BestCheckpoint.fileName), options: .atomic)
     }
 }
