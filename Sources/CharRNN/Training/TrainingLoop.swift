@@ -58,8 +58,8 @@ public enum TrainingEvent {
     case note(String)
 }
 
-/// The loop around a step runner shared by `train` and `coordinator`: metrics, epoch summaries, validation,
-/// samples and checkpoints. A checkpoint that cannot be written is reported and training goes on; the
+/// The loop around a step runner shared by `train` and `coordinator`: metrics (metrics.jsonl, metrics.csv and a
+/// TensorBoard event file), epoch summaries, validation, samples and checkpoints. A checkpoint that cannot be written is reported and training goes on; the
 /// previous checkpoint stays intact (the write is atomic).
 public final class TrainingLoop {
     /// Training-time samples, appended in the checkpoint directory.
@@ -91,6 +91,10 @@ public final class TrainingLoop {
         let plan = runner.plan
         let charsPerStep = Double(plan.options.batch * plan.options.seq)
         let metrics = try checkpoints.map { try MetricsLog(directory: $0.directory, resumingAfter: plan.state.position.globalStep) }
+        let board = try checkpoints.map {
+            try TensorBoardWriter(directory: $0.directory.appendingPathComponent(TensorBoardWriter.directoryName),
+                                  resumingAfter: plan.state.position.globalStep)
+        }
         var lastCheckpoint: URL?
         var savedAt = -1
         var epoch = (start: PhaseClock.now(), loss: 0.0, steps: 0)
@@ -112,7 +116,7 @@ public final class TrainingLoop {
                 step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
                 learningRate: Double(plan.options.adam.learningRate), gradientNorm: Double(s.gradientNorm),
                 charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, wallTime: Date().timeIntervalSince1970)
-            if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done) }
+            if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done, board: board) }
 
             var isBest = false
             if s.epochEnded {
@@ -130,6 +134,7 @@ public final class TrainingLoop {
                 epoch = (PhaseClock.now(), 0, 0)
             }
             do { try metrics?.append(record) } catch { report(.note("\(error)")) }
+            do { try board?.append(record) } catch { report(.note("\(error)")) }
 
             if let policy = checkpoints {
                 let periodic = policy.every.map { done % $0 == 0 } ?? false
@@ -139,7 +144,12 @@ public final class TrainingLoop {
                         if isBest { markBest(step: done, loss: record.validationLoss!, in: policy) }
                     }
                     // The rows a checkpoint covers go to disk with it; a resume drops only rows after it.
-                    do { try metrics?.sync() } catch { report(.note("\(error)")) }
+                    do {
+                        try metrics?.sync()
+                        try board?.sync()
+                    } catch {
+                        report(.note("\(error)"))
+                    }
                     savedAt = done
                 }
             }
@@ -173,7 +183,7 @@ public final class TrainingLoop {
         }
     }
 
-    private func sample(at step: Int) {
+    private func sample(at step: Int, board: TensorBoardWriter?) {
         let plan = runner.plan
         var ids: [Int32] = []
         Sampler(weights: plan.state.weights).generate(
@@ -186,6 +196,7 @@ public final class TrainingLoop {
             } catch {
                 report(.note("sample not saved (training goes on): \(error)"))
             }
+            do { try board?.text(TensorBoardWriter.samplesTag, text, step: step) } catch { report(.note("\(error)")) }
         }
     }
 }
