@@ -12,6 +12,11 @@ fi
 if command -v python3 >/dev/null 2>&1 && ! python3 -c "import tensorboard" 2>/dev/null; then
     python3 -m pip install -q tensorboard 2>/dev/null || echo "note: tensorboard not installed; the TensorBoard file test will skip"
 fi
+# tools/keras_sample.py is checked with real Keras on the JAX backend (CPU only, the smallest to install);
+# the round-trip test skips without them.
+if command -v python3 >/dev/null 2>&1 && ! KERAS_BACKEND=jax python3 -c "import keras, jax" 2>/dev/null; then
+    python3 -m pip install -q keras "jax[cpu]" 2>/dev/null || echo "note: keras and jax not installed; the Keras round-trip test will skip"
+fi
 # `charrnn plot` makes its PNG with rsvg-convert; the plot test checks the PNG when it is there.
 command -v rsvg-convert >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin >/dev/null; } \
     || echo "note: librsvg2-bin not installed; charrnn plot will write SVG only"
