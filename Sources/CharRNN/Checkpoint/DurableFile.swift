@@ -21,35 +21,45 @@ private let systemRead = Darwin.read
 /// POSIX calls rather than FileManager where durability matters (fsync of files and directories), where the
 /// file mode must be right from the moment the file exists, and where a user should see errno's reason.
 public enum DurableFile {
-    /// Writes `data` as `url` so the file only ever appears whole: the bytes go to a temporary file beside it
-    /// (created with `mode`, never wider), are synced, then take the final name, and the directory is synced.
-    /// With `replacing: false` an existing file is never overwritten (`link` fails with EEXIST instead of
-    /// `rename` replacing it), for files that must not be clobbered, such as keys.
+    /// Writes `data` as `url`, synced to disk with its directory entry, the file created with `mode` (never
+    /// wider, not even for a moment).
+    ///
+    /// Replacing (the default), the file only ever appears whole: the bytes go to a temporary file beside it,
+    /// which then takes the final name. With `replacing: false` an existing file is never overwritten: the file
+    /// is created in place with O_EXCL, for keys and for files in a directory that only appears once complete
+    /// (a checkpoint's); a write that fails removes what it created.
     public static func write(_ data: Data, to url: URL, mode: mode_t = 0o644, replacing: Bool = true) throws {
         let path = url.path
-        let directory = url.deletingLastPathComponent()
-        // The pid keeps two processes writing the same name from sharing a temporary file.
-        let temp = directory.appendingPathComponent(".tmp-\(url.lastPathComponent)-\(getpid())").path
-        unlink(temp)
-        do {
-            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-            guard fd >= 0 else { throw posixError("create", temp) }
-            defer { close(fd) }
-            try writeAll(data, to: fd, path: temp)
-            guard fsync(fd) == 0 else { throw posixError("sync", temp) }
-        } catch {
+        if replacing {
+            // The pid keeps two processes writing the same name from sharing a temporary file.
+            let temp = url.deletingLastPathComponent().appendingPathComponent(".tmp-\(url.lastPathComponent)-\(getpid())").path
             unlink(temp)
+            try create(temp, mode: mode, data)
+            guard rename(temp, path) == 0 else {
+                let error = posixError("rename \(temp) to", path)
+                unlink(temp)
+                throw error
+            }
+        } else {
+            try create(path, mode: mode, data)
+        }
+        try syncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// A new file holding `data`, synced; nothing is left behind when it fails.
+    private static func create(_ path: String, mode: mode_t, _ data: Data) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            throw errno == EEXIST ? CharRNNError.io("\(path) exists; not overwriting it") : posixError("create", path)
+        }
+        do {
+            defer { close(fd) }
+            try writeAll(data, to: fd, path: path)
+            guard fsync(fd) == 0 else { throw posixError("sync", path) }
+        } catch {
+            unlink(path)
             throw error
         }
-        defer { unlink(temp) }
-        if replacing {
-            guard rename(temp, path) == 0 else { throw posixError("rename \(temp) to", path) }
-        } else {
-            guard link(temp, path) == 0 else {
-                throw errno == EEXIST ? CharRNNError.io("\(path) exists; not overwriting it") : posixError("create", path)
-            }
-        }
-        try syncDirectory(directory)
     }
 
     /// A file that grows by whole records (metrics rows, samples). Each `append` writes all of its bytes or
