@@ -121,4 +121,16 @@ final class TensorBoardRunTests: XCTestCase {
         XCTAssertGreaterThan(records.compactMap(\.workers).max() ?? 0, 0)
         assertShowsMetrics(shown, records)
     }
+
+    /// A file where the event directory must go stops the run before its first step, in one line.
+    func testAFileInTheWayFailsClearly() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 3_000), in: dir)
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: run.appendingPathComponent("tensorboard"))
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", run.path, "--steps", "3"] + tiny)
+        assertCleanFailure(r, mentions: "cannot use \(run.path)/tensorboard as a directory: it is a file")
+        XCTAssertEqual(try Checkpoint.list(in: run), [])
+    }
 }
