@@ -16,9 +16,9 @@ import Foundation
 ///
 /// Fields are written in field-number order and proto3 defaults (a zero time or step) are left out, as
 /// protobuf's own serializers do, so the bytes equal theirs (the tests compare them).
-public enum TensorBoardEvent {
+enum TensorBoardEvent {
     /// The first record of every event file; version 2 makes TensorBoard honour `SessionLog.START` (below).
-    public static func fileVersion(wallTime: Double) -> Data {
+    static func fileVersion(wallTime: Double) -> Data {
         var event = event(wallTime: wallTime, step: 0)
         event.string(3, "brain.Event:2")
         return event.bytes
@@ -26,7 +26,7 @@ public enum TensorBoardEvent {
 
     /// "The run (re)starts at `step`": TensorBoard drops every event it has read with a step ≥ `step`, so
     /// steps that a crashed run wrote after its last checkpoint are not shown twice after `--resume`.
-    public static func sessionStart(wallTime: Double, step: Int) -> Data {
+    static func sessionStart(wallTime: Double, step: Int) -> Data {
         var log = ProtobufFields()
         log.varint(1, 1)
         var event = event(wallTime: wallTime, step: step)
@@ -34,7 +34,7 @@ public enum TensorBoardEvent {
         return event.bytes
     }
 
-    public static func scalars(_ values: [(tag: String, value: Float)], wallTime: Double, step: Int) -> Data {
+    static func scalars(_ values: [(tag: String, value: Float)], wallTime: Double, step: Int) -> Data {
         summary(values.map { tag, value in
             var v = ProtobufFields()
             v.string(1, tag)
@@ -44,7 +44,7 @@ public enum TensorBoardEvent {
     }
 
     /// A string for TensorBoard's Text dashboard (the "text" plugin reads scalar DT_STRING tensors).
-    public static func text(_ tag: String, _ text: String, wallTime: Double, step: Int) -> Data {
+    static func text(_ tag: String, _ text: String, wallTime: Double, step: Int) -> Data {
         var tensor = ProtobufFields()
         tensor.varint(1, 7)
         tensor.bytes(8, Data(text.utf8))

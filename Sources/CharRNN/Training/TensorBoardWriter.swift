@@ -58,7 +58,7 @@ public final class TensorBoardWriter {
     /// TFRecord framing of one record (tensorflow/core/lib/io/record_writer.h):
     ///     u64 length, u32 masked CRC-32C of those 8 bytes, the data, u32 masked CRC-32C of the data
     /// all little-endian.
-    public static func record(_ data: Data) -> Data {
+    static func record(_ data: Data) -> Data {
         var out = Data(capacity: data.count + 16)
         let length = withUnsafeBytes(of: UInt64(data.count).littleEndian) { Data($0) }
         out.append(length)
