@@ -8,6 +8,15 @@ bash Deploy/install.sh
 if command -v python3 >/dev/null 2>&1 && ! python3 -c "import safetensors, numpy" 2>/dev/null; then
     python3 -m pip install -q safetensors numpy 2>/dev/null || echo "note: python safetensors not installed; that interop test will skip"
 fi
+# Runs' TensorBoard event files are read back with TensorBoard's own reader; the test skips without it.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import tensorboard" 2>/dev/null; then
+    python3 -m pip install -q tensorboard 2>/dev/null || echo "note: tensorboard not installed; the TensorBoard file test will skip"
+fi
+# tools/keras_sample.py is checked with real Keras on the JAX backend (CPU only, the smallest to install);
+# the round-trip test skips without them.
+if command -v python3 >/dev/null 2>&1 && ! KERAS_BACKEND=jax python3 -c "import keras, jax" 2>/dev/null; then
+    python3 -m pip install -q keras "jax[cpu]" 2>/dev/null || echo "note: keras and jax not installed; the Keras round-trip test will skip"
+fi
 # `charrnn plot` makes its PNG with rsvg-convert; the plot test checks the PNG when it is there.
 command -v rsvg-convert >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin >/dev/null; } \
     || echo "note: librsvg2-bin not installed; charrnn plot will write SVG only"

@@ -1,3 +1,4 @@
+import CharRNN
 @preconcurrency import CZeroMQ
 import Foundation
 
@@ -72,15 +73,12 @@ public struct CurveKeyPair: Sendable {
         for path in [secretPath, publicPath] where FileManager.default.fileExists(atPath: path) {
             throw .io("\(path) exists; not overwriting a key")
         }
-        // O_EXCL and the mode at creation: the secret is never readable by others, not even for a moment.
-        let fd = open(secretPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else { throw .io("cannot create \(secretPath): \(String(cString: strerror(errno)))") }
-        let line = Array((secretKey.z85 + "\n").utf8)
-        let written = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == line.count else { throw .io("cannot write \(secretPath)") }
-        guard FileManager.default.createFile(atPath: publicPath, contents: Data((publicKey.z85 + "\n").utf8)) else {
-            throw .io("cannot write \(publicPath)")
+        // The mode at creation: the secret is never readable by others, not even for a moment.
+        do {
+            try DurableFile.write(Data((secretKey.z85 + "\n").utf8), to: URL(fileURLWithPath: secretPath), mode: 0o600, replacing: false)
+            try DurableFile.write(Data((publicKey.z85 + "\n").utf8), to: URL(fileURLWithPath: publicPath), replacing: false)
+        } catch {
+            throw .io("\(error)")
         }
     }
 }

@@ -38,12 +38,11 @@ public final class MetricsLog {
     public static let jsonName = "metrics.jsonl"
     public static let csvName = "metrics.csv"
 
-    private let json: FileHandle
-    private let csv: FileHandle
+    private let json: DurableFile.Appender
+    private let csv: DurableFile.Appender
     private let encoder = JSONEncoder()
 
     public init(directory: URL, resumingAfter step: Int) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let jsonURL = directory.appendingPathComponent(MetricsLog.jsonName)
         let csvURL = directory.appendingPathComponent(MetricsLog.csvName)
         let kept = (try? MetricsLog.read(jsonURL))?.filter { $0.step <= step } ?? []
@@ -52,25 +51,30 @@ public final class MetricsLog {
         for r in kept { jsonText += String(decoding: try encoder.encode(r), as: UTF8.self) + "\n" }
         let csvText = ([MetricsRecord.csvColumns.joined(separator: ",")] + kept.map(\.csvRow)).joined(separator: "\n") + "\n"
         do {
-            try Data(jsonText.utf8).write(to: jsonURL, options: .atomic)
-            try Data(csvText.utf8).write(to: csvURL, options: .atomic)
-            json = try FileHandle(forWritingTo: jsonURL)
-            csv = try FileHandle(forWritingTo: csvURL)
-            try json.seekToEnd()
-            try csv.seekToEnd()
+            try DurableFile.makeDirectories(directory)
+            try DurableFile.write(Data(jsonText.utf8), to: jsonURL)
+            try DurableFile.write(Data(csvText.utf8), to: csvURL)
+            json = try DurableFile.Appender(jsonURL)
+            csv = try DurableFile.Appender(csvURL)
         } catch {
-            throw CharRNNError.io("cannot write metrics in \(directory.path): \(error.localizedDescription)")
+            throw CharRNNError.io("cannot write metrics in \(directory.path): \(error)")
         }
     }
 
     /// Appends one record; a failed write is not worth stopping training for, so it is only reported.
     public func append(_ r: MetricsRecord) throws {
         do {
-            json.write(try encoder.encode(r) + Data("\n".utf8))
-            csv.write(Data((r.csvRow + "\n").utf8))
+            try json.append(try encoder.encode(r) + Data("\n".utf8))
+            try csv.append(Data((r.csvRow + "\n").utf8))
         } catch {
             throw CharRNNError.io("cannot append metrics: \(error)")
         }
+    }
+
+    /// Makes every row appended so far survive a power cut.
+    public func sync() throws {
+        try json.sync()
+        try csv.sync()
     }
 
     /// Every record of a `metrics.jsonl`, in file order.

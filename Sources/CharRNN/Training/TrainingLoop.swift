@@ -1,18 +1,5 @@
 import Foundation
 
-/// When to write checkpoints: every N steps (optional), at each epoch's end, and when the run stops.
-public struct CheckpointPolicy: Sendable {
-    public var directory: URL
-    public var every: Int?
-    public var keep: Int
-
-    public init(directory: URL, every: Int? = nil, keep: Int = 3) {
-        self.directory = directory
-        self.every = every
-        self.keep = keep
-    }
-}
-
 /// Optional work the loop does besides training: held-out validation and samples as the model learns.
 public struct LoopExtras {
     /// Ids of the held-out text, evaluated at each epoch's end.
@@ -57,10 +44,13 @@ public enum TrainingEvent {
     case note(String)
 }
 
-/// The loop around the step driver shared by `train` and `coordinator`: metrics, epoch summaries, validation,
-/// samples and checkpoints. A checkpoint that cannot be written is reported and training goes on; the
-/// previous checkpoint stays intact (the write is atomic).
+/// The loop around the step driver shared by `train` and `coordinator`: metrics (metrics.jsonl, metrics.csv and a
+/// TensorBoard event file), epoch summaries, validation, samples and checkpoints. A checkpoint that cannot be
+/// written is reported and training goes on; the previous checkpoint stays intact (the write is atomic).
 public final class TrainingLoop {
+    /// Training-time samples, appended in the checkpoint directory.
+    public static let samplesName = "samples.txt"
+
     public let driver: StepDriver
     public let checkpoints: CheckpointPolicy?
     private let extras: LoopExtras
@@ -87,6 +77,10 @@ public final class TrainingLoop {
         let plan = driver.plan
         let charsPerStep = Double(plan.options.batch * plan.options.seq)
         let metrics = try checkpoints.map { try MetricsLog(directory: $0.directory, resumingAfter: plan.state.position.globalStep) }
+        let board = try checkpoints.map {
+            try TensorBoardWriter(directory: $0.directory.appendingPathComponent(TensorBoardWriter.directoryName),
+                                  resumingAfter: plan.state.position.globalStep)
+        }
         var lastCheckpoint: URL?
         var savedAt = -1
         var epoch = (start: PhaseClock.now(), loss: 0.0, steps: 0)
@@ -126,7 +120,7 @@ public final class TrainingLoop {
                 step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
                 learningRate: Double(plan.options.adam.learningRate), gradientNorm: Double(s.gradientNorm),
                 charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, wallTime: Date().timeIntervalSince1970)
-            if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done) }
+            if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done, board: board) }
 
             var isBest = false
             if s.epochEnded {
@@ -145,6 +139,7 @@ public final class TrainingLoop {
             }
             if !s.skipped {
                 do { try metrics?.append(record) } catch { report(.note("\(error)")) }
+                do { try board?.append(record) } catch { report(.note("\(error)")) }
             }
 
             if let policy = checkpoints {
@@ -153,6 +148,13 @@ public final class TrainingLoop {
                     if let url = save(policy) {
                         lastCheckpoint = url
                         if isBest { markBest(step: done, loss: record.validationLoss!, in: policy) }
+                    }
+                    // The rows a checkpoint covers go to disk with it; a resume drops only rows after it.
+                    do {
+                        try metrics?.sync()
+                        try board?.sync()
+                    } catch {
+                        report(.note("\(error)"))
                     }
                     savedAt = done
                 }
@@ -185,7 +187,7 @@ public final class TrainingLoop {
         }
     }
 
-    private func sample(at step: Int) {
+    private func sample(at step: Int, board: TensorBoardWriter?) {
         let plan = driver.plan
         var ids: [Int32] = []
         Sampler(weights: plan.state.weights).generate(
@@ -193,32 +195,12 @@ public final class TrainingLoop {
         let text = plan.state.vocabulary.decode(extras.samplePrime + ids)
         report(.sample(step: step, text: text))
         if let dir = checkpoints?.directory {
-            let entry = Data("--- step \(step)\n\(text)\n".utf8)
-            let url = dir.appendingPathComponent("samples.txt")
-            if let handle = try? FileHandle(forWritingTo: url) {
-                handle.seekToEndOfFile()
-                handle.write(entry)
-                try? handle.close()
-            } else {
-                try? entry.write(to: url)
+            do {
+                try DurableFile.append(Data("--- step \(step)\n\(text)\n".utf8), to: dir.appendingPathComponent(TrainingLoop.samplesName))
+            } catch {
+                report(.note("sample not saved (training goes on): \(error)"))
             }
+            do { try board?.text(TensorBoardWriter.samplesTag, text, step: step) } catch { report(.note("\(error)")) }
         }
-    }
-}
-
-/// `best.json` in a checkpoint directory: the step whose checkpoint had the lowest validation loss.
-public struct BestCheckpoint: Codable, Equatable {
-    public var step: Int
-    public var validationLoss: Double
-
-    static let fileName = "best.json"
-
-    public static func read(in dir: URL) -> BestCheckpoint? {
-        FileManager.default.contents(atPath: dir.appendingPathComponent(fileName).path)
-            .flatMap { try? JSONDecoder().decode(BestCheckpoint.self, from: $0) }
-    }
-
-    func write(in dir: URL) throws {
-        try JSONEncoder().encode(self).write(to: dir.appendingPathComponent(BestCheckpoint.fileName), options: .atomic)
     }
 }
