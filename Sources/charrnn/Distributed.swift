@@ -11,7 +11,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var training: TrainingArguments
     @Option(help: "ZeroMQ endpoint to listen on (tcp://ADDRESS:PORT or ipc://PATH).") var bind = "tcp://127.0.0.1:5555"
-    @Option(help: "Logical shards per batch (must divide --batch).") var shards = 8
+    @Option(help: "Logical shards per batch (must divide --batch; default: 8).") var shards: Int?
     @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
     @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
@@ -39,11 +39,11 @@ struct CoordinatorCommand: ParsableCommand {
         }
         let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
-        let (plan, policy, extras) = try training.prepare(shards: shards) { logger.info("\($0)") }
-        let coordinator = try Coordinator(plan: plan, options: options, log: { logger.info("\($0)") }, shouldStop: { stop.isRequested })
+        let run = try training.prepare(shards: shards, defaultShards: 8) { logger.info("\($0)") }
+        let coordinator = try Coordinator(plan: run.plan, options: options, log: { logger.info("\($0)") }, shouldStop: { stop.isRequested })
         defer { coordinator.shutdownWorkers() }
-        let report = Reporter(logger: logger, logEvery: training.logEvery, live: training.output.live)
-        let loop = TrainingLoop(runner: coordinator, checkpoints: policy, extras: extras,
+        let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
+        let loop = TrainingLoop(runner: coordinator, checkpoints: run.policy, extras: run.extras,
                                 report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
         let s = coordinator.stats

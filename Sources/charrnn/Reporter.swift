@@ -9,6 +9,16 @@ struct OutputOptions: ParsableArguments {
 
     @Option(help: "Live progress line: auto (on a terminal), always, never.") var progress: Progress = .auto
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
+    @Option(help: "Print a progress line every N steps (when output is not a terminal).") var logEvery = 100
+    @Option(help: "Print and save a sample every N steps.") var sampleEvery: Int?
+    @Option(help: "Characters per training-time sample.") var sampleLength = 200
+    @Option(help: "Prime for training-time samples (default: the text's first character).") var samplePrime: String?
+
+    func validate() throws {
+        try requirePositive("--log-every", logEvery)
+        try requirePositive("--sample-every", sampleEvery)
+        try requirePositive("--sample-length", sampleLength)
+    }
 
     func makeLogger() throws -> Logger {
         guard let level = Logger.Level(rawValue: logLevel) else {

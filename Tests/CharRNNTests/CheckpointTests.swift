@@ -139,7 +139,8 @@ final class CheckpointTests: XCTestCase {
         let model = try SafeTensors(decoding: Data(contentsOf: dir.appendingPathComponent("model.safetensors")))
         XCTAssertEqual(model.tensors.map(\.name), ["embedding/embeddings", "gru/kernel", "gru/recurrent_kernel", "gru/bias", "dense/kernel", "dense/bias"])
         XCTAssertEqual(model.tensors.map(\.shape), [[5, 3], [3, 12], [4, 12], [2, 12], [4, 5], [5]])
-        XCTAssertEqual(model.metadata, ["format": "charrnn", "vocab": "5", "embed": "3", "units": "4"])
+        XCTAssertEqual(model.metadata, ["format": "charrnn", "vocab": "5", "embed": "3", "units": "4",
+                                        "charrnn.vocabulary": #"["\n","A","a","é","😀"]"#])
 
         let optimizer = try SafeTensors(decoding: Data(contentsOf: dir.appendingPathComponent("optimizer.safetensors")))
         XCTAssertEqual(optimizer.tensors.count, 12)

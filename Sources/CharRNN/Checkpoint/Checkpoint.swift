@@ -48,6 +48,8 @@ public enum Checkpoint {
         var position: TrainingPosition
         var adamT: Int
         var sha256: [String: String]
+        /// Absent in checkpoints written before the text was recorded.
+        var text: TextSource?
     }
 
     // MARK: Saving
@@ -78,7 +80,7 @@ public enum Checkpoint {
             let manifest = Manifest(
                 format: formatName, version: formatVersion, config: state.config,
                 vocabulary: state.vocabulary.codePoints, options: state.options, position: state.position,
-                adamT: state.adam.t, sha256: sums)
+                adamT: state.adam.t, sha256: sums, text: state.text)
             try writeDurably(try encodeManifest(manifest), to: temp.appendingPathComponent(File.manifest))
             try syncDirectory(temp)
             try install(temp, as: final, in: root)
@@ -94,7 +96,8 @@ public enum Checkpoint {
         let c = s.config
         return SafeTensors(
             tensors: tensors(s.weights, prefix: ""),
-            metadata: ["format": formatName, "vocab": String(c.vocab), "embed": String(c.embed), "units": String(c.units)])
+            metadata: ["format": formatName, "vocab": String(c.vocab), "embed": String(c.embed), "units": String(c.units),
+                       VocabularyMetadata.key: VocabularyMetadata.encode(s.vocabulary)])
     }
 
     private static func optimizerFile(_ s: TrainingState) -> SafeTensors {
@@ -233,6 +236,10 @@ public enum Checkpoint {
         for (key, value) in expectedMetadata.sorted(by: { $0.key < $1.key }) where model.metadata[key] != value {
             throw fail("model.safetensors metadata \(key) is \(model.metadata[key].map { "\"\($0)\"" } ?? "missing"), expected \"\(value)\"")
         }
+        if let rows = try VocabularyMetadata.decode(model.metadata, source: "\(place)/\(File.model)"),
+           rows != vocabulary.scalars.map({ String($0) }) {
+            throw fail("model.safetensors metadata \(VocabularyMetadata.key) does not match checkpoint.json's vocabulary")
+        }
         let weights = try parameters(from: model, config: c, prefix: "", source: "\(place)/\(File.model)")
         try requireOnly(weightNames(c, prefix: ""), in: model, source: "\(place)/\(File.model)")
 
@@ -249,9 +256,11 @@ public enum Checkpoint {
         let hidden = FloatBuffer(count: c.stateCount(rows: manifest.options.batch))
         try copy(stateFile, "hidden", shape: [manifest.options.batch, c.stateWidth], into: hidden.base, source: "\(place)/\(File.state)")
 
-        return TrainingState(
+        var state = TrainingState(
             vocabulary: vocabulary, options: manifest.options, position: p,
             weights: weights, adam: AdamState(m: m, v: v, t: manifest.adamT), hidden: hidden)
+        state.text = manifest.text
+        return state
     }
 
     /// The weights alone from any safetensors file using the Keras names (a checkpoint's `model.safetensors`

@@ -108,7 +108,9 @@ public final class StepPlan {
             for i in 0..<sum.count { a[i] *= scale }
         }
         let norm = Adam.clip(sum, maxNorm: options.clipNorm)
-        Adam.apply(options.adam, weights: state.weights, grads: sum, state: &state.adam)
+        var adam = options.adam
+        adam.learningRate = options.learningRate(at: state.position.globalStep)
+        Adam.apply(adam, weights: state.weights, grads: sum, state: &state.adam)
 
         let done = state.position
         var next = done

@@ -29,8 +29,11 @@ public struct CheckpointPolicy: Sendable {
 
 /// Optional work the loop does besides training: held-out validation and samples as the model learns.
 public struct LoopExtras {
-    /// Ids of the held-out text, evaluated at each epoch's end.
+    /// Ids of the held-out text, evaluated at each epoch's end (and every `validateEvery` steps).
     public var validation: [Int32]?
+    public var validateEvery: Int?
+    /// Stop, with a final checkpoint, after this many validations in a row without a new best.
+    public var earlyStopPatience: Int?
     public var sampleEvery: Int?
     public var samplePrime: [Int32] = []
     public var sampleLength = 200
@@ -106,7 +109,8 @@ public final class TrainingLoop {
         var epoch = (start: PhaseClock.now(), loss: 0.0, steps: 0)
         var last = PhaseClock.now()
         var recent: [Double] = []
-        while !plan.isFinished && !shouldStop() {
+        var sinceBest = try checkpoints.map { try validationsSinceBest(in: $0.directory, upTo: plan.state.position.globalStep) } ?? 0
+        while !plan.isFinished && !shouldStop() && !patienceRunOut(sinceBest) {
             guard let s = try runner.advance() else { break }
             let now = PhaseClock.now()
             recent = (recent + [now - last]).suffix(20)
@@ -120,30 +124,35 @@ public final class TrainingLoop {
                 charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, shards: plan.shardCount)))
             var record = MetricsRecord(
                 step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
-                learningRate: Double(plan.options.adam.learningRate), gradientNorm: Double(s.gradientNorm),
+                learningRate: Double(plan.options.learningRate(at: s.globalStep)), gradientNorm: Double(s.gradientNorm),
                 charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, wallTime: Date().timeIntervalSince1970)
             if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done) }
 
             var isBest = false
+            var validation: Double?
+            if let ids = extras.validation, s.epochEnded || extras.validateEvery.map({ done % $0 == 0 }) ?? false {
+                let loss = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
+                validation = loss
+                record.validationLoss = loss
+                record.validationBitsPerChar = loss / M_LN2
+                isBest = loss < (best?.validationLoss ?? .infinity)
+                sinceBest = isBest ? 0 : sinceBest + 1
+            }
             if s.epochEnded {
                 let elapsed = PhaseClock.now() - epoch.start
-                var validation: Double?
-                if let ids = extras.validation {
-                    validation = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
-                    record.validationLoss = validation
-                    record.validationBitsPerChar = validation! / M_LN2
-                    isBest = validation! < (best?.validationLoss ?? .infinity)
-                }
                 report(.epoch(TrainingEvent.Epoch(
                     epoch: s.epoch + 1, loss: epoch.loss / Double(epoch.steps), seconds: elapsed,
                     charsPerSecond: charsPerStep * Double(epoch.steps) / elapsed, validationLoss: validation, isBest: isBest)))
                 epoch = (PhaseClock.now(), 0, 0)
+            } else if let validation {
+                report(.note(String(format: "step %d: validation loss %.4f  %.3f bits/char%@", done, validation, validation / M_LN2, isBest ? " (best)" : "")))
             }
             do { try metrics?.append(record) } catch { report(.note("\(error)")) }
 
             if let policy = checkpoints {
                 let periodic = policy.every.map { done % $0 == 0 } ?? false
-                if periodic || s.epochEnded || plan.isFinished {
+                // A new best is always saved, so best.json names a checkpoint that exists.
+                if periodic || s.epochEnded || plan.isFinished || isBest {
                     if let url = save(policy) {
                         lastCheckpoint = url
                         if isBest { markBest(step: done, loss: record.validationLoss!, in: policy) }
@@ -152,10 +161,28 @@ public final class TrainingLoop {
                 }
             }
         }
+        if patienceRunOut(sinceBest), let k = extras.earlyStopPatience {
+            report(.note("early stop: \(k) validation(s) without improvement; best \(best.map { Checkpoint.directoryName(step: $0.step) } ?? "none")"))
+        }
         if let policy = checkpoints, savedAt != plan.state.position.globalStep, plan.state.position.globalStep > 0 {
             lastCheckpoint = save(policy) ?? lastCheckpoint
         }
         return lastCheckpoint
+    }
+
+    private func patienceRunOut(_ sinceBest: Int) -> Bool {
+        extras.earlyStopPatience.map { sinceBest >= $0 } ?? false
+    }
+
+    /// Validations logged after the best one, up to `step`: where early stopping's count stands on resume.
+    private func validationsSinceBest(in dir: URL, upTo step: Int) throws -> Int {
+        let url = dir.appendingPathComponent(MetricsLog.jsonName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return 0 }
+        var (lowest, since) = (Double.infinity, 0)
+        for loss in try MetricsLog.read(url).filter({ $0.step <= step }).compactMap(\.validationLoss) {
+            if loss < lowest { (lowest, since) = (loss, 0) } else { since += 1 }
+        }
+        return since
     }
 
     private func save(_ policy: CheckpointPolicy) -> URL? {
