@@ -30,7 +30,7 @@ public enum InitialWeights {
         for (j, entry) in entries.enumerated() where rowOf[entry] == nil { rowOf[entry] = j }
         let missing = vocabulary.scalars.filter { rowOf[String($0)] == nil }
         guard missing.isEmpty else {
-            let shown = missing.prefix(8).map { "\($0.escaped(asASCII: true)) (U+\(String($0.value, radix: 16, uppercase: true)))" }
+            let shown = missing.prefix(8).map { "\($0.escaped(asASCII: false)) (U+\(String($0.value, radix: 16, uppercase: true)))" }
             throw CharRNNError.checkpoint("\(source): its vocabulary lacks \(missing.count) character(s) of the text: "
                 + shown.joined(separator: ", ") + (missing.count > 8 ? ", …" : ""))
         }
