@@ -10,16 +10,11 @@ struct CoordinatorCommand: ParsableCommand {
         discussion: "Results depend on --seed and --shards only, never on how many workers there are.")
 
     @OptionGroup var training: TrainingArguments
-    @Option(help: "ZeroMQ endpoint to listen on (tcp://ADDRESS:PORT or ipc://PATH).") var bind = "tcp://127.0.0.1:5555"
-    @Option(help: "Logical shards per batch (must divide --batch; default: 8).") var shards: Int?
-    @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
-    @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
-    @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
-    @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
-    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
-    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
+    @OptionGroup(title: "Cluster") var cluster: ClusterOptions
 
     func run() throws {
+        let (bind, shards, minWorkers, deadline) = (cluster.bind, cluster.shards, cluster.minWorkers, cluster.deadline)
+        let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
         BLASRuntime.setThreads(try resolvedThreads(threads))
         if minWorkers <= 0 { throw CharRNNError.invalidOption("--min-workers must be positive, got \(minWorkers)") }
         if !(deadline > 0) { throw CharRNNError.invalidOption("--deadline must be positive") }
@@ -33,13 +28,13 @@ struct CoordinatorCommand: ParsableCommand {
             if !Endpoint.isLocal(bind) && !insecure {
                 throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys: give --secret-key and --authorized-keys, or --insecure")
             }
-            if insecure { print("insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
+            if insecure { printError("warning: insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
         default:
             throw CharRNNError.invalidOption("--secret-key and --authorized-keys go together")
         }
         let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
-        let run = try training.prepare(shards: shards, defaultShards: 8) { logger.info("\($0)") }
+        let run = try training.prepare(shards: shards, defaultShards: 8, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
         let coordinator = try Coordinator(plan: run.plan, options: options, log: { logger.info("\($0)") }, shouldStop: { stop.isRequested })
         defer { coordinator.shutdownWorkers() }
         let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
@@ -50,6 +45,18 @@ struct CoordinatorCommand: ParsableCommand {
         logger.info("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames), undealt results \(s.undealtResults), peers ignored \(s.bannedPeers)")
         try stop.exitIfStopped()
     }
+}
+
+/// The coordinator's own options: where it listens, how it deals shards, who may join.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "ZeroMQ endpoint to listen on (tcp://ADDRESS:PORT or ipc://PATH).") var bind = "tcp://127.0.0.1:5555"
+    @Option(help: "Logical shards per batch (must divide --batch; default: 8).") var shards: Int?
+    @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
+    @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
+    @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
+    @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
+    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
+    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
 }
 
 struct WorkerCommand: ParsableCommand {
@@ -111,11 +118,17 @@ struct Launch: ParsableCommand {
             try p.run()
             return p
         }
-        let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions)
+        // Every worker started here takes part from the first step, unless told otherwise.
+        let givesMinimum = coordinatorOptions.contains { $0 == "--min-workers" || $0.hasPrefix("--min-workers=") }
+        let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions + (givesMinimum ? [] : ["--min-workers", "\(workers)"]))
         let children = try (0..<workers).map { i in
             try start(["worker", "--connect", address, "--threads", "\(workerThreads)", "--name", "worker-\(i)"])
         }
         coordinator.waitUntilExit()
+        // After a clean finish the coordinator has told its workers to exit: give them the time to, so none is
+        // stopped by a signal (and says so); after a failure, stop them now.
+        let grace = Date().addingTimeInterval(coordinator.terminationStatus == 0 ? 10 : 0)
+        while children.contains(where: \.isRunning) && Date() < grace { usleep(20_000) }
         for child in children where child.isRunning { child.terminate() }
         for child in children { child.waitUntilExit() }
         if coordinator.terminationStatus != 0 { throw ExitCode(coordinator.terminationStatus) }

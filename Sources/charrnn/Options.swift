@@ -28,12 +28,12 @@ struct TrainingArguments: ParsableArguments {
     }
 
     /// Builds the run (see `RunSetup`): the text is `--data`, else the resumed run's, else the default source.
-    func prepare(shards: Int?, defaultShards: Int, log: (String) -> Void) throws -> PreparedRun {
+    func prepare(shards: Int?, defaultShards: Int, log: (String) -> Void, warn: (String) -> Void) throws -> PreparedRun {
         try RunSetup.prepare(request(shards: shards, defaultShards: defaultShards), readText: { stored in
             // Absolute, so the checkpoint finds its text again from any directory.
             let path = URL(fileURLWithPath: try DataSource.resolve(explicit: data.data ?? stored, log: log)).standardizedFileURL.path
             return (path, try Corpus.read(path: path))
-        }, log: log)
+        }, log: log, warn: warn)
     }
 }
 

@@ -22,7 +22,7 @@ struct Train: ParsableCommand {
         let logger = try training.output.makeLogger()
         logger.info("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
         let stop = StopRequest.installed()
-        let run = try training.prepare(shards: shards, defaultShards: 1) { logger.info("\($0)") }
+        let run = try training.prepare(shards: shards, defaultShards: 1, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
         let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
         let loop = TrainingLoop(runner: Trainer(plan: run.plan), checkpoints: run.policy, extras: run.extras,
                                 report: { report($0) }, shouldStop: { stop.isRequested })

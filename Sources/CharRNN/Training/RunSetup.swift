@@ -98,14 +98,14 @@ public enum RunSetup {
     /// `storedPath` (a resumed run's), else a default source.
     public static func prepare(
         _ request: RunRequest, readText: (_ storedPath: String?) throws -> (path: String, text: String),
-        log: (String) -> Void
+        log: (String) -> Void, warn: (String) -> Void
     ) throws -> PreparedRun {
         let r = request
         let root = r.checkpoints.directory
         if r.resume && r.initWeights != nil { throw RunSetupError.resumeWithInit }
         let found: (url: URL, state: TrainingState)?
         if r.resume {
-            guard let latest = try Checkpoint.latest(in: root, warn: log) else { throw RunSetupError.nothingToResume(directory: root.path) }
+            guard let latest = try Checkpoint.latest(in: root, warn: warn) else { throw RunSetupError.nothingToResume(directory: root.path) }
             found = latest
         } else {
             if !(try Checkpoint.list(in: root)).isEmpty { throw RunSetupError.directoryInUse(directory: root.path) }

@@ -72,6 +72,8 @@ public enum TrainingEvent {
     case epoch(Epoch)
     case sample(step: Int, text: String)
     case note(String)
+    /// Something went wrong that training goes on despite.
+    case warning(String)
 }
 
 /// The loop around a step runner shared by `train` and `coordinator`: metrics, epoch summaries, validation,
@@ -147,7 +149,7 @@ public final class TrainingLoop {
             } else if let validation {
                 report(.note(String(format: "step %d: validation loss %.4f  %.3f bits/char%@", done, validation, validation / M_LN2, isBest ? " (best)" : "")))
             }
-            do { try metrics?.append(record) } catch { report(.note("\(error)")) }
+            do { try metrics?.append(record) } catch { report(.warning("\(error)")) }
 
             if let policy = checkpoints {
                 let periodic = policy.every.map { done % $0 == 0 } ?? false
@@ -192,7 +194,7 @@ public final class TrainingLoop {
             report(.note("checkpoint \(url.path)"))
             return url
         } catch {
-            report(.note("checkpoint not written (training goes on; the previous checkpoint is intact): \(error)"))
+            report(.warning("checkpoint not written (training goes on; the previous checkpoint is intact): \(error)"))
             return nil
         }
     }
@@ -204,7 +206,7 @@ public final class TrainingLoop {
             best = marked
             report(.note("best so far by validation loss: \(Checkpoint.directoryName(step: step))"))
         } catch {
-            report(.note("cannot mark the best checkpoint: \(error)"))
+            report(.warning("cannot mark the best checkpoint: \(error)"))
         }
     }
 
