@@ -16,21 +16,17 @@ struct CoordinatorCommand: ParsableCommand {
         let (bind, shards, minWorkers, deadline) = (cluster.bind, cluster.shards, cluster.minWorkers, cluster.deadline)
         let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        if minWorkers <= 0 { throw CharRNNError.invalidOption("--min-workers must be positive, got \(minWorkers)") }
-        if !(deadline > 0) { throw CharRNNError.invalidOption("--deadline must be positive") }
         var options = CoordinatorOptions(endpoint: bind)
         options.minWorkers = minWorkers
         options.deadline = deadline
-        switch (secretKey, authorizedKeys) {
-        case let (secret?, authorized?):
-            options.curve = (try CurveKeyPair.load(secretKeyFile: secret), try CurveKeyFile.readPublicKeys(authorized))
-        case (nil, nil):
+        // validate() saw that the two key options come together.
+        if let secretKey, let authorizedKeys {
+            options.curve = (try CurveKeyPair.load(secretKeyFile: secretKey), try CurveKeyFile.readPublicKeys(authorizedKeys))
+        } else {
             if !Endpoint.isLocal(bind) && !insecure {
                 throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys: give --secret-key and --authorized-keys, or --insecure")
             }
             if insecure { printError("warning: insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
-        default:
-            throw CharRNNError.invalidOption("--secret-key and --authorized-keys go together")
         }
         let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
@@ -57,6 +53,14 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
     @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
+
+    func validate() throws {
+        try requirePositive("--shards", shards)
+        try requirePositive("--min-workers", minWorkers)
+        try requirePositive("--threads", threads)
+        if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
+        if (secretKey == nil) != (authorizedKeys == nil) { throw ValidationError("--secret-key and --authorized-keys go together") }
+    }
 }
 
 struct WorkerCommand: ParsableCommand {
@@ -74,24 +78,24 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
 
+    func validate() throws {
+        try requirePositive("--threads", threads)
+        if !(rejoinAfter > 0) { throw ValidationError("--rejoin-after must be positive") }
+        if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw ValidationError("--give-up-after must be a positive number of seconds") }
+        if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
+    }
+
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        if !(rejoinAfter > 0) { throw CharRNNError.invalidOption("--rejoin-after must be positive") }
-        if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw CharRNNError.invalidOption("--give-up-after must be a positive number of seconds") }
         let stop = StopRequest.installed()
         var options = WorkerOptions(
             endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
         options.rejoinAfter = rejoinAfter
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
-        switch (secretKey, coordinatorKey) {
-        case let (secret?, server?):
-            guard let key = try CurveKeyFile.read(server).first else { throw CurveError.badKeyFile(server, "no key in the file") }
-            options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secret))
-        case (nil, nil):
-            break
-        default:
-            throw CharRNNError.invalidOption("--secret-key and --coordinator-key go together")
+        if let secretKey, let coordinatorKey {
+            guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
+            options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))
         }
         try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
     }
@@ -107,8 +111,12 @@ struct Launch: ParsableCommand {
     @Option(help: "Endpoint for coordinator and workers (default: an ipc socket in a temporary directory).") var endpoint: String?
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.") var coordinatorOptions: [String] = []
 
+    func validate() throws {
+        try requirePositive("--workers", workers)
+        try requirePositive("--worker-threads", workerThreads)
+    }
+
     func run() throws {
-        if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
         let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         func start(_ args: [String]) throws -> Process {
