@@ -132,6 +132,8 @@ public final class TrainingLoop {
 
             var isBest = false
             var validation: Double?
+            // Not also at a run's last step: where an invocation stops must not change which validations
+            // early stopping counts, or a resumed run would stop elsewhere than an uninterrupted one.
             if let ids = extras.validation, s.epochEnded || extras.validateEvery.map({ done % $0 == 0 }) ?? false {
                 let loss = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
                 validation = loss
