@@ -48,6 +48,16 @@ final class ScheduleCadenceTests: XCTestCase {
         let again = try CLI.run(["train", "--checkpoint-dir", ckpt.path, "--resume", "--steps", "200", "--early-stop-patience", "2", "--eval-every", "2"] + tiny)
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(try MetricsLog.read(ckpt.appendingPathComponent("metrics.jsonl")).last?.step, stop, again.stdout)
+
+        // Interrupted after step 3 and resumed, the run stops at the same step with the same bits.
+        let parts = dir.appendingPathComponent("parts")
+        let interrupted = args.map { $0 == ckpt.path ? parts.path : $0 }
+        XCTAssertEqual(try CLI.run(interrupted.map { $0 == "200" ? "3" : $0 }).status, 0)
+        let resumed = try CLI.run(interrupted + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try MetricsLog.read(parts.appendingPathComponent("metrics.jsonl")).last?.step, stop, resumed.stdout)
+        assertSameCheckpoint(ckpt.appendingPathComponent(Checkpoint.directoryName(step: stop)).path,
+                             parts.appendingPathComponent(Checkpoint.directoryName(step: stop)).path)
     }
 
     func testScheduleOptionsOutOfRangeAreRefused() throws {
