@@ -95,8 +95,12 @@ final class Reporter {
                 let bar = progressBar(Double(s.stepInEpoch + 1) / Double(e.stepsPerEpoch))
                 let rate = String(format: "%.0f chars/s", e.charsPerSecond)
                 let line = "\(position) \(bar) \(numbers)  \(rate)  \(eta)\(team)"
-                // A line wider than the terminal wraps, and "\r" then redraws only its last row: cut it to fit.
-                let fitted = Terminal.columns().map { String(line.prefix(max(0, $0 - 1))) } ?? line
+                // A line wider than the terminal wraps, and "\r" then redraws only its last row: on a narrow
+                // terminal drop the bar and the rate, then cut what is left to fit.
+                let fitted = Terminal.columns().map { width -> String in
+                    let narrow = line.count < width ? line : "\(position) \(numbers)  \(eta)\(team)"
+                    return String(narrow.prefix(max(0, width - 1)))
+                } ?? line
                 FileHandle.standardOutput.write(Data("\r\u{1B}[2K\(fitted)".utf8))
                 drawn = true
             } else if (s.stepInEpoch + 1) % logEvery == 0 || s.globalStep + 1 == e.finalStep {

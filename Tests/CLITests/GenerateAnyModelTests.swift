@@ -27,7 +27,7 @@ final class GenerateAnyModelTests: XCTestCase {
 
         // An unknown character names the option and shows the vocabulary.
         let vocabulary = String(Set(lower.unicodeScalars).sorted { $0.value < $1.value }.map { Character($0) }).unicodeScalars
-            .map { $0.escaped(asASCII: false) }.joined()
+            .map { $0 == "\n" ? "\\n" : String($0) }.joined()
         assertCleanFailure(try CLI.run(["generate", "--checkpoint", ckpt, "--prime", "ROMEO: "]),
                            mentions: "--prime: character R (U+52) is not in the model's vocabulary (\(Set(lower.unicodeScalars).count) characters: \"\(vocabulary)\")")
         let primeFile = try CLI.write("the Kin", in: dir, name: "prime.txt")

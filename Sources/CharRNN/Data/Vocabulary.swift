@@ -60,7 +60,14 @@ public struct Vocabulary: Equatable, Sendable {
 
     /// The vocabulary as one quoted, escaped line (shortened past `limit` symbols), for error messages.
     public func listing(limit: Int = 120) -> String {
-        let shown = scalars.prefix(limit).map { $0.escaped(asASCII: false) }.joined()
+        // Escape only what would hide or break the line: quotes and backslashes, and control characters.
+        let shown = scalars.prefix(limit).map { s -> String in
+            switch s {
+            case "\"", "\\": return "\\" + String(s)
+            case _ where s.properties.generalCategory == .control: return s.escaped(asASCII: true)
+            default: return String(s)
+            }
+        }.joined()
         return "\(count) characters: \"\(shown)\"" + (count > limit ? "…" : "")
     }
 
