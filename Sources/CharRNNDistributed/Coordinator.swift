@@ -1,14 +1,10 @@
 import CharRNN
 import Foundation
 
-/// How a coordinator listens and how patient it is with workers.
+/// How a coordinator listens. (How patient it is with workers is the step driver's `DealingRules`.)
 public struct CoordinatorOptions: Sendable {
     /// ZeroMQ endpoint to bind, e.g. `tcp://*:5555` or `ipc:///tmp/charrnn.sock`.
     public var endpoint: String
-    /// Do not compute a step with fewer live workers than this; wait for them instead.
-    public var minWorkers = 1
-    /// A worker holding shards longer than this (seconds) is declared lost and its shards go elsewhere.
-    public var deadline: Double = 30
     /// How often live workers are pinged; a ping that cannot be delivered means the worker is gone.
     public var pingInterval: Double = 0.25
     /// CURVE: the coordinator's key pair and the workers' public keys it lets in. Nil: no authentication
@@ -33,57 +29,48 @@ public enum CoordinatorError: Error, CustomStringConvertible {
     }
 }
 
-/// What the coordinator counted, for logs, tests and the benchmark.
+/// What the coordinator's transport counted, for logs, tests and the benchmark. (What the dealing counted is
+/// the step driver's `DealingStats`.)
 public struct CoordinatorStats: Sendable {
     public var badFrames = 0
-    public var staleResults = 0
-    public var duplicateResults = 0
-    public var lostWorkers = 0
-    public var reassignedShards = 0
-    /// Results for shards the sender was not given this step (refused).
-    public var undealtResults = 0
-    /// Peers dropped for sending bad messages again and again.
+    /// Peers ignored for sending bad messages again and again.
     public var bannedPeers = 0
     /// Seconds spent encoding, sending, receiving and decoding (not waiting).
     public var messagingSeconds = 0.0
 }
 
-/// The step plan with ZeroMQ between it and the shard steps: each step it deals the shards out to the live
-/// workers, collects one result per shard (from whoever delivers it first; results are bitwise the same
-/// wherever a shard runs), reassigns the shards of workers that die or stall, then reduces in shard order.
+/// The workers behind a ZeroMQ ROUTER socket, as a shard pool for the step driver: it welcomes workers that
+/// say hello, pings them, carries work orders out and results back, and reports who joined, left or failed.
+/// Every rule about who computes what, and which result counts, is the driver's; this class is plumbing:
+/// the socket, CURVE, pings, and ignoring peers that keep sending garbage.
 ///
-/// Single-threaded: one loop owns the socket, the plan and the membership.
-public final class Coordinator: StepRunner {
-    public let plan: StepPlan
+/// Single-threaded: the driver's loop calls it.
+public final class Coordinator: ShardPool {
     public let runID: UInt64
+    public let shape: RunShape
     public private(set) var stats = CoordinatorStats()
 
     private let options: CoordinatorOptions
     private let context: ZMQContext
     private let socket: ZMQSocket
     private let codec: WireCodec
-    private var members = Membership()
     private let log: (String) -> Void
-    private let shouldStop: () -> Bool
     private let authenticator: Authenticator?
-    private var lastPing = 0.0
-    private var waitingLogged = false
+    /// Workers that said hello and were not forgotten since: the ones pinged.
+    private var peers: Set<WorkerID> = []
+    private var pending: [PoolEvent] = []
+    private var lastPing = -Double.infinity
+    /// The weights of the step being dealt, copied once per step: work orders send them zero-copy, and the
+    /// plan's own weights change (Adam) while libzmq may still hold a reference.
+    private var snapshot: (step: Int, weights: FloatBuffer)?
     /// Bad messages per peer; at `strikeLimit` the peer is ignored for the rest of the run (a restarted
     /// worker has a new identity, so this never locks out an honest worker for good).
-    private var strikes: [[UInt8]: Int] = [:]
-    private var banned: Set<[UInt8]> = []
+    private var strikes: [WorkerID: Int] = [:]
+    private var banned: Set<WorkerID> = []
     static let strikeLimit = 10
 
-    public init(
-        plan: StepPlan, options: CoordinatorOptions,
-        log: @escaping @Sendable (String) -> Void, shouldStop: @escaping () -> Bool = { false }
-    ) throws {
-        self.plan = plan
-        self.options = options
-        self.log = log
-        self.shouldStop = shouldStop
-        var generator = SystemRandomNumberGenerator()
-        runID = generator.next()
+    /// Listens for the workers of `plan`'s run.
+    public convenience init(plan: StepPlan, options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void) throws {
         let shape: RunShape
         do {
             shape = try RunShape(
@@ -92,6 +79,15 @@ public final class Coordinator: StepRunner {
         } catch {
             throw CoordinatorError.setup("this model cannot be distributed: \(error)")
         }
+        try self.init(shape: shape, options: options, log: log)
+    }
+
+    public init(shape: RunShape, options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void) throws {
+        self.shape = shape
+        self.options = options
+        self.log = log
+        var generator = SystemRandomNumberGenerator()
+        runID = generator.next()
         codec = WireCodec(runID: runID, shape: shape)
         context = try ZMQContext()
         socket = try ZMQSocket(context, .router)
@@ -127,110 +123,80 @@ public final class Coordinator: StepRunner {
         authenticator?.stop()
     }
 
-    /// Runs one step across the workers. Nil when a stop was requested before the step completed (the plan's
-    /// position is then unchanged, so a checkpoint written now resumes at this step).
-    public func advance() throws -> StepSummary? {
-        let planned = plan.next()
-        let weights = plan.state.weights.storage.copy()  // sent zero-copy; must outlive every send of this step
-        var results = [ShardResult?](repeating: nil, count: plan.shardCount)
-        var pending = Set(0..<plan.shardCount)
-        members.clearAssignments()
+    // MARK: ShardPool
 
-        while !pending.isEmpty {
-            if shouldStop() { return nil }
+    public func send(_ order: WorkOrder, step: Int, to worker: WorkerID) -> Bool {
+        if snapshot?.step != step { snapshot = (step, order.weights.copy()) }
+        var stable = order
+        stable.weights = snapshot!.weights
+        return transmit(.work(stable), step: step, to: worker) == nil
+    }
+
+    public func poll(until deadline: Double) throws -> [PoolEvent] {
+        while true {
             let now = PhaseClock.now()
-            for worker in members.overdue(now: now, deadline: options.deadline) {
-                lose(worker, because: "no result within \(options.deadline) s")
-            }
-            let unassigned = pending.filter { members.inFlight[$0] == nil }.sorted()
-            if !unassigned.isEmpty { dispatch(unassigned, of: planned, weights: weights, now: now) }
             if now - lastPing >= options.pingInterval { pingAll(now: now) }
-            try receive(timeoutMs: 20, step: planned.globalStep, into: &results, pending: &pending)
+            if !pending.isEmpty || now >= deadline { break }
+            let wait = min(deadline - now, options.pingInterval)
+            try receive(timeoutMs: max(0, Int((wait * 1000).rounded(.up))))
         }
-
-        let layout = ParameterLayout(plan.state.config)
-        for (s, result) in results.enumerated() {
-            let r = result!
-            plan.hidden(shard: s).update(from: r.state.base, count: r.state.count)
-            plan.accumulate(shard: s, gradient: Parameters(layout: layout, storage: r.gradient), loss: r.loss)
-        }
-        return plan.finish()
+        defer { pending = [] }
+        return pending
     }
 
-    /// Tells every member to exit, giving libzmq a moment to deliver it.
+    public func forget(_ worker: WorkerID) { peers.remove(worker) }
+
+    public func penalize(_ worker: WorkerID) { strike(worker) }
+
+    /// Tells every worker to exit, giving libzmq a moment to deliver it.
     public func shutdownWorkers() {
-        for member in members.live { send(.shutdown, step: 0, to: member.id) }
-        log("told \(members.live.count) worker(s) to exit")
+        for peer in peers { _ = transmit(.shutdown, step: 0, to: peer) }
+        log("told \(peers.count) worker(s) to exit")
     }
 
-    public var liveWorkers: Int { members.live.filter(\.welcomed).count }
-    public var workerCount: Int { liveWorkers }
-
-    // MARK: Dealing out shards
-
-    private func dispatch(_ shards: [Int], of planned: PlannedStep, weights: FloatBuffer, now: Double) {
-        guard liveWorkers >= options.minWorkers else {
-            if !waitingLogged {
-                log("waiting for workers: \(liveWorkers) live, at least \(options.minWorkers) needed")
-                waitingLogged = true
-            }
-            return
-        }
-        waitingLogged = false
-        let reset = planned.stepInEpoch == 0
-        for (worker, block) in members.assign(shards, now: now) {
-            let work = block.map { s -> WorkShard in
-                let state: FloatBuffer? = reset ? nil : FloatBuffer(count: plan.state.config.stateCount(rows: plan.rowsPerShard))
-                state?.base.update(from: plan.hidden(shard: s), count: state!.count)
-                return WorkShard(index: s, state: state, rows: planned.shards[s])
-            }
-            send(.work(WorkOrder(epoch: planned.epoch, shards: work, weights: weights)), step: planned.globalStep, to: worker)
-        }
-    }
+    // MARK: Sending
 
     private func pingAll(now: Double) {
         lastPing = now
-        for member in members.live { send(.ping, step: 0, to: member.id) }
-    }
-
-    /// Sends without blocking; a peer that cannot take the message (gone, or its queue full) is lost.
-    private func send(_ message: WireMessage, step: Int, to worker: [UInt8]) {
-        var clock = PhaseClock()
-        defer { stats.messagingSeconds += clock.lap() }
-        do {
-            try socket.send([.bytes(worker)] + codec.encode(message, step: step), dontWait: true)
-        } catch let error as ZMQError {
-            lose(worker, because: error.code == EHOSTUNREACH ? "disconnected" : "cannot send: \(error)")
-        } catch {
-            log("cannot encode a message: \(error)")
+        for peer in peers {
+            if let reason = transmit(.ping, step: 0, to: peer) { pending.append(.left(peer, reason: reason)) }
         }
     }
 
-    private func lose(_ worker: [UInt8], because reason: String) {
-        guard let member = members.members[worker] else { return }
-        let orphans = members.remove(worker)
-        stats.lostWorkers += 1
-        stats.reassignedShards += orphans.count
-        let shards = orphans.isEmpty ? "" : "; its shards \(orphans) go to the others"
-        log("worker \(member.name) lost (\(reason))\(shards); \(liveWorkers) live")
+    /// Sends without blocking. Returns why the message could not be delivered (the peer is then forgotten:
+    /// gone, or its queue full), or nil.
+    private func transmit(_ message: WireMessage, step: Int, to peer: WorkerID) -> String? {
+        var clock = PhaseClock()
+        defer { stats.messagingSeconds += clock.lap() }
+        do {
+            try socket.send([.bytes(peer.bytes)] + codec.encode(message, step: step), dontWait: true)
+            return nil
+        } catch let error as ZMQError {
+            peers.remove(peer)
+            return error.code == EHOSTUNREACH ? "disconnected" : "cannot send: \(error)"
+        } catch {
+            log("cannot encode a message: \(error)")
+            return "cannot encode a message for it: \(error)"
+        }
     }
 
-    private func strike(_ peer: [UInt8]) {
+    private func strike(_ peer: WorkerID) {
         strikes[peer, default: 0] += 1
-        guard strikes[peer]! >= Coordinator.strikeLimit else { return }
+        guard strikes[peer]! >= Coordinator.strikeLimit, !banned.contains(peer) else { return }
         banned.insert(peer)
+        peers.remove(peer)
         stats.bannedPeers += 1
         log("ignoring a peer from now on: \(Coordinator.strikeLimit) bad messages")
-        lose(peer, because: "it sent bad messages")
+        pending.append(.left(peer, reason: "it sent bad messages"))
     }
 
     // MARK: Receiving
 
-    private func receive(timeoutMs: Int, step: Int, into results: inout [ShardResult?], pending: inout Set<Int>) throws {
+    private func receive(timeoutMs: Int) throws {
         guard let frames = try socket.receiveMultipart(timeoutMs: timeoutMs), frames.count >= 2 else { return }
         var clock = PhaseClock()
         defer { stats.messagingSeconds += clock.lap() }
-        let peer = frames[0].array
+        let peer = WorkerID(frames[0].array)
         if banned.contains(peer) { return }
         let envelope: WireEnvelope
         do {
@@ -246,34 +212,17 @@ public final class Coordinator: StepRunner {
         }
         switch envelope.message {
         case .hello(let hello):
-            let isNew = members.admit(peer, name: hello.name)
-            send(.welcome(codec.shape!), step: 0, to: peer)
-            members.markWelcomed(peer)
-            if isNew { log("worker \(hello.name) joined (\(hello.blasThreads) BLAS threads); \(liveWorkers) live") }
-        case .result(let shardResults):
-            // Only a hello makes a member: a worker declared lost hears no more pings, says hello again
-            // after its --rejoin-after, and is dealt shards from then on.
-            guard envelope.step == step else {
-                stats.staleResults += 1
-                return
+            // Every hello is answered: a worker the driver declared lost comes back this way.
+            if let reason = transmit(.welcome(shape), step: 0, to: peer) {
+                pending.append(.left(peer, reason: reason))
+            } else {
+                peers.insert(peer)
+                pending.append(.joined(peer, name: hello.name))
             }
-            for r in shardResults {
-                guard members.wasDealt(r.index, to: peer) else {
-                    stats.undealtResults += 1
-                    strike(peer)
-                    continue
-                }
-                if pending.remove(r.index) != nil {
-                    results[r.index] = r
-                    members.completed(r.index)
-                } else {
-                    stats.duplicateResults += 1
-                }
-            }
+        case .result(let results):
+            pending.append(.results(peer, step: envelope.step, results))
         case .error(let message):
-            let name = members.members[peer]?.name ?? "unknown"
-            log("worker \(name) reports: \(message)")
-            lose(peer, because: "it reported an error")
+            pending.append(.failed(peer, message: message))
         case .ping:
             break
         case .welcome, .work, .shutdown:

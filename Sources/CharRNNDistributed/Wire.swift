@@ -140,51 +140,6 @@ public struct WorkerHello: Equatable, Sendable {
     }
 }
 
-/// One shard of a work order: its rows and the hidden state to start them from (nil: start from zeros).
-public struct WorkShard: Sendable {
-    public var index: Int
-    /// [rows, H]; nil means reset, which costs no bytes on the wire.
-    public var state: FloatBuffer?
-    public var rows: ShardRows
-
-    public init(index: Int, state: FloatBuffer?, rows: ShardRows) {
-        self.index = index
-        self.state = state
-        self.rows = rows
-    }
-}
-
-/// A step's work for one worker: the weights and the shards to run with them.
-public struct WorkOrder: Sendable {
-    public var epoch: Int
-    public var shards: [WorkShard]
-    /// The whole parameter vector; sent zero-copy, so leave it untouched until libzmq has released it.
-    public var weights: FloatBuffer
-
-    public init(epoch: Int, shards: [WorkShard], weights: FloatBuffer) {
-        self.epoch = epoch
-        self.shards = shards
-        self.weights = weights
-    }
-}
-
-/// One shard's outcome, as `ShardStep.run` produces it.
-public struct ShardResult: Sendable {
-    public var index: Int
-    public var loss: Double
-    /// [rows, H] final hidden state.
-    public var state: FloatBuffer
-    /// d(mean loss)/d(weights); sent zero-copy, so leave it untouched until libzmq has released it.
-    public var gradient: FloatBuffer
-
-    public init(index: Int, loss: Double, state: FloatBuffer, gradient: FloatBuffer) {
-        self.index = index
-        self.loss = loss
-        self.state = state
-        self.gradient = gradient
-    }
-}
-
 public enum WireMessage: Sendable {
     /// worker → coordinator, first message after connecting.
     case hello(WorkerHello)

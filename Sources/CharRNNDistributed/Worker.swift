@@ -137,15 +137,9 @@ public final class Worker {
 
     private func compute(_ order: WorkOrder, step: Int) {
         guard let shardStep, let shape = codec.shape else { return }
-        let layout = ParameterLayout(shape.config)
-        shardStep.load(weights: Parameters(layout: layout, storage: order.weights))
-        let results = order.shards.map { work -> ShardResult in
-            let state = work.state ?? FloatBuffer(count: shape.stateCount)
-            let gradient = Parameters(layout: layout, storage: FloatBuffer(count: layout.count))
-            let position = ShardPosition(step: step, shard: work.index, rowsPerShard: shape.rowsPerShard)
-            let loss = shardStep.run(work.rows, state: state.base, grads: gradient, position: position)
-            if let from = options.poisonFromStep, step >= from { gradient.storage[0] = .nan }
-            return ShardResult(index: work.index, loss: loss, state: state, gradient: gradient.storage)
+        var results = shardStep.compute(order, step: step) { FloatBuffer(count: shape.parameterCount) }
+        if let from = options.poisonFromStep, step >= from {
+            for k in results.indices { results[k].gradient[0] = .nan }
         }
         stepsComputed += 1
         send(.result(results), step: step)

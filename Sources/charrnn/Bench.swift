@@ -41,19 +41,21 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         try sizes.apply()
         let c = sizes.config
-        let trainer = Trainer(plan: try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1, dropout: dropout))
+        let plan = try sizes.syntheticPlan(shards: shards, steps: warmup + steps + 1, dropout: dropout)
+        let pool = InMemoryPool(plan: plan)
+        let trainer = StepDriver.inProcess(plan: plan, pool: pool)
 
-        for _ in 0..<warmup { _ = trainer.step() }
-        trainer.resetTimes()
+        for _ in 0..<warmup { _ = try trainer.advance() }
+        pool.resetTimes()
         var samples: [Double] = []
         let cpuBefore = cpuSeconds()
         for _ in 0..<steps {
             var clock = PhaseClock()
-            _ = trainer.step()
+            _ = try trainer.advance()
             samples.append(clock.lap())
         }
         let cpuPerStep = (cpuSeconds() - cpuBefore) / Double(steps)
-        let t = trainer.times
+        let t = pool.times
         let median = samples.sorted()[samples.count / 2]
         let flops = StepFlops(config: c, batch: sizes.batch, seq: sizes.seq)
         let rowsPerShard = sizes.batch / shards

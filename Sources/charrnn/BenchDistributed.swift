@@ -23,7 +23,7 @@ struct BenchDistributed: ParsableCommand {
         try sizes.apply()
         if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
         let shardCount = shards ?? workers
-        let inProcess = try time(Trainer(plan: try syntheticPlan(shards: shardCount)))
+        let inProcess = try time(.inProcess(plan: try syntheticPlan(shards: shardCount)), warm: true)
 
         // What one worker computes per step: its share of the shards on one thread.
         BLASRuntime.setThreads(1)
@@ -32,8 +32,6 @@ struct BenchDistributed: ParsableCommand {
 
         let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(40000 + Int(getpid()) % 20000)" : "ipc://\(NSTemporaryDirectory())charrnn-bench-\(getpid()).sock"
         var options = CoordinatorOptions(endpoint: endpoint)
-        options.minWorkers = workers
-        options.deadline = 600
         var workerKeys: [String] = []
         let keyDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("charrnn-bench-keys-\(getpid())")
         defer { try? FileManager.default.removeItem(at: keyDirectory) }
@@ -46,7 +44,9 @@ struct BenchDistributed: ParsableCommand {
             workerKeys = ["--secret-key", keyDirectory.appendingPathComponent("worker.key").path,
                           "--coordinator-key", keyDirectory.appendingPathComponent("coordinator.pub").path]
         }
-        let coordinator = try Coordinator(plan: try syntheticPlan(shards: shardCount), options: options, log: { _ in })
+        let plan = try syntheticPlan(shards: shardCount)
+        let coordinator = try Coordinator(plan: plan, options: options, log: { _ in })
+        let driver = StepDriver(plan: plan, pool: coordinator, rules: DealingRules(minWorkers: workers, deadline: 600))
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let pool = try (0..<workers).map { i -> Process in
             let p = Process()
@@ -60,9 +60,9 @@ struct BenchDistributed: ParsableCommand {
             coordinator.shutdownWorkers()
             for p in pool { p.waitUntilExit() }
         }
-        for _ in 0..<warmup { _ = try coordinator.advance() }
+        for _ in 0..<warmup { _ = try driver.advance() }
         let messagingBefore = coordinator.stats.messagingSeconds
-        let distributed = try time(coordinator)
+        let distributed = try time(driver, warm: false)
         let messaging = (coordinator.stats.messagingSeconds - messagingBefore) / Double(steps)
 
         let overhead = distributed - compute
@@ -88,12 +88,12 @@ struct BenchDistributed: ParsableCommand {
     }
 
     /// Median seconds per step over `steps` steps after `warmup`.
-    private func time(_ runner: StepRunner) throws -> Double {
-        if runner is Trainer { for _ in 0..<warmup { _ = try runner.advance() } }
+    private func time(_ driver: StepDriver, warm: Bool) throws -> Double {
+        if warm { for _ in 0..<warmup { _ = try driver.advance() } }
         var samples: [Double] = []
         for _ in 0..<steps {
             var clock = PhaseClock()
-            _ = try runner.advance()
+            _ = try driver.advance()
             samples.append(clock.lap())
         }
         return samples.sorted()[samples.count / 2]
@@ -103,17 +103,20 @@ struct BenchDistributed: ParsableCommand {
         let plan = try syntheticPlan(shards: total)
         let step = ShardStep(
             config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq, dropout: plan.options.dropoutMasks)
-        let grads = Parameters(plan.state.config)
+        let gradients = (0..<share).map { _ in FloatBuffer(count: plan.state.weights.count) }
         var samples: [Double] = []
         for n in 0..<(warmup + steps) {
             let planned = plan.next()
+            let order = WorkOrder(epoch: planned.epoch, shards: Array(planned.shards.prefix(share)), weights: plan.state.weights.storage)
+            var k = 0
             var clock = PhaseClock()
-            step.load(weights: plan.state.weights)
-            for s in 0..<share {
-                _ = step.run(planned.shards[s], state: plan.hidden(shard: s), grads: grads, position: planned.position(shard: s))
+            let results = step.compute(order, step: planned.globalStep) {
+                defer { k += 1 }
+                return gradients[k]
             }
             if n >= warmup { samples.append(clock.lap()) }
-            for s in 0..<total { plan.accumulate(shard: s, gradient: grads, loss: 0) }
+            // The other workers' shards are not computed here; the plan only needs some result for each.
+            for s in 0..<total { plan.accumulate(ShardResult(index: s, loss: 0, state: results[0].state, gradient: results[0].gradient)) }
             _ = plan.finish()
         }
         return samples.sorted()[samples.count / 2]

@@ -17,8 +17,6 @@ struct CoordinatorCommand: ParsableCommand {
         let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
         BLASRuntime.setThreads(try resolvedThreads(threads))
         var options = CoordinatorOptions(endpoint: bind)
-        options.minWorkers = minWorkers
-        options.deadline = deadline
         // validate() saw that the two key options come together.
         if let secretKey, let authorizedKeys {
             options.curve = (try CurveKeyPair.load(secretKeyFile: secretKey), try CurveKeyFile.readPublicKeys(authorizedKeys))
@@ -31,15 +29,53 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
         let run = try training.prepare(shards: shards, defaultShards: 8, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
-        let coordinator = try Coordinator(plan: run.plan, options: options, log: { logger.info("\($0)") }, shouldStop: { stop.isRequested })
+        let coordinator = try Coordinator(plan: run.plan, options: options, log: { logger.info("\($0)") })
         defer { coordinator.shutdownWorkers() }
+        var status = CoordinatorStatus(run: String(coordinator.runID, radix: 16), endpoint: bind)
+        let statusFile = run.policy.directory.appendingPathComponent(CoordinatorStatus.fileName)
+        // Weak: the driver holds this closure. A cycle would keep the coordinator alive past `run()`, and its
+        // socket is what delivers the workers' shutdown as it closes.
+        weak var weakDriver: StepDriver?
+        func publish() {
+            guard let driver = weakDriver else { return }
+            status.update(driver: driver, transport: coordinator.stats)
+            status.write(to: statusFile)
+        }
+        let driver = StepDriver(
+            plan: run.plan, pool: coordinator, rules: DealingRules(minWorkers: minWorkers, deadline: deadline),
+            report: { event in
+                logger.info("\(event.logLine)")
+                publish()
+            },
+            shouldStop: { stop.isRequested })
+        weakDriver = driver
+        publish()
         let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
-        let loop = TrainingLoop(runner: coordinator, checkpoints: run.policy, extras: run.extras,
-                                report: { report($0) }, shouldStop: { stop.isRequested })
+        let loop = TrainingLoop(driver: driver, checkpoints: run.policy, extras: run.extras, report: { event in
+            report(event)
+            if case .step = event { publish() }
+        }, shouldStop: { stop.isRequested })
         try loop.run()
-        let s = coordinator.stats
-        logger.info("workers lost \(s.lostWorkers), shards reassigned \(s.reassignedShards), stale results \(s.staleResults), duplicate results \(s.duplicateResults), bad frames \(s.badFrames), undealt results \(s.undealtResults), peers ignored \(s.bannedPeers)")
+        publish()
+        let (d, t) = (driver.stats, coordinator.stats)
+        logger.info("workers lost \(d.lostWorkers), shards reassigned \(d.reassignedShards), stale results \(d.staleResults), duplicate results \(d.duplicateResults), bad frames \(t.badFrames), undealt results \(d.undealtResults), peers ignored \(t.bannedPeers)")
         try stop.exitIfStopped()
+    }
+}
+
+extension DealingEvent {
+    /// One log line per event.
+    var logLine: String {
+        switch self {
+        case .joined(let name, let live):
+            return "worker \(name) joined; \(live) live"
+        case .lost(let name, let reason, let shards, let live):
+            return "worker \(name) lost (\(reason))" + (shards.isEmpty ? "" : "; its shards \(shards) go to the others") + "; \(live) live"
+        case .waiting(let live, let needed):
+            return "waiting for workers: \(live) live, at least \(needed) needed"
+        case .workerFailed(let name, let message):
+            return "worker \(name) reports: \(message)"
+        }
     }
 }
 

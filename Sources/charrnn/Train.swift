@@ -24,7 +24,7 @@ struct Train: ParsableCommand {
         let stop = StopRequest.installed()
         let run = try training.prepare(shards: shards, defaultShards: 1, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
         let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
-        let loop = TrainingLoop(runner: Trainer(plan: run.plan), checkpoints: run.policy, extras: run.extras,
+        let loop = TrainingLoop(driver: .inProcess(plan: run.plan), checkpoints: run.policy, extras: run.extras,
                                 report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
         try stop.exitIfStopped()

@@ -123,7 +123,7 @@ final class DeployRecipeTests: XCTestCase {
             "CHARRNN_BIND=ipc://\(dir.path)/c.sock", "CHARRNN_SHARDS=2", "CHARRNN_TRAIN_ARGS=\(tinyModel)",
             DeployShell.launcher.path, "coordinator",
         ], executable: URL(fileURLWithPath: "/usr/bin/env"))
-        XCTAssertTrue(launcher.waitFor("waiting for workers"), launcher.output)
+        XCTAssertNotNil(CoordinatorStatusFile.wait(dir.appendingPathComponent("ckpt")) { $0.workers.isEmpty }, launcher.output)
         let child = try XCTUnwrap(DeployShell.children(of: launcher.pid).first)
         launcher.signal(SIGTERM)
         XCTAssertEqual(launcher.waitExit(timeout: 30), 143, launcher.output)

@@ -138,3 +138,53 @@ func freeTCPPort() -> Int {
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// A coordinator's `coordinator.json` (see `CoordinatorStatus` in the CLI): what the tests wait on instead of
+/// log lines.
+struct CoordinatorStatusFile: Decodable {
+    struct Worker: Decodable {
+        var name: String
+        var shards: Int
+    }
+
+    var run: String
+    var step: Int
+    var workers: [Worker]
+    var joins: Int
+    var lostWorkers: Int
+    var reassignedShards: Int
+    var staleResults: Int
+    var duplicateResults: Int
+    var undealtResults: Int
+    var badFrames: Int
+    var bannedPeers: Int
+
+    var names: [String] { workers.map(\.name) }
+
+    static func read(_ checkpointDir: URL) -> CoordinatorStatusFile? {
+        FileManager.default.contents(atPath: checkpointDir.appendingPathComponent("coordinator.json").path)
+            .flatMap { try? JSONDecoder().decode(CoordinatorStatusFile.self, from: $0) }
+    }
+
+    /// Waits until the coordinator writing to `checkpointDir` reports a status for which `condition` holds;
+    /// returns that status, or nil when the time runs out.
+    @discardableResult
+    static func wait(_ checkpointDir: URL, timeout: Double = 60, until condition: (CoordinatorStatusFile) -> Bool) -> CoordinatorStatusFile? {
+        let end = Date().addingTimeInterval(timeout)
+        repeat {
+            if let s = read(checkpointDir), condition(s) { return s }
+            usleep(20_000)
+        } while Date() < end
+        return nil
+    }
+}
+
+/// Waits until `path` exists (true) or the time runs out (false).
+func waitForFile(_ path: String, timeout: Double = 60) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while !FileManager.default.fileExists(atPath: path) {
+        if Date() >= end { return false }
+        usleep(20_000)
+    }
+    return true
+}

@@ -47,10 +47,11 @@ final class DataPipelineTests: XCTestCase {
         XCTAssertEqual(plan.finalStep, 4)
 
         // Unshuffled: batch b row i is sequence b·B + i; shard s holds rows s·B/S ..< (s+1)·B/S.
-        let trainer = Trainer(plan: plan)
+        let driver = StepDriver.inProcess(plan: plan)
         let first = plan.next()
         XCTAssertEqual(first.shards.count, 2)
-        XCTAssertEqual(first.shards[1].inputs, [ids[8], ids[9], ids[10], ids[12], ids[13], ids[14]])
+        XCTAssertEqual(first.shards[1].rows.inputs, [ids[8], ids[9], ids[10], ids[12], ids[13], ids[14]])
+        XCTAssertTrue(first.shards.allSatisfy { $0.state == nil }, "an epoch's first step starts from zeros")
 
         // The carry: row states after step 0 are the states the step-1 shards start from.
         let step = ShardStep(config: config, maxRows: 2, seq: 3)
@@ -58,21 +59,21 @@ final class DataPipelineTests: XCTestCase {
         var expected: [[Float]] = []
         for shard in first.shards {
             var h = [Float](repeating: 0, count: 2 * config.units)
-            _ = h.withUnsafeMutableBufferPointer { step.loss(shard, state: $0.baseAddress!) }
+            _ = h.withUnsafeMutableBufferPointer { step.loss(shard.rows, state: $0.baseAddress!) }
             expected.append(h)
         }
-        let grads = Parameters(config)
-        for (s, shard) in first.shards.enumerated() {
-            plan.accumulate(shard: s, gradient: grads, loss: step.run(shard, state: plan.hidden(shard: s), grads: grads))
+        let order = WorkOrder(epoch: 0, shards: first.shards, weights: plan.state.weights.storage)
+        for result in step.compute(order, step: 0, gradient: { FloatBuffer(count: plan.state.weights.count) }) {
+            plan.accumulate(result)
         }
         _ = plan.finish()
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: plan.hidden(shard: 1), count: 8)), expected[1])
+        let second = plan.next()
+        XCTAssertEqual(second.shards[1].state?.array, expected[1])
         XCTAssertNotEqual(expected[1], [Float](repeating: 0, count: 8))
 
-        _ = trainer.step()                       // step 1 ends epoch 0
+        _ = try driver.advance()                 // step 1 ends epoch 0
         XCTAssertEqual(plan.state.position, TrainingPosition(epoch: 1, stepInEpoch: 0, globalStep: 2))
-        _ = plan.next()                          // epoch 1 starts from zero states
-        XCTAssertTrue(plan.state.hidden.array.allSatisfy { $0 == 0 })
+        XCTAssertTrue(plan.next().shards.allSatisfy { $0.state == nil }, "epoch 1 starts from zero states")
     }
 
     func testTooShortTextIsRefused() throws {

@@ -110,8 +110,6 @@ public struct Parameters: @unchecked Sendable {
         UnsafeMutableBufferPointer(start: self[name], count: layout.size(name))
     }
 
-    public func copy() -> Parameters { Parameters(layout: layout, storage: storage.copy()) }
-
     /// Keras's initialisers as the tutorial uses them: embeddings uniform ±0.05, every kernel glorot-uniform
     /// over the whole matrix, biases zero but an LSTM's forget gate's, which Keras (`unit_forget_bias`) starts
     /// at 1. The recurrent kernel too is glorot-uniform: Keras's own default there is orthogonal, but the

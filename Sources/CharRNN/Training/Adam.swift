@@ -38,8 +38,6 @@ public struct AdamState: @unchecked Sendable {
         self.v = v
         self.t = t
     }
-
-    public func copy() -> AdamState { AdamState(m: m.copy(), v: v.copy(), t: t) }
 }
 
 public enum Adam {

@@ -34,7 +34,7 @@ public final class ShardStep {
     private let cs: [FloatBuffer]       // per layer [(T+1)·b, H]: an LSTM's cell states
     private let caches: [FloatBuffer]   // per layer [T·b, K·H]
     private let masks: [FloatBuffer]    // per layer [T·b, H] with dropout
-    private let dropped: [FloatBuffer]  // per layer [T·b, H] with dropout: the output states times the mask
+    private let maskedOutputs: [FloatBuffer]  // per layer [T·b, H] with dropout: the output states times the mask
     private let layerInput: FloatBuffer // [T·b, G·H] above layer 0: xw in the forward pass, dxw in the backward pass
     private let logits: FloatBuffer     // [T·b, V]
     private let dhs: FloatBuffer        // [T·b, H]: d loss/d the output of the layer being backpropagated
@@ -42,7 +42,7 @@ public final class ShardStep {
     private let tokens: UnsafeMutableBufferPointer<Int32>  // [T, b] time-major inputs
     private let targets: UnsafeMutableBufferPointer<Int32> // [T, b] time-major targets
     /// Whether the last forward pass applied dropout, so the backward pass applies the same masks.
-    private var droppedOut = false
+    private var masksApplied = false
 
     /// Seconds spent in each phase since the workspace was made (or `times` was reset): the benchmark's split.
     public var times = PhaseTimes()
@@ -63,7 +63,7 @@ public final class ShardStep {
         cs = config.cell == .lstm ? perLayer((n + maxRows) * h) : []
         caches = perLayer(n * config.cell.cacheBlocks * h)
         masks = self.dropout == nil ? [] : perLayer(n * h)
-        dropped = self.dropout == nil ? [] : perLayer(n * h)
+        maskedOutputs = self.dropout == nil ? [] : perLayer(n * h)
         layerInput = FloatBuffer(count: layers > 1 ? n * width : 0)
         logits = FloatBuffer(count: n * v)
         dhs = FloatBuffer(count: n * h)
@@ -99,7 +99,7 @@ public final class ShardStep {
         Dense.backward(weights, states: output(top, rows: b), count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
         times.dense += clock.lap()
         for l in stride(from: top, through: 0, by: -1) {
-            if droppedOut {
+            if masksApplied {
                 Dropout.apply(masks[l].base, to: dhs.base, into: dhs.base, count: n * h)
                 times.dropout += clock.lap()
             }
@@ -152,7 +152,7 @@ public final class ShardStep {
 
     /// What the layer above (or Dense) reads of layer l: its output states [T·b, H], after dropout if applied.
     private func output(_ l: Int, rows b: Int) -> UnsafeMutablePointer<Float> {
-        droppedOut ? dropped[l].base : hs[l].base + b * config.units
+        masksApplied ? maskedOutputs[l].base : hs[l].base + b * config.units
     }
 
     private func forward(_ shard: ShardRows, state: UnsafeMutablePointer<Float>, gradient: Bool, position: ShardPosition?) -> Double {
@@ -164,7 +164,7 @@ public final class ShardStep {
                 targets[s * b + i] = shard.targets[i * t + s]
             }
         }
-        droppedOut = dropout != nil && position != nil
+        masksApplied = dropout != nil && position != nil
         var clock = PhaseClock()
         for l in 0...top {
             // Row i's state holds every layer's vectors side by side (S per layer: h, and an LSTM's c): layer l's h
@@ -180,10 +180,10 @@ public final class ShardStep {
                 let last = (k == 0 ? hs[l] : cs[l]).base + t * b * h
                 for i in 0..<b { (slot + k * h + i * config.stateWidth).update(from: last + i * h, count: h) }
             }
-            if droppedOut, let d = dropout, let p = position {
+            if masksApplied, let d = dropout, let p = position {
                 times.forwardRecurrence += clock.lap()
                 d.mask(masks[l].base, step: p.step, firstRow: p.firstRow, layer: l, rows: b, steps: t, units: h)
-                Dropout.apply(masks[l].base, to: hs[l].base + b * h, into: dropped[l].base, count: t * b * h)
+                Dropout.apply(masks[l].base, to: hs[l].base + b * h, into: maskedOutputs[l].base, count: t * b * h)
                 times.dropout += clock.lap()
             }
         }

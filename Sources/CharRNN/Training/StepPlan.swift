@@ -1,14 +1,9 @@
-/// One step's work: the shards of the next global batch.
+/// One step's work: the shards of the next global batch, each with the state its rows start from.
 public struct PlannedStep: Sendable {
     public let globalStep: Int
     public let epoch: Int
     public let stepInEpoch: Int
-    public let shards: [ShardRows]
-
-    /// Where shard s sits in the global batch: what its dropout masks depend on.
-    public func position(shard s: Int) -> ShardPosition {
-        ShardPosition(step: globalStep, shard: s, rowsPerShard: shards[s].rows)
-    }
+    public let shards: [WorkShard]
 }
 
 /// What one finished step reports.
@@ -21,10 +16,11 @@ public struct StepSummary: Sendable {
     public var epochEnded: Bool
 }
 
-/// The step plan: what a coordinator does. It owns the training state, takes the next shuffled global
-/// batch, cuts it into S logical shards of B/S rows, reduces the shards' gradients in shard order, applies
-/// Adam and advances the position. It never computes a gradient itself; the in-process trainer and the
-/// distributed coordinator both drive it, which is why their results cannot drift apart.
+/// The step plan: the training state and what happens to it each step. It takes the next shuffled global
+/// batch, cuts it into S logical shards of B/S rows (each with its rows' hidden states), reduces the shards'
+/// results in shard order, applies Adam and advances the position. It never computes a gradient itself; the
+/// step driver feeds it results, whoever computed them, which is why in-process and distributed training
+/// cannot drift apart.
 ///
 /// Reduction: g = g₀ + g₁ + … + g_{S−1} (in that order), then g · (1/S). A shard's g is the gradient of its
 /// own mean loss, so g is the gradient of the batch's mean loss, and it depends on S, never on who computed
@@ -40,6 +36,9 @@ public final class StepPlan {
     private let sum: Parameters
     private var reduced = 0
     private var losses: [Double] = []
+    /// The reduced shards' final states, written into `state.hidden` only when the step finishes, so an
+    /// abandoned step leaves the state as it was.
+    private var finalStates: [FloatBuffer] = []
 
     public init(state: TrainingState, ids: [Int32], stopAfter: Int? = nil) throws {
         let o = state.options
@@ -61,42 +60,46 @@ public final class StepPlan {
     public var rowsPerShard: Int { state.options.batch / state.options.shards }
     public var isFinished: Bool { state.position.globalStep >= finalStep }
 
-    /// Shard s's hidden state, `config.stateCount(rows: B/S)` floats inside the run's state; the shard step
-    /// reads and advances it.
-    public func hidden(shard s: Int) -> UnsafeMutablePointer<Float> {
-        state.hidden.base + s * state.config.stateCount(rows: rowsPerShard)
-    }
-
-    /// The next step's shards. At an epoch's first step every hidden state starts again from zero.
+    /// The next step's shards. At an epoch's first step every row starts from zeros (the state is nil);
+    /// otherwise from its final state of the step before.
     public func next() -> PlannedStep {
         precondition(!isFinished, "the run is finished")
         let p = state.position
-        if p.stepInEpoch == 0 { state.hidden.zero() }
         let indices = epochOrder(p.epoch)
-        let (rows, seq, b) = (rowsPerShard, options.seq, options.batch)
-        let shards = (0..<shardCount).map { s -> ShardRows in
+        let (rows, seq, b, width) = (rowsPerShard, options.seq, options.batch, state.config.stateCount(rows: rowsPerShard))
+        let shards = (0..<shardCount).map { s -> WorkShard in
             var inputs = [Int32](repeating: 0, count: rows * seq)
             var targets = inputs
             for r in 0..<rows {
                 sequences.copy(indices[p.stepInEpoch * b + s * rows + r], inputs: &inputs, targets: &targets, row: r)
             }
-            return ShardRows(rows: rows, seq: seq, inputs: inputs, targets: targets)
+            var start: FloatBuffer?
+            if p.stepInEpoch > 0 {
+                start = FloatBuffer(count: width)
+                start!.base.update(from: state.hidden.base + s * width, count: width)
+            }
+            return WorkShard(index: s, state: start, rows: ShardRows(rows: rows, seq: seq, inputs: inputs, targets: targets))
         }
         reduced = 0
         losses = []
+        finalStates = []
         return PlannedStep(globalStep: p.globalStep, epoch: p.epoch, stepInEpoch: p.stepInEpoch, shards: shards)
     }
 
-    /// Adds shard `s`'s gradient and mean loss; shards must come in order 0, 1, …, S−1.
-    public func accumulate(shard s: Int, gradient g: Parameters, loss: Double) {
-        precondition(s == reduced, "shard gradients must be reduced in shard order")
+    /// Adds a shard's result: its gradient, mean loss and final state. Shards must come in order 0, 1, …, S−1.
+    public func accumulate(_ result: ShardResult) {
+        let s = result.index
+        precondition(s == reduced, "shard results must be reduced in shard order")
+        precondition(result.gradient.count == sum.count && result.state.count == state.config.stateCount(rows: rowsPerShard),
+                     "a result of another model")
         if s == 0 {
-            sum.storage.assign(from: g.storage)
+            sum.storage.assign(from: result.gradient)
         } else {
-            let (a, b) = (sum.storage.base, g.storage.base)
+            let (a, b) = (sum.storage.base, result.gradient.base)
             for i in 0..<sum.count { a[i] += b[i] }
         }
-        losses.append(loss)
+        losses.append(result.loss)
+        finalStates.append(result.state)
         reduced += 1
     }
 
@@ -111,6 +114,9 @@ public final class StepPlan {
         var adam = options.adam
         adam.learningRate = options.learningRate(at: state.position.globalStep)
         Adam.apply(adam, weights: state.weights, grads: sum, state: &state.adam)
+        for (s, final) in finalStates.enumerated() {
+            (state.hidden.base + s * final.count).update(from: final.base, count: final.count)
+        }
 
         let done = state.position
         var next = done

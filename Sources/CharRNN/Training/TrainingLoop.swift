@@ -1,19 +1,5 @@
 import Foundation
 
-/// Something that takes training steps: the in-process trainer, or a coordinator driving workers.
-public protocol StepRunner: AnyObject {
-    var plan: StepPlan { get }
-    /// One step; nil when it was abandoned because a stop was requested (the position is unchanged).
-    func advance() throws -> StepSummary?
-    /// Processes computing shards now (1 in process).
-    var workerCount: Int { get }
-}
-
-extension Trainer: StepRunner {
-    public func advance() throws -> StepSummary? { step() }
-    public var workerCount: Int { 1 }
-}
-
 /// When to write checkpoints: every N steps (optional), at each epoch's end, and when the run stops.
 public struct CheckpointPolicy: Sendable {
     public var directory: URL
@@ -76,11 +62,11 @@ public enum TrainingEvent {
     case warning(String)
 }
 
-/// The loop around a step runner shared by `train` and `coordinator`: metrics, epoch summaries, validation,
+/// The loop around the step driver shared by `train` and `coordinator`: metrics, epoch summaries, validation,
 /// samples and checkpoints. A checkpoint that cannot be written is reported and training goes on; the
 /// previous checkpoint stays intact (the write is atomic).
 public final class TrainingLoop {
-    public let runner: StepRunner
+    public let driver: StepDriver
     public let checkpoints: CheckpointPolicy?
     private let extras: LoopExtras
     private let report: (TrainingEvent) -> Void
@@ -88,10 +74,10 @@ public final class TrainingLoop {
     private var best: BestCheckpoint?
 
     public init(
-        runner: StepRunner, checkpoints: CheckpointPolicy?, extras: LoopExtras = LoopExtras(),
+        driver: StepDriver, checkpoints: CheckpointPolicy?, extras: LoopExtras = LoopExtras(),
         report: @escaping (TrainingEvent) -> Void, shouldStop: @escaping () -> Bool = { false }
     ) {
-        self.runner = runner
+        self.driver = driver
         self.checkpoints = checkpoints
         self.extras = extras
         self.report = report
@@ -103,7 +89,7 @@ public final class TrainingLoop {
     /// directory of the last checkpoint written, if any.
     @discardableResult
     public func run() throws -> URL? {
-        let plan = runner.plan
+        let plan = driver.plan
         let charsPerStep = Double(plan.options.batch * plan.options.seq)
         let metrics = try checkpoints.map { try MetricsLog(directory: $0.directory, resumingAfter: plan.state.position.globalStep) }
         var lastCheckpoint: URL?
@@ -113,7 +99,7 @@ public final class TrainingLoop {
         var recent: [Double] = []
         var sinceBest = try checkpoints.map { try validationsSinceBest(in: $0.directory, upTo: plan.state.position.globalStep) } ?? 0
         while !plan.isFinished && !shouldStop() && !patienceRunOut(sinceBest) {
-            guard let s = try runner.advance() else { break }
+            guard let s = try driver.advance() else { break }
             let now = PhaseClock.now()
             recent = (recent + [now - last]).suffix(20)
             last = now
@@ -123,11 +109,11 @@ public final class TrainingLoop {
             let done = s.globalStep + 1
             report(.step(TrainingEvent.Step(
                 summary: s, stepsPerEpoch: plan.stepsPerEpoch, finalStep: plan.finalStep, msPerStep: seconds * 1e3,
-                charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, shards: plan.shardCount)))
+                charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, shards: plan.shardCount)))
             var record = MetricsRecord(
                 step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
                 learningRate: Double(plan.options.learningRate(at: s.globalStep)), gradientNorm: Double(s.gradientNorm),
-                charsPerSecond: charsPerStep / seconds, workers: runner.workerCount, wallTime: Date().timeIntervalSince1970)
+                charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, wallTime: Date().timeIntervalSince1970)
             if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done) }
 
             var isBest = false
@@ -191,7 +177,7 @@ public final class TrainingLoop {
 
     private func save(_ policy: CheckpointPolicy) -> URL? {
         do {
-            let url = try Checkpoint.save(runner.plan.state, in: policy.directory, keep: policy.keep,
+            let url = try Checkpoint.save(driver.plan.state, in: policy.directory, keep: policy.keep,
                                           sparing: Set(best.map { [$0.step] } ?? []))
             report(.note("checkpoint \(url.path)"))
             return url
@@ -213,7 +199,7 @@ public final class TrainingLoop {
     }
 
     private func sample(at step: Int) {
-        let plan = runner.plan
+        let plan = driver.plan
         var ids: [Int32] = []
         Sampler(weights: plan.state.weights).generate(
             prime: extras.samplePrime, length: extras.sampleLength, options: SamplingOptions(seed: UInt64(step))) { ids.append($0[0]) }

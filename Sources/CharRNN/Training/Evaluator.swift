@@ -1,33 +1,3 @@
-/// The in-process trainer: the step plan and the shard step joined by a direct call, no sockets.
-/// `charrnn train` and the tests use it; the distributed coordinator replaces only the call.
-public final class Trainer {
-    public let plan: StepPlan
-    private let shardStep: ShardStep
-    private let grads: Parameters
-
-    public init(plan: StepPlan) {
-        self.plan = plan
-        shardStep = ShardStep(
-            config: plan.state.config, maxRows: plan.rowsPerShard, seq: plan.options.seq, dropout: plan.options.dropoutMasks)
-        grads = Parameters(plan.state.config)
-    }
-
-    /// Where the shard step's time went (see `PhaseTimes`).
-    public var times: PhaseTimes { shardStep.times }
-    public func resetTimes() { shardStep.times = PhaseTimes() }
-
-    /// Runs one step: every shard in order, then the update.
-    public func step() -> StepSummary {
-        let planned = plan.next()
-        shardStep.load(weights: plan.state.weights)
-        for (s, shard) in planned.shards.enumerated() {
-            let loss = shardStep.run(shard, state: plan.hidden(shard: s), grads: grads, position: planned.position(shard: s))
-            plan.accumulate(shard: s, gradient: grads, loss: loss)
-        }
-        return plan.finish()
-    }
-}
-
 /// Mean loss of a model over a text's sequences in order (no shuffle), `batch` rows at a time, stateful
 /// across batches as in training. Sequences that do not fill a last batch are evaluated as a smaller batch.
 public enum Evaluator {

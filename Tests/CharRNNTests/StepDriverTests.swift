@@ -1,0 +1,292 @@
+import XCTest
+@testable import CharRNN
+
+/// The step driver's rules, each with a scripted pool on a fake clock: no processes, no sleeps. Every fault
+/// must leave the weights bit for bit where a fault-free run leaves them.
+final class StepDriverTests: XCTestCase {
+    static let config = ModelConfig(vocab: 7, embed: 4, units: 8)
+    static let steps = 3
+
+    static func plan(shards: Int = 4) throws -> StepPlan {
+        var options = TrainingOptions()
+        (options.batch, options.seq, options.shards, options.seed) = (8, 5, shards, 3)
+        var rng = RandomSource(seed: 11)
+        let ids = (0..<(8 * 6 * 5)).map { _ in Int32(rng.nextIndex(below: config.vocab)) }
+        let vocab = try Vocabulary(codePoints: (0..<7).map { UInt32(97 + $0) })
+        return try StepPlan(state: .fresh(vocabulary: vocab, config: config, options: options), ids: ids, stopAfter: steps)
+    }
+
+    /// The fault-free run's weights after `steps` steps, in process.
+    static let reference: [Float] = {
+        let plan = try! StepDriverTests.plan()
+        let driver = StepDriver.inProcess(plan: plan)
+        while !plan.isFinished { _ = try! driver.advance() }
+        return plan.state.weights.storage.array
+    }()
+
+    struct Harness {
+        let plan: StepPlan
+        let clock = FakeClock()
+        let pool: ScriptedPool
+        let driver: StepDriver
+        var events: [DealingEvent] { pool.reported }
+
+        init(minWorkers: Int = 1, deadline: Double = 10, stop: (() -> Bool)? = nil) throws {
+            plan = try StepDriverTests.plan()
+            pool = ScriptedPool(clock: clock, config: StepDriverTests.config, rows: plan.rowsPerShard, seq: plan.options.seq)
+            let pool = self.pool
+            driver = StepDriver(
+                plan: plan, pool: pool, rules: DealingRules(minWorkers: minWorkers, deadline: deadline), clock: clock,
+                report: { pool.reported.append($0) }, shouldStop: stop ?? { false })
+        }
+
+        /// Runs to the end; fails the test if the clock runs past `limit` (a step that hangs).
+        func finish(limit: Double = 1_000, file: StaticString = #filePath, line: UInt = #line) throws {
+            while !plan.isFinished {
+                XCTAssertNotNil(try driver.advance(), file: file, line: line)
+                XCTAssertLessThan(clock.t, limit, "the run hangs", file: file, line: line)
+                if clock.t >= limit { return }
+            }
+            XCTAssertEqual(plan.state.weights.storage.array, StepDriverTests.reference, "weights differ from the fault-free run",
+                           file: file, line: line)
+        }
+    }
+
+    func testHonestWorkersGiveTheInProcessBits() throws {
+        let h = try Harness()
+        h.pool.join("a", at: 0)
+        h.pool.join("b", at: 0)
+        h.pool.join("c", at: 0)
+        try h.finish()
+        var expected = DealingStats()
+        expected.joins = 3
+        XCTAssertEqual(h.driver.stats, expected)
+        // Contiguous blocks in join order: 4 shards over 3 workers are 2, 1, 1.
+        XCTAssertEqual(h.pool.dealt.prefix(3).map(\.shards), [[0, 1], [2], [3]])
+        XCTAssertEqual(h.pool.dealt.prefix(3).map(\.worker), ["a", "b", "c"])
+    }
+
+    func testWorkerThatDiesHoldingShardsHasThemDealtAgain() throws {
+        let h = try Harness()
+        h.pool.join("a", at: 0)
+        h.pool.join("doomed", at: 0, behaviour: .diesOnOrder(2))
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1)
+        XCTAssertEqual(h.driver.stats.reassignedShards, 2)
+        XCTAssertEqual(h.driver.workers.map(\.name), ["a"])
+    }
+
+    func testStallPastTheDeadlineLosesTheWorkerAndItsLateResultIsNotUsedTwice() throws {
+        let h = try Harness(deadline: 10)
+        h.pool.join("a", at: 0, behaviour: .answersAfter(6))
+        h.pool.join("slow", at: 0, behaviour: .answersAfter(25))
+        try h.finish()
+        // Lost at step 0's deadline (t 10); a takes its shards (done at 16), step 1 ends at 22, and the slow
+        // worker's answer for step 0 arrives at 25, in step 2: counted as stale, not applied.
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1)
+        XCTAssertEqual(h.driver.stats.reassignedShards, 2)
+        XCTAssertEqual(h.driver.stats.staleResults, 2)
+        XCTAssertTrue(h.events.contains { if case .lost(name: "slow", reason: let r, _, _) = $0 { r.contains("no result within 10") } else { false } })
+    }
+
+    func testResultsSentTwiceCountOnce() throws {
+        let h = try Harness()
+        h.pool.join("echo", at: 0, behaviour: .answersTwice)
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.duplicateResults, 4 * StepDriverTests.steps)
+    }
+
+    func testResultForAShardNotDealtIsRefusedAndPenalized() throws {
+        let h = try Harness()
+        h.pool.join("a", at: 0)
+        h.pool.join("forger", at: 0, behaviour: .alsoForgesShard(0))
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.undealtResults, StepDriverTests.steps)
+        XCTAssertEqual(h.pool.penalized, Array(repeating: "forger", count: StepDriverTests.steps))
+    }
+
+    func testWorkerReportingAnErrorIsLostAndItsShardsGoElsewhere() throws {
+        let h = try Harness()
+        h.pool.join("a", at: 0)
+        h.pool.join("broken", at: 0, behaviour: .fails)
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1)
+        XCTAssertTrue(h.events.contains { if case .workerFailed(name: "broken", _) = $0 { true } else { false } })
+    }
+
+    func testJoinMidStepGetsWorkFromTheNextDealing() throws {
+        let h = try Harness()
+        h.pool.join("first", at: 0, behaviour: .diesOnOrder(1))
+        h.pool.join("late", at: 0.5)
+        try h.finish()
+        XCTAssertEqual(h.driver.workers.map(\.name), ["late"])
+        XCTAssertTrue(h.pool.dealt.contains { $0.worker == "late" && $0.step == 0 }, "the late joiner takes over step 0")
+    }
+
+    func testLeaveAndRejoin() throws {
+        let h = try Harness()
+        h.pool.join("a", at: 0)
+        h.pool.join("b", at: 0)
+        h.pool.leave("b", at: 0.001)
+        h.pool.join("b", at: 0.015)
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1)
+        XCTAssertEqual(h.driver.stats.joins, 3)
+        XCTAssertEqual(Set(h.driver.workers.map(\.name)), ["a", "b"])
+        XCTAssertTrue(h.pool.dealt.contains { $0.worker == "b" && $0.step == 2 }, "the returning worker is dealt shards again")
+    }
+
+    func testAllWorkersLeaveAndOneComesBack() throws {
+        let h = try Harness()
+        h.pool.join("a", at: 0, behaviour: .diesOnOrder(2))
+        h.pool.join("b", at: 0, behaviour: .diesOnOrder(2))
+        h.pool.join("c", at: 50)
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.lostWorkers, 2)
+        XCTAssertTrue(h.events.contains { if case .waiting(live: 0, needed: 1) = $0 { true } else { false } })
+        XCTAssertEqual(h.driver.workers.map(\.name), ["c"])
+    }
+
+    func testNothingIsDealtBeforeMinWorkersAreLive() throws {
+        let h = try Harness(minWorkers: 3)
+        h.pool.join("a", at: 0)
+        h.pool.join("b", at: 1)
+        h.pool.join("c", at: 7)
+        try h.finish()
+        let firstDeal = try XCTUnwrap(h.pool.dealt.first)
+        XCTAssertGreaterThanOrEqual(firstDeal.at, 7)
+        XCTAssertEqual(Set(h.pool.dealt.prefix(3).map(\.worker)), ["a", "b", "c"])
+    }
+
+    func testStopRequestedMidStepLeavesThePlanUntouched() throws {
+        var stop = false
+        let h = try Harness(stop: { stop })
+        h.pool.join("a", at: 0, behaviour: .answersAfter(5))
+        let before = (h.plan.state.weights.storage.array, h.plan.state.hidden.array, h.plan.state.position)
+        h.pool.onPoll = { if h.clock.t > 2 { stop = true } }
+        XCTAssertNil(try h.driver.advance())
+        XCTAssertEqual(h.plan.state.weights.storage.array, before.0)
+        XCTAssertEqual(h.plan.state.hidden.array, before.1)
+        XCTAssertEqual(h.plan.state.position, before.2)
+    }
+
+    func testInMemoryPoolRecyclesGradientBuffers() throws {
+        let plan = try StepDriverTests.plan(shards: 1)
+        let pool = InMemoryPool(plan: plan)
+        let driver = StepDriver.inProcess(plan: plan, pool: pool)
+        _ = try driver.advance()
+        let seen = try pool.poll(until: 0)   // nothing queued: no events, no allocation
+        XCTAssertTrue(seen.isEmpty)
+        _ = try driver.advance()
+        XCTAssertEqual(pool.gradientBuffers, 1, "a one-shard run keeps reusing one gradient buffer")
+    }
+}
+
+/// A clock that moves only when the scripted pool says time passes.
+final class FakeClock: TimeSource {
+    var t = 0.0
+    func now() -> Double { t }
+}
+
+/// Workers that compute real shard results (tiny model) on the fake clock, each with a scripted behaviour.
+final class ScriptedPool: ShardPool {
+    enum Behaviour {
+        case honest
+        /// Answers each order after this many seconds.
+        case answersAfter(Double)
+        case answersTwice
+        /// Is gone (the transport notices) when its n-th order (1-based) arrives; never answers it.
+        case diesOnOrder(Int)
+        /// Answers honestly, and also sends a made-up result for shard s when s was not dealt to it.
+        case alsoForgesShard(Int)
+        /// Reports an error instead of answering.
+        case fails
+    }
+
+    struct Deal {
+        var worker: String
+        var step: Int
+        var shards: [Int]
+        var at: Double
+    }
+
+    let clock: FakeClock
+    private let step: ShardStep
+    private var scheduled: [(at: Double, order: Int, event: PoolEvent)] = []
+    private var counter = 0
+    private var behaviours: [WorkerID: Behaviour] = [:]
+    private var orders: [WorkerID: Int] = [:]
+    private var gone: Set<WorkerID> = []
+    private(set) var dealt: [Deal] = []
+    private(set) var penalized: [String] = []
+    var reported: [DealingEvent] = []
+    var onPoll: () -> Void = {}
+
+    init(clock: FakeClock, config: ModelConfig, rows: Int, seq: Int) {
+        self.clock = clock
+        step = ShardStep(config: config, maxRows: rows, seq: seq)
+    }
+
+    static func id(_ name: String) -> WorkerID { WorkerID(Array(name.utf8)) }
+
+    func join(_ name: String, at t: Double, behaviour: Behaviour = .honest) {
+        behaviours[Self.id(name)] = behaviour
+        schedule(at: t, .joined(Self.id(name), name: name))
+    }
+
+    func leave(_ name: String, at t: Double) { schedule(at: t, .left(Self.id(name), reason: "disconnected")) }
+
+    private func schedule(at t: Double, _ event: PoolEvent) {
+        counter += 1
+        scheduled.append((t, counter, event))
+    }
+
+    func send(_ order: WorkOrder, step s: Int, to worker: WorkerID) -> Bool {
+        let name = String(decoding: worker.bytes, as: UTF8.self)
+        dealt.append(Deal(worker: name, step: s, shards: order.shards.map(\.index), at: clock.t))
+        orders[worker, default: 0] += 1
+        let results = step.compute(order, step: s) { FloatBuffer(count: ParameterLayout(step.config).count) }
+        let now = clock.t + 0.01
+        switch behaviours[worker] ?? .honest {
+        case .honest:
+            schedule(at: now, .results(worker, step: s, results))
+        case .answersAfter(let delay):
+            schedule(at: clock.t + delay, .results(worker, step: s, results))
+        case .answersTwice:
+            schedule(at: now, .results(worker, step: s, results))
+            schedule(at: now, .results(worker, step: s, results))
+        case .diesOnOrder(let n):
+            if orders[worker]! >= n {
+                schedule(at: now, .left(worker, reason: "disconnected"))
+            } else {
+                schedule(at: now, .results(worker, step: s, results))
+            }
+        case .alsoForgesShard(let forged):
+            var all = results
+            if !order.shards.contains(where: { $0.index == forged }) {
+                let bogus = FloatBuffer(count: results[0].gradient.count)
+                for k in 0..<bogus.count { bogus[k] = 1 }
+                all.append(ShardResult(index: forged, loss: 0, state: results[0].state, gradient: bogus))
+            }
+            schedule(at: now, .results(worker, step: s, all))
+        case .fails:
+            schedule(at: now, .failed(worker, message: "cannot compute"))
+        }
+        return true
+    }
+
+    func poll(until deadline: Double) throws -> [PoolEvent] {
+        onPoll()
+        guard let first = scheduled.map(\.at).min(), first <= deadline else {
+            clock.t = max(clock.t, deadline)
+            return []
+        }
+        clock.t = max(clock.t, first)
+        let due = scheduled.filter { $0.at <= clock.t }.sorted { ($0.at, $0.order) < ($1.at, $1.order) }
+        scheduled.removeAll { $0.at <= clock.t }
+        return due.map(\.event)
+    }
+
+    func forget(_ worker: WorkerID) {}
+    func penalize(_ worker: WorkerID) { penalized.append(String(decoding: worker.bytes, as: UTF8.self)) }
+}
