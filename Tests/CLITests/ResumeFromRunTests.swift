@@ -37,6 +37,22 @@ final class ResumeFromRunTests: XCTestCase {
         for (a, b) in zip(rates, expected) { XCTAssertEqual(a, b, accuracy: 1e-9, "\(rates)") }
     }
 
+    /// A coordinator resumed with nothing but the directory takes the stored shard count (2), not its own
+    /// default (8), and ends with the bits of an uninterrupted in-process run.
+    func testCoordinatorResumesFromTheRunItself() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 6_000), in: dir)
+        let ckpt = dir.appendingPathComponent("d")
+        let options = ["--embed", "8", "--units", "16", "--batch", "4", "--seq", "10", "--shards", "2", "--seed", "4",
+                       "--lr-schedule", "step", "--lr-decay-every", "3"]
+        let first = try CLI.run(["launch", "--workers", "1", "--data", data, "--checkpoint-dir", ckpt.path, "--steps", "4"] + options + quiet)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let resumed = try CLI.run(["launch", "--workers", "2", "--checkpoint-dir", ckpt.path, "--resume", "--steps", "8"] + quiet)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("shards 2"), resumed.stdout)
+        try assertMatchesUninterruptedRun(ckpt, data: data, options: options + quiet)
+    }
+
     /// An explicitly given value that differs from the checkpoint's is refused in one line naming both.
     func testConflictingExplicitOptionIsRefused() throws {
         let dir = try CLI.temporaryDirectory(self)
