@@ -91,7 +91,6 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
 
     func validate() throws {
-        try requirePositive("--shards", shards)
         try requirePositive("--min-workers", minWorkers)
         try requirePositive("--threads", threads)
         if !(deadline > 0) { throw ValidationError("--deadline must be positive") }

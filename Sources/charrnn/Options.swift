@@ -48,11 +48,6 @@ struct ModelArguments: ParsableArguments {
     @Option(help: "Recurrent cell: \(Cell.allCases.map(\.rawValue).joined(separator: " or ")) (default: gru).") var cell: Cell?
     @Option(help: "Stacked recurrent layers (default: 1).") var layers: Int?
     @Option(help: "Dropout rate on each recurrent layer's output, in training (default: none).") var dropout: Float?
-
-    func validate() throws {
-        for (name, value) in [("--embed", embed), ("--units", units), ("--layers", layers)] { try requirePositive(name, value) }
-        if let p = dropout, !(p >= 0 && p < 1) { throw ValidationError("--dropout must be above 0 and below 1, got \(p)") }
-    }
 }
 
 struct DataArguments: ParsableArguments {
@@ -64,11 +59,6 @@ struct DataArguments: ParsableArguments {
     @Option(help: "Seed for initial weights and shuffling (default: 0).") var seed: UInt64?
     @Flag(inversion: .prefixedNo, help: "Shuffle sequences (default), or take them in order.") var shuffle: Bool?
     @Option(help: "Hold out this fraction of the text's end for validation (default: 0).") var valFraction: Double?
-
-    func validate() throws {
-        for (name, value) in [("--batch", batch), ("--seq", seq), ("--buffer", buffer)] { try requirePositive(name, value) }
-        if let f = valFraction, !(0..<1).contains(f) { throw ValidationError("--val-fraction must be at least 0 and below 1, got \(f)") }
-    }
 }
 
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}
@@ -87,16 +77,11 @@ struct ScheduleArguments: ParsableArguments {
     @Option(help: "Also validate every N steps (default: at each epoch's end only; needs --val-fraction).") var evalEvery: Int?
     @Option(help: "Stop, with a final checkpoint, after K validations in a row without a new best.") var earlyStopPatience: Int?
 
+    /// The run-defining options are checked by the core (`RunSetup`), once their stored or default values
+    /// are known; these two only steer the loop.
     func validate() throws {
-        for (name, value) in [("--epochs", epochs), ("--steps", steps), ("--lr-decay-every", lrDecayEvery),
-                              ("--eval-every", evalEvery), ("--early-stop-patience", earlyStopPatience)] {
-            try requirePositive(name, value)
-        }
-        if let w = warmupSteps, w < 0 { throw ValidationError("--warmup-steps must not be negative, got \(w)") }
-        if let r = lr, !(r > 0) || !r.isFinite { throw ValidationError("--lr must be a positive number") }
-        if let f = lrDecayFactor, !(f > 0 && f < 1) { throw ValidationError("--lr-decay-factor must be above 0 and below 1, got \(f)") }
-        if let m = minLr, !(m >= 0) || !m.isFinite { throw ValidationError("--min-lr must be a number at least 0, got \(m)") }
-        if let c = clipNorm, !(c > 0) || !c.isFinite { throw ValidationError("--clip-norm must be a positive number") }
+        try requirePositive("--eval-every", evalEvery)
+        try requirePositive("--early-stop-patience", earlyStopPatience)
     }
 }
 
@@ -111,7 +96,6 @@ struct CheckpointArguments: ParsableArguments {
     func validate() throws {
         try requirePositive("--checkpoint-every", checkpointEvery)
         try requirePositive("--keep", keep)
-        if resume && initWeights != nil { throw ValidationError("--resume and --init cannot be used together") }
     }
 }
 

@@ -13,7 +13,6 @@ struct Train: ParsableCommand {
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
     func validate() throws {
-        try requirePositive("--shards", shards)
         try requirePositive("--threads", threads)
     }
 
