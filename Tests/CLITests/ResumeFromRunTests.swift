@@ -68,6 +68,7 @@ final class ResumeFromRunTests: XCTestCase {
                                  (["--val-fraction", "0.2"], "was trained with --val-fraction 0.1, not 0.2")] {
             assertCleanFailure(try CLI.run(resume + given), mentions: "\(ckpt)/step-000000002 \(message)")
         }
+        assertCleanFailure(try CLI.run(resume + ["--init", "\(ckpt)/step-000000002/model.safetensors"]), mentions: "--resume and --init cannot be used together")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ckpt)/step-000000004"), "no step taken by a refused resume")
     }
 
