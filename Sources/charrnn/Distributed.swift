@@ -10,41 +10,30 @@ struct CoordinatorCommand: ParsableCommand {
         discussion: "Results depend on --seed and --shards only, never on how many workers there are.")
 
     @OptionGroup var training: TrainingArguments
-    @Option(help: "ZeroMQ endpoint to listen on (tcp://ADDRESS:PORT or ipc://PATH).") var bind = "tcp://127.0.0.1:5555"
-    @Option(help: "Logical shards per batch (must divide --batch).") var shards = 8
-    @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
-    @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
-    @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
-    @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
-    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
-    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
-
-    func validate() throws {
-        if minWorkers <= 0 { throw ValidationError("--min-workers must be positive, got \(minWorkers)") }
-        if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
-    }
+    @OptionGroup(title: "Cluster") var cluster: ClusterOptions
 
     func run() throws {
+        let (bind, shards, minWorkers, deadline) = (cluster.bind, cluster.shards, cluster.minWorkers, cluster.deadline)
+        let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
         BLASRuntime.setThreads(try resolvedThreads(threads))
         var options = CoordinatorOptions(endpoint: bind)
-        switch (secretKey, authorizedKeys) {
-        case let (secret?, authorized?):
-            options.curve = (try CurveKeyPair.load(secretKeyFile: secret), try CurveKeyFile.readPublicKeys(authorized))
-        case (nil, nil):
+        // validate() saw that the two key options come together.
+        if let secretKey, let authorizedKeys {
+            options.curve = (try CurveKeyPair.load(secretKeyFile: secretKey), try CurveKeyFile.readPublicKeys(authorizedKeys))
+        } else {
             if !Endpoint.isLocal(bind) && !insecure {
                 throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys: give --secret-key and --authorized-keys, or --insecure")
             }
-            if insecure { print("insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
-        default:
-            throw CharRNNError.invalidOption("--secret-key and --authorized-keys go together")
+            if insecure { printError("warning: insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
         }
         let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
-        let (plan, policy, extras) = try training.prepare(shards: shards) { logger.info("\($0)") }
-        let coordinator = try Coordinator(plan: plan, options: options, log: { logger.info("\($0)") })
+        let run = try training.prepare(shards: shards, defaultShards: 8, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
+        run.plan.onNonFinite = training.schedule.onNonfinite
+        let coordinator = try Coordinator(plan: run.plan, options: options, log: { logger.info("\($0)") })
         defer { coordinator.shutdownWorkers() }
         var status = CoordinatorStatus(run: String(coordinator.runID, radix: 16), endpoint: bind)
-        let statusFile = policy.directory.appendingPathComponent(CoordinatorStatus.fileName)
+        let statusFile = run.policy.directory.appendingPathComponent(CoordinatorStatus.fileName)
         // Weak: the driver holds this closure. A cycle would keep the coordinator alive past `run()`, and its
         // socket is what delivers the workers' shutdown as it closes.
         weak var weakDriver: StepDriver?
@@ -54,7 +43,7 @@ struct CoordinatorCommand: ParsableCommand {
             status.write(to: statusFile)
         }
         let driver = StepDriver(
-            plan: plan, pool: coordinator, rules: DealingRules(minWorkers: minWorkers, deadline: deadline),
+            plan: run.plan, pool: coordinator, rules: DealingRules(minWorkers: minWorkers, deadline: deadline),
             report: { event in
                 logger.info("\(event.logLine)")
                 publish()
@@ -62,8 +51,8 @@ struct CoordinatorCommand: ParsableCommand {
             shouldStop: { stop.isRequested })
         weakDriver = driver
         publish()
-        let report = Reporter(logger: logger, logEvery: training.logEvery, live: training.output.live)
-        let loop = TrainingLoop(driver: driver, checkpoints: policy, extras: extras, report: { event in
+        let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
+        let loop = TrainingLoop(driver: driver, checkpoints: run.policy, extras: run.extras, report: { event in
             report(event)
             if case .step = event { publish() }
         }, shouldStop: { stop.isRequested })
@@ -91,6 +80,25 @@ extension DealingEvent {
     }
 }
 
+/// The coordinator's own options: where it listens, how it deals shards, who may join.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "ZeroMQ endpoint to listen on (tcp://ADDRESS:PORT or ipc://PATH).") var bind = "tcp://127.0.0.1:5555"
+    @Option(help: "Logical shards per batch (must divide --batch; default: 8).") var shards: Int?
+    @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
+    @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
+    @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
+    @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
+    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
+    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
+
+    func validate() throws {
+        try requirePositive("--min-workers", minWorkers)
+        try requirePositive("--threads", threads)
+        if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
+        if (secretKey == nil) != (authorizedKeys == nil) { throw ValidationError("--secret-key and --authorized-keys go together") }
+    }
+}
+
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
@@ -106,24 +114,24 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
 
+    func validate() throws {
+        try requirePositive("--threads", threads)
+        if !(rejoinAfter > 0) { throw ValidationError("--rejoin-after must be positive") }
+        if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw ValidationError("--give-up-after must be a positive number of seconds") }
+        if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
+    }
+
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        if !(rejoinAfter > 0) { throw CharRNNError.invalidOption("--rejoin-after must be positive") }
-        if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw CharRNNError.invalidOption("--give-up-after must be a positive number of seconds") }
         let stop = StopRequest.installed()
         var options = WorkerOptions(
             endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
         options.rejoinAfter = rejoinAfter
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
-        switch (secretKey, coordinatorKey) {
-        case let (secret?, server?):
-            guard let key = try CurveKeyFile.read(server).first else { throw CurveError.badKeyFile(server, "no key in the file") }
-            options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secret))
-        case (nil, nil):
-            break
-        default:
-            throw CharRNNError.invalidOption("--secret-key and --coordinator-key go together")
+        if let secretKey, let coordinatorKey {
+            guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
+            options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))
         }
         try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
     }
@@ -139,8 +147,12 @@ struct Launch: ParsableCommand {
     @Option(help: "Endpoint for coordinator and workers (default: an ipc socket in a temporary directory).") var endpoint: String?
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.") var coordinatorOptions: [String] = []
 
+    func validate() throws {
+        try requirePositive("--workers", workers)
+        try requirePositive("--worker-threads", workerThreads)
+    }
+
     func run() throws {
-        if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
         let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         func start(_ args: [String]) throws -> Process {
@@ -150,11 +162,17 @@ struct Launch: ParsableCommand {
             try p.run()
             return p
         }
-        let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions)
+        // Every worker started here takes part from the first step, unless told otherwise.
+        let givesMinimum = coordinatorOptions.contains { $0 == "--min-workers" || $0.hasPrefix("--min-workers=") }
+        let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions + (givesMinimum ? [] : ["--min-workers", "\(workers)"]))
         let children = try (0..<workers).map { i in
             try start(["worker", "--connect", address, "--threads", "\(workerThreads)", "--name", "worker-\(i)"])
         }
         coordinator.waitUntilExit()
+        // After a clean finish the coordinator has told its workers to exit: give them the time to, so none is
+        // stopped by a signal (and says so); after a failure, stop them now.
+        let grace = Date().addingTimeInterval(coordinator.terminationStatus == 0 ? 10 : 0)
+        while children.contains(where: \.isRunning) && Date() < grace { usleep(20_000) }
         for child in children where child.isRunning { child.terminate() }
         for child in children { child.waitUntilExit() }
         if coordinator.terminationStatus != 0 { throw ExitCode(coordinator.terminationStatus) }

@@ -6,26 +6,35 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Sample text from a checkpoint, streamed as it is produced.")
 
     @Option(help: "A checkpoint directory, or a --checkpoint-dir (its latest checkpoint is used).") var checkpoint: String
-    @Option(help: "Text to start from; every character must be in the model's vocabulary.") var prime = "ROMEO: "
+    @Option(help: "Text to start from; every character must be in the model's vocabulary (default: the first character of the training text).")
+    var prime: String?
+    @Option(help: "Read the prime from this file (UTF-8), or from standard input with -.") var primeFile: String?
     @Option(help: "Characters to generate after the prime.") var length = 1000
     @Option(help: "Softmax temperature: lower is more conservative.") var temperature: Float = 1.0
     @Option(help: "Sample only among the k most likely characters.") var topK: Int?
     @Option(help: "Sample only among the most likely characters that together hold this probability (0–1].") var topP: Float?
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Flag(help: "Always take the most likely character (argmax; the same as --top-k 1).") var greedy = false
     @Option(help: "Samples to generate together (batched); each is printed after the prime, separated by a blank line.")
     var count = 1
     @Option(help: "Write the text to this file instead of standard output.") var output: String?
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
+    func validate() throws {
+        try SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed).validate()
+        if length < 0 { throw ValidationError("--length must not be negative, got \(length)") }
+        if prime?.isEmpty == true { throw ValidationError("--prime must not be empty") }
+        if prime != nil && primeFile != nil { throw ValidationError("--prime and --prime-file cannot be used together") }
+        if greedy && (topK != nil || topP != nil) { throw ValidationError("--greedy takes the most likely character: leave out --top-k and --top-p") }
+        try requirePositive("--count", count)
+        try requirePositive("--threads", threads)
+    }
+
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
-        try options.validate()
-        if length < 0 { throw CharRNNError.invalidOption("--length must not be negative, got \(length)") }
-        if prime.isEmpty { throw CharRNNError.invalidOption("--prime must not be empty") }
-        if count <= 0 { throw CharRNNError.invalidOption("--count must be positive, got \(count)") }
+        let options = SamplingOptions(temperature: temperature, topK: greedy ? 1 : topK, topP: topP, seed: seed)
         let state = try loadCheckpoint(checkpoint)
-        let ids = try state.vocabulary.encode(prime)
+        let (prime, ids) = try primeText(state)
         let sampler = Sampler(weights: state.weights, count: count)
         let out = try output.map { path -> FileHandle in
             guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
@@ -47,6 +56,30 @@ struct Generate: ParsableCommand {
         }
         out.write(Data(samples.joined(separator: "\n\n").appending("\n").utf8))
     }
+
+    /// The prime and its ids: `--prime`, `--prime-file`, else the training text's first character (a
+    /// checkpoint that does not record its text: the vocabulary's first).
+    private func primeText(_ state: TrainingState) throws -> (String, [Int32]) {
+        let (text, option): (String, String)
+        if let primeFile {
+            let data = primeFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: primeFile)
+            guard let data else { throw CharRNNError.invalidOption("--prime-file \(primeFile): cannot be read") }
+            guard let decoded = String(validatingUTF8Data: data), !decoded.isEmpty else {
+                throw CharRNNError.invalidOption("--prime-file \(primeFile): empty or not valid UTF-8")
+            }
+            (text, option) = (decoded, "--prime-file \(primeFile)")
+        } else if let prime {
+            (text, option) = (prime, "--prime")
+        } else {
+            let first = state.text?.head.unicodeScalars.first ?? state.vocabulary.scalars[0]
+            (text, option) = (String(first), "the default prime")
+        }
+        do {
+            return (text, try state.vocabulary.encode(text))
+        } catch CharRNNError.data(let problem) {
+            throw CharRNNError.invalidOption("\(option): \(problem) (\(state.vocabulary.listing()))")
+        }
+    }
 }
 
 struct Evaluate: ParsableCommand {
@@ -57,15 +90,26 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Sequences evaluated together.") var batch = 64
     @Option(help: "Characters per sequence (default: the training value).") var seq: Int?
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Flag(help: "Leave out characters the model has not seen, and say how many, instead of refusing the text.") var skipUnknown = false
+
+    func validate() throws {
+        try requirePositive("--batch", batch)
+        try requirePositive("--seq", seq)
+        try requirePositive("--threads", threads)
+    }
 
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
-        if batch <= 0 { throw CharRNNError.invalidOption("--batch must be positive, got \(batch)") }
-        if let s = seq, s <= 0 { throw CharRNNError.invalidOption("--seq must be positive, got \(s)") }
         let state = try loadCheckpoint(checkpoint)
-        let corpus = try Corpus(text: try Corpus.read(path: data), vocabulary: state.vocabulary)
-        let (loss, count) = try Evaluator.meanLoss(weights: state.weights, ids: corpus.ids, seq: seq ?? state.options.seq, batch: batch)
-        print(String(format: "loss %.4f  bits/char %.4f  over %d sequences", loss, loss / M_LN2, count))
+        let ids: [Int32], skipped: Int
+        do {
+            (ids, skipped) = try state.vocabulary.encode(try Corpus.read(path: data), skippingUnknown: skipUnknown)
+        } catch CharRNNError.data(let problem) where problem.hasPrefix("character") {
+            throw CharRNNError.data("\(data): \(problem): pass --skip-unknown to leave such characters out")
+        }
+        let (loss, count) = try Evaluator.meanLoss(weights: state.weights, ids: ids, seq: seq ?? state.options.seq, batch: batch)
+        print(String(format: "loss %.4f  bits/char %.4f  over %d sequences", loss, loss / M_LN2, count)
+            + (skipUnknown ? "; skipped \(skipped) character(s) not in the model's vocabulary" : ""))
     }
 }
 

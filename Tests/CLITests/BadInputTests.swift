@@ -48,18 +48,19 @@ final class BadInputTests: XCTestCase {
         // Training again into a directory with checkpoints, without --resume, would mix two runs.
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "2"] + tiny), mentions: "--resume")
 
-        // Another text (another vocabulary) against this checkpoint.
+        // Another text against this checkpoint is named, with the one the run was trained on.
         let other = try CLI.write(String(repeating: "xyz 0123456789 QWERTY\n", count: 200), in: dir, name: "other.txt")
-        assertCleanFailure(try CLI.run(["train", "--data", other, "--checkpoint-dir", ckpt, "--steps", "4", "--resume"] + tiny), mentions: "vocabulary")
+        assertCleanFailure(try CLI.run(["train", "--data", other, "--checkpoint-dir", ckpt, "--steps", "4", "--resume"] + tiny),
+                           mentions: "\(other) is not the text \(ckpt)/step-000000002 was trained on (\(data); the SHA-256 differs)")
         assertCleanFailure(try CLI.run(["evaluate", "--checkpoint", ckpt, "--data", other]), mentions: "not in the model's vocabulary")
         // Other options than the checkpoint's.
         let changed = ["--embed", "8", "--units", "16", "--batch", "2", "--seq", "20", "--threads", "1"]
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume"] + changed), mentions: "--batch")
         // Another stack than the checkpoint's.
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--layers", "2"] + tiny),
-                           mentions: "is a model with E 8, H 16, 1 GRU layer; options say E 8, H 16, 2 GRU layers")
+                           mentions: "was trained with --layers 1, not 2: omit --layers")
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--cell", "lstm"] + tiny),
-                           mentions: "is a model with E 8, H 16, 1 GRU layer; options say E 8, H 16, 1 LSTM layer")
+                           mentions: "was trained with --cell gru, not lstm: omit --cell")
         assertCleanFailure(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--resume", "--dropout", "0.5"] + tiny),
                            mentions: "was trained with --dropout 0.0, not 0.5")
 

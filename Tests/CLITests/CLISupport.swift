@@ -24,11 +24,21 @@ enum CLI {
     }
 
     @discardableResult
-    static func run(_ args: [String], environment: [String: String] = [:]) throws -> Result {
+    static func run(_ args: [String], environment: [String: String] = [:], input: String? = nil, in directory: URL? = nil) throws -> Result {
         let p = Process()
         p.executableURL = executable
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if let directory { p.currentDirectoryURL = directory }
+        if let input {
+            let pipe = Pipe()
+            p.standardInput = pipe
+            let handle = pipe.fileHandleForWriting
+            DispatchQueue.global().async {
+                handle.write(Data(input.utf8))
+                try? handle.close()
+            }
+        }
         return try capture(p)
     }
 

@@ -31,6 +31,7 @@ final class CheckpointTests: XCTestCase {
         options.adam = AdamConfig(learningRate: 0.002, beta1: 0.8, beta2: 0.99, epsilon: 1e-6)
         options.clipNorm = 1.5
         options.dropout = dropout
+        options.schedule = LearningRateSchedule(kind: .cosine, warmupSteps: 3, decayEvery: 11, minRate: 1e-5)
         let vocabulary = try Vocabulary(codePoints: [10, 65, 97, 0xE9, 0x1F600])
         let weights = Parameters.initialized(config, seed: 3)
         weights.storage[0] += salt
@@ -42,14 +43,17 @@ final class CheckpointTests: XCTestCase {
         adam.m.storage[1] = -0.0
         adam.v.storage[2] = .leastNonzeroMagnitude
         let hidden = FloatBuffer((0..<config.stateCount(rows: options.batch)).map { Float($0) / 7 - 0.5 })
-        return TrainingState(
+        var state = TrainingState(
             vocabulary: vocabulary, options: options, position: TrainingPosition(epoch: 2, stepInEpoch: 5, globalStep: step),
             weights: weights, adam: adam, hidden: hidden)
+        state.text = TextSource(path: "/data/ü \"text\".txt", text: "\nAaé😀")
+        return state
     }
 
     private func assertSame(_ a: TrainingState, _ b: TrainingState, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(a.vocabulary, b.vocabulary, file: file, line: line)
         XCTAssertEqual(a.options, b.options, file: file, line: line)
+        XCTAssertEqual(a.text, b.text, file: file, line: line)
         XCTAssertEqual(a.position, b.position, file: file, line: line)
         XCTAssertEqual(a.config, b.config, file: file, line: line)
         XCTAssertTrue(a.weights.storage.bitwiseEqual(b.weights.storage), "weights", file: file, line: line)
@@ -139,7 +143,8 @@ final class CheckpointTests: XCTestCase {
         let model = try SafeTensors(decoding: Data(contentsOf: dir.appendingPathComponent("model.safetensors")))
         XCTAssertEqual(model.tensors.map(\.name), ["embedding/embeddings", "gru/kernel", "gru/recurrent_kernel", "gru/bias", "dense/kernel", "dense/bias"])
         XCTAssertEqual(model.tensors.map(\.shape), [[5, 3], [3, 12], [4, 12], [2, 12], [4, 5], [5]])
-        XCTAssertEqual(model.metadata, ["format": "charrnn", "vocab": "5", "embed": "3", "units": "4"])
+        XCTAssertEqual(model.metadata, ["format": "charrnn", "vocab": "5", "embed": "3", "units": "4",
+                                        "charrnn.vocabulary": #"["\n","A","a","é","😀"]"#])
 
         let optimizer = try SafeTensors(decoding: Data(contentsOf: dir.appendingPathComponent("optimizer.safetensors")))
         XCTAssertEqual(optimizer.tensors.count, 12)

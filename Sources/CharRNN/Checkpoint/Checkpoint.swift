@@ -155,6 +155,10 @@ public enum Checkpoint {
         for (key, value) in Tensors.modelMetadata(c).sorted(by: { $0.key < $1.key }) where model.metadata[key] != value {
             throw fail("\(Tensors.model) metadata \(key) is \(model.metadata[key].map { "\"\($0)\"" } ?? "missing"), expected \"\(value)\"")
         }
+        if let rows = try VocabularyMetadata.decode(model.metadata, source: "\(place)/\(Tensors.model)"),
+           rows != vocabulary.scalars.map({ String($0) }) {
+            throw fail("\(Tensors.model) metadata \(VocabularyMetadata.key) does not match \(CheckpointManifest.fileName)'s vocabulary")
+        }
         let weights = try Tensors.parameters(from: model, config: c, prefix: "", source: "\(place)/\(Tensors.model)")
         try Tensors.requireOnly(Tensors.weightNames(c, prefix: ""), in: model, source: "\(place)/\(Tensors.model)")
 
@@ -171,9 +175,11 @@ public enum Checkpoint {
         let hidden = FloatBuffer(count: c.stateCount(rows: manifest.options.batch))
         try Tensors.copy(stateFile, "hidden", shape: [manifest.options.batch, c.stateWidth], into: hidden.base, source: "\(place)/\(Tensors.state)")
 
-        return TrainingState(
+        var state = TrainingState(
             vocabulary: vocabulary, options: manifest.options, position: manifest.position,
             weights: weights, adam: AdamState(m: m, v: v, t: manifest.adamT), hidden: hidden)
+        state.text = manifest.text
+        return state
     }
 
     /// The weights alone from any safetensors file using the Keras names (a checkpoint's `model.safetensors`

@@ -14,6 +14,8 @@ struct CheckpointManifest: Codable {
     var position: TrainingPosition
     var adamT: Int
     var sha256: [String: String]
+    /// Absent in checkpoints written before the text was recorded.
+    var text: TextSource?
 
     init(_ state: TrainingState, sha256: [String: String]) {
         format = CheckpointManifest.formatName
@@ -24,6 +26,7 @@ struct CheckpointManifest: Codable {
         position = state.position
         adamT = state.adam.t
         self.sha256 = sha256
+        text = state.text
     }
 
     func encoded() throws -> Data {

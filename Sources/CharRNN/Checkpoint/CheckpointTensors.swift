@@ -22,7 +22,9 @@ enum CheckpointTensors {
     }
 
     private static func modelFile(_ s: TrainingState) -> SafeTensors {
-        SafeTensors(tensors: tensors(s.weights, prefix: ""), metadata: modelMetadata(s.config))
+        var metadata = modelMetadata(s.config)
+        metadata[VocabularyMetadata.key] = VocabularyMetadata.encode(s.vocabulary)
+        return SafeTensors(tensors: tensors(s.weights, prefix: ""), metadata: metadata)
     }
 
     private static func optimizerFile(_ s: TrainingState) -> SafeTensors {

@@ -45,7 +45,7 @@ public struct Corpus: Sendable {
 
 extension String {
     /// Strict UTF-8 decoding: nil on any invalid sequence instead of repairing it with U+FFFD.
-    init?(validatingUTF8Data data: Data) {
+    public init?(validatingUTF8Data data: Data) {
         guard let s = data.withUnsafeBytes({ String(validating: $0.bindMemory(to: UInt8.self), as: UTF8.self) }) else {
             return nil
         }

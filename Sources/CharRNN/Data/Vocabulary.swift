@@ -46,6 +46,31 @@ public struct Vocabulary: Equatable, Sendable {
         return ids
     }
 
+    /// Ids of the scalars of `text` the vocabulary has, and how many it had not and were left out.
+    public func encode(_ text: String, skippingUnknown: Bool) throws -> (ids: [Int32], skipped: Int) {
+        guard skippingUnknown else { return (try encode(text), 0) }
+        var ids: [Int32] = []
+        ids.reserveCapacity(text.unicodeScalars.count)
+        var skipped = 0
+        for s in text.unicodeScalars {
+            if let id = index[s] { ids.append(id) } else { skipped += 1 }
+        }
+        return (ids, skipped)
+    }
+
+    /// The vocabulary as one quoted, escaped line (shortened past `limit` symbols), for error messages.
+    public func listing(limit: Int = 120) -> String {
+        // Escape only what would hide or break the line: quotes and backslashes, and control characters.
+        let shown = scalars.prefix(limit).map { s -> String in
+            switch s {
+            case "\"", "\\": return "\\" + String(s)
+            case _ where s.properties.generalCategory == .control: return s.escaped(asASCII: true)
+            default: return String(s)
+            }
+        }.joined()
+        return "\(count) characters: \"\(shown)\"" + (count > limit ? "…" : "")
+    }
+
     public func decode(_ ids: [Int32]) -> String {
         var out = String.UnicodeScalarView()
         for id in ids { out.append(scalars[Int(id)]) }

@@ -126,12 +126,14 @@ public final class StepPlan {
         }
         let loss = losses.reduce(0, +) / Double(losses.count)
         let norm = Adam.clip(sum, maxNorm: options.clipNorm)
-        let finite = loss.isFinite && norm.isFinite && Adam.staysFinite(options.adam, weights: state.weights, grads: sum, state: state.adam)
+        var adam = options.adam
+        adam.learningRate = options.learningRate(at: state.position.globalStep)
+        let finite = loss.isFinite && norm.isFinite && Adam.staysFinite(adam, weights: state.weights, grads: sum, state: state.adam)
         if !finite && onNonFinite == .stop {
             throw .diverged(step: state.position.globalStep, loss: loss, gradientNorm: norm)
         }
         if finite {
-            Adam.apply(options.adam, weights: state.weights, grads: sum, state: &state.adam)
+            Adam.apply(adam, weights: state.weights, grads: sum, state: &state.adam)
             for (s, final) in finalStates.enumerated() {
                 (state.hidden.base + s * final.count).update(from: final.base, count: final.count)
             }

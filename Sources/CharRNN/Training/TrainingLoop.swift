@@ -2,8 +2,11 @@ import Foundation
 
 /// Optional work the loop does besides training: held-out validation and samples as the model learns.
 public struct LoopExtras {
-    /// Ids of the held-out text, evaluated at each epoch's end.
+    /// Ids of the held-out text, evaluated at each epoch's end (and every `validateEvery` steps).
     public var validation: [Int32]?
+    public var validateEvery: Int?
+    /// Stop, with a final checkpoint, after this many validations in a row without a new best.
+    public var earlyStopPatience: Int?
     public var sampleEvery: Int?
     public var samplePrime: [Int32] = []
     public var sampleLength = 200
@@ -42,6 +45,8 @@ public enum TrainingEvent {
     case epoch(Epoch)
     case sample(step: Int, text: String)
     case note(String)
+    /// Something went wrong that training goes on despite.
+    case warning(String)
 }
 
 /// The loop around the step driver shared by `train` and `coordinator`: metrics (metrics.jsonl, metrics.csv and a
@@ -93,7 +98,8 @@ public final class TrainingLoop {
                 lastCheckpoint = save(policy) ?? lastCheckpoint
             }
         }
-        while !plan.isFinished && !shouldStop() {
+        var sinceBest = try checkpoints.map { try validationsSinceBest(in: $0.directory, upTo: plan.state.position.globalStep) } ?? 0
+        while !plan.isFinished && !shouldStop() && !patienceRunOut(sinceBest) {
             let advanced: StepSummary?
             do {
                 advanced = try driver.advance()
@@ -118,33 +124,40 @@ public final class TrainingLoop {
                 charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, shards: plan.shardCount)))
             var record = MetricsRecord(
                 step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
-                learningRate: Double(plan.options.adam.learningRate), gradientNorm: Double(s.gradientNorm),
+                learningRate: Double(plan.options.learningRate(at: s.globalStep)), gradientNorm: Double(s.gradientNorm),
                 charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, wallTime: Date().timeIntervalSince1970)
             if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done, board: board) }
 
             var isBest = false
+            var validation: Double?
+            // Not also at a run's last step: where an invocation stops must not change which validations
+            // early stopping counts, or a resumed run would stop elsewhere than an uninterrupted one.
+            if let ids = extras.validation, s.epochEnded || extras.validateEvery.map({ done % $0 == 0 }) ?? false {
+                let loss = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
+                validation = loss
+                record.validationLoss = loss
+                record.validationBitsPerChar = loss / M_LN2
+                isBest = loss < (best?.validationLoss ?? .infinity)
+                sinceBest = isBest ? 0 : sinceBest + 1
+            }
             if s.epochEnded {
                 let elapsed = PhaseClock.now() - epoch.start
-                var validation: Double?
-                if let ids = extras.validation {
-                    validation = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
-                    record.validationLoss = validation
-                    record.validationBitsPerChar = validation! / M_LN2
-                    isBest = validation! < (best?.validationLoss ?? .infinity)
-                }
                 report(.epoch(TrainingEvent.Epoch(
                     epoch: s.epoch + 1, loss: epoch.loss / Double(epoch.steps), seconds: elapsed,
                     charsPerSecond: charsPerStep * Double(epoch.steps) / elapsed, validationLoss: validation, isBest: isBest)))
                 epoch = (PhaseClock.now(), 0, 0)
+            } else if let validation {
+                report(.note(String(format: "step %d: validation loss %.4f  %.3f bits/char%@", done, validation, validation / M_LN2, isBest ? " (best)" : "")))
             }
             if !s.skipped {
-                do { try metrics?.append(record) } catch { report(.note("\(error)")) }
-                do { try board?.append(record) } catch { report(.note("\(error)")) }
+                do { try metrics?.append(record) } catch { report(.warning("\(error)")) }
+                do { try board?.append(record) } catch { report(.warning("\(error)")) }
             }
 
             if let policy = checkpoints {
                 let periodic = policy.every.map { done % $0 == 0 } ?? false
-                if periodic || s.epochEnded || plan.isFinished {
+                // A new best is always saved, so best.json names a checkpoint that exists.
+                if periodic || s.epochEnded || plan.isFinished || isBest {
                     if let url = save(policy) {
                         lastCheckpoint = url
                         if isBest { markBest(step: done, loss: record.validationLoss!, in: policy) }
@@ -160,8 +173,26 @@ public final class TrainingLoop {
                 }
             }
         }
+        if patienceRunOut(sinceBest), let k = extras.earlyStopPatience {
+            report(.note("early stop: \(k) validation(s) without improvement; best \(best.map { Checkpoint.directoryName(step: $0.step) } ?? "none")"))
+        }
         saveUnsaved()
         return lastCheckpoint
+    }
+
+    private func patienceRunOut(_ sinceBest: Int) -> Bool {
+        extras.earlyStopPatience.map { sinceBest >= $0 } ?? false
+    }
+
+    /// Validations logged after the best one, up to `step`: where early stopping's count stands on resume.
+    private func validationsSinceBest(in dir: URL, upTo step: Int) throws -> Int {
+        let url = dir.appendingPathComponent(MetricsLog.jsonName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return 0 }
+        var (lowest, since) = (Double.infinity, 0)
+        for loss in try MetricsLog.read(url).filter({ $0.step <= step }).compactMap(\.validationLoss) {
+            if loss < lowest { (lowest, since) = (loss, 0) } else { since += 1 }
+        }
+        return since
     }
 
     private func save(_ policy: CheckpointPolicy) -> URL? {
@@ -171,7 +202,7 @@ public final class TrainingLoop {
             report(.note("checkpoint \(url.path)"))
             return url
         } catch {
-            report(.note("checkpoint not written (training goes on; the previous checkpoint is intact): \(error)"))
+            report(.warning("checkpoint not written (training goes on; the previous checkpoint is intact): \(error)"))
             return nil
         }
     }
@@ -183,7 +214,7 @@ public final class TrainingLoop {
             best = marked
             report(.note("best so far by validation loss: \(Checkpoint.directoryName(step: step))"))
         } catch {
-            report(.note("cannot mark the best checkpoint: \(error)"))
+            report(.warning("cannot mark the best checkpoint: \(error)"))
         }
     }
 

@@ -19,7 +19,18 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         didSet { if dropout == 0 { dropout = nil } }
     }
 
+    /// How the learning rate moves with the step (nil: constant `adam.learningRate`, the tutorial's; also what
+    /// checkpoints written before schedules existed decode to). A constant schedule is stored as nil.
+    public var schedule: LearningRateSchedule? = nil {
+        didSet { if schedule == .constant { schedule = nil } }
+    }
+
     public init() {}
+
+    /// The rate Adam uses at global step `step` (0-based).
+    public func learningRate(at step: Int) -> Float {
+        schedule?.rate(base: adam.learningRate, step: step) ?? adam.learningRate
+    }
 
     /// The dropout a shard step applies: the rate and the run's seed, or nil.
     public var dropoutMasks: Dropout? { dropout.map { Dropout(rate: $0, seed: seed) } }
@@ -38,6 +49,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let c = clipNorm, !(c > 0) || !c.isFinite { throw CharRNNError.invalidOption("--clip-norm must be a positive number") }
         if let p = dropout, !(p > 0 && p < 1) { throw CharRNNError.invalidOption("--dropout must be above 0 and below 1, got \(p)") }
         if !(0..<1).contains(validationFraction) { throw CharRNNError.invalidOption("--val-fraction must be at least 0 and below 1") }
+        try schedule?.validate(base: adam.learningRate)
     }
 }
 
@@ -64,6 +76,8 @@ public struct TrainingState: @unchecked Sendable {
     /// Recurrent state of every batch row, [batch, `config.stateWidth`] row-major; shard s owns rows
     /// s·B/S ..< (s+1)·B/S.
     public var hidden: FloatBuffer
+    /// The training text, when known (checkpoints written before it was recorded have none).
+    public var text: TextSource? = nil
 
     public var config: ModelConfig { weights.config }
 
