@@ -17,6 +17,8 @@ public struct WorkerOptions: Sendable {
     public var giveUpAfter: Double? = nil
     /// Test-only fault injection: from this global step on, report NaN gradients.
     public var poisonFromStep: Int? = nil
+    /// Test-only fault injection: from this global step on, report finite but wrong gradients (a forger).
+    public var forgeFromStep: Int? = nil
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
     public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
 
@@ -140,6 +142,9 @@ public final class Worker {
         var results = shardStep.compute(order, step: step) { FloatBuffer(count: shape.parameterCount) }
         if let from = options.poisonFromStep, step >= from {
             for k in results.indices { results[k].gradient[0] = .nan }
+        }
+        if let from = options.forgeFromStep, step >= from {
+            for k in results.indices { results[k].gradient[0] += 0.01 }
         }
         stepsComputed += 1
         send(.result(results), step: step)

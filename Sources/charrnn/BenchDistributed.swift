@@ -17,6 +17,7 @@ struct BenchDistributed: ParsableCommand {
     @Option(help: "Warm-up steps, not measured.") var warmup = 2
     @Option(help: "ipc or tcp (loopback).") var transport = "ipc"
     @Option(help: "Dropout rate in training (default: none).") var dropout: Float?
+    @Option(help: "Fraction of shards checked on a second worker (as coordinator --verify).") var verify = 0.0
     @Flag(help: "Encrypt with CURVE (fresh keys in a temporary directory), to measure what security costs.") var curve = false
 
     func run() throws {
@@ -46,7 +47,9 @@ struct BenchDistributed: ParsableCommand {
         }
         let plan = try syntheticPlan(shards: shardCount)
         let coordinator = try Coordinator(plan: plan, options: options, log: { _ in })
-        let driver = StepDriver(plan: plan, pool: coordinator, rules: DealingRules(minWorkers: workers, deadline: 600))
+        var rules = DealingRules(minWorkers: workers, deadline: 600)
+        (rules.verify, rules.verifySeed) = (verify, 1)
+        let driver = StepDriver(plan: plan, pool: coordinator, rules: rules)
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let pool = try (0..<workers).map { i -> Process in
             let p = Process()
@@ -67,7 +70,7 @@ struct BenchDistributed: ParsableCommand {
 
         let overhead = distributed - compute
         print("charrnn bench distributed — \(sizes.config), batch \(sizes.batch), seq \(sizes.seq), \(shardCount) shards, \(transport)"
-            + (curve ? ", CURVE" : ""))
+            + (curve ? ", CURVE" : "") + (verify > 0 ? ", --verify \(verify)" : ""))
         printTable([
             ["in-process: threads", "\(sizes.threads ?? ProcessInfo.processInfo.activeProcessorCount)"],
             ["in-process: ms/step (median of \(steps))", fmt(inProcess * 1e3)],
@@ -79,6 +82,7 @@ struct BenchDistributed: ParsableCommand {
             ["  share of the step", fmt(100 * overhead / distributed) + " %"],
             ["coordinator encode+send+receive+decode (ms/step)", fmt(messaging * 1e3)],
             ["  share of the step", fmt(100 * messaging / distributed) + " %"],
+            ["shards checked per step (mean)", fmt(Double(driver.stats.verifiedShards + driver.stats.unverifiedShards) / Double(warmup + steps), 2)],
             ["bytes moved per step (MB)", fmt(Double(4 * ParameterLayout(sizes.config).count * (workers + shardCount)) / 1e6)],
         ])
     }

@@ -25,6 +25,10 @@ struct CoordinatorStatus: Codable, Equatable {
     var staleResults = 0
     var duplicateResults = 0
     var undealtResults = 0
+    var verifiedShards = 0
+    var unverifiedShards = 0
+    var mismatches = 0
+    var distrustedWorkers = 0
     var badFrames = 0
     var bannedPeers = 0
 
@@ -39,6 +43,7 @@ struct CoordinatorStatus: Codable, Equatable {
         workers = driver.workers.map { Worker(name: $0.name, shards: $0.shardsComputed) }
         (joins, lostWorkers, reassignedShards) = (d.joins, d.lostWorkers, d.reassignedShards)
         (staleResults, duplicateResults, undealtResults) = (d.staleResults, d.duplicateResults, d.undealtResults)
+        (verifiedShards, unverifiedShards, mismatches, distrustedWorkers) = (d.verifiedShards, d.unverifiedShards, d.mismatches, d.distrustedWorkers)
         (badFrames, bannedPeers) = (transport.badFrames, transport.bannedPeers)
     }
 

@@ -43,7 +43,7 @@ struct CoordinatorCommand: ParsableCommand {
             status.write(to: statusFile)
         }
         let driver = StepDriver(
-            plan: run.plan, pool: coordinator, rules: DealingRules(minWorkers: minWorkers, deadline: deadline),
+            plan: run.plan, pool: coordinator, rules: cluster.dealingRules(),
             report: { event in
                 logger.info("\(event.logLine)")
                 publish()
@@ -76,6 +76,11 @@ extension DealingEvent {
             return "waiting for workers: \(live) live, at least \(needed) needed"
         case .workerFailed(let name, let message):
             return "worker \(name) reports: \(message)"
+        case .distrusted(let name, let shard, let step, let redone):
+            return "worker \(name) returned a result for shard \(shard) of step \(step + 1) that two other workers contradict: it is dealt nothing more in this run"
+                + (redone > 0 ? "; its \(redone) other result(s) of the step are computed again" : "")
+        case .needTieBreaker(let shard, let step):
+            return "two workers disagree on shard \(shard) of step \(step + 1): waiting for a third worker to settle it"
         }
     }
 }
@@ -86,15 +91,27 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Logical shards per batch (must divide --batch; default: 8).") var shards: Int?
     @Option(help: "Wait for at least this many workers before computing a step.") var minWorkers = 1
     @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
+    @Option(help: "Fraction of shards computed again on another worker and compared bit for bit; a worker caught disagreeing is dealt nothing more (default: 0).")
+    var verify = 0.0
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
     @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
 
+    /// How the step driver deals with the workers; the seed that picks the checked shards is new each time.
+    func dealingRules() -> DealingRules {
+        var r = DealingRules(minWorkers: minWorkers, deadline: deadline)
+        r.verify = verify
+        var secret = SystemRandomNumberGenerator()
+        r.verifySeed = secret.next()
+        return r
+    }
+
     func validate() throws {
         try requirePositive("--min-workers", minWorkers)
         try requirePositive("--threads", threads)
         if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
+        if !(0...1).contains(verify) { throw ValidationError("--verify must be a fraction from 0 to 1, got \(verify)") }
         if (secretKey == nil) != (authorizedKeys == nil) { throw ValidationError("--secret-key and --authorized-keys go together") }
     }
 }
@@ -113,6 +130,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
+    @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
 
     func validate() throws {
         try requirePositive("--threads", threads)
@@ -129,6 +147,7 @@ struct WorkerCommand: ParsableCommand {
         options.rejoinAfter = rejoinAfter
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
+        options.forgeFromStep = faultForgeFromStep
         if let secretKey, let coordinatorKey {
             guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
             options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))

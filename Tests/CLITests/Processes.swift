@@ -156,6 +156,10 @@ struct CoordinatorStatusFile: Decodable {
     var staleResults: Int
     var duplicateResults: Int
     var undealtResults: Int
+    var verifiedShards: Int
+    var unverifiedShards: Int
+    var mismatches: Int
+    var distrustedWorkers: Int
     var badFrames: Int
     var bannedPeers: Int
 

@@ -31,12 +31,14 @@ final class StepDriverTests: XCTestCase {
         let driver: StepDriver
         var events: [DealingEvent] { pool.reported }
 
-        init(minWorkers: Int = 1, deadline: Double = 10, stop: (() -> Bool)? = nil) throws {
+        init(minWorkers: Int = 1, deadline: Double = 10, verify: Double = 0, stop: (() -> Bool)? = nil) throws {
             plan = try StepDriverTests.plan()
             pool = ScriptedPool(clock: clock, config: StepDriverTests.config, rows: plan.rowsPerShard, seq: plan.options.seq)
             let pool = self.pool
+            var rules = DealingRules(minWorkers: minWorkers, deadline: deadline)
+            (rules.verify, rules.verifySeed) = (verify, 99)
             driver = StepDriver(
-                plan: plan, pool: pool, rules: DealingRules(minWorkers: minWorkers, deadline: deadline), clock: clock,
+                plan: plan, pool: pool, rules: rules, clock: clock,
                 report: { pool.reported.append($0) }, shouldStop: stop ?? { false })
         }
 
@@ -201,6 +203,8 @@ final class ScriptedPool: ShardPool {
         case alsoForgesShard(Int)
         /// Reports an error instead of answering.
         case fails
+        /// Answers with finite, wrong gradients: a forger.
+        case forges
     }
 
     struct Deal {
@@ -271,6 +275,9 @@ final class ScriptedPool: ShardPool {
             schedule(at: now, .results(worker, step: s, all))
         case .fails:
             schedule(at: now, .failed(worker, message: "cannot compute"))
+        case .forges:
+            for r in results { r.gradient[0] += 0.01 }
+            schedule(at: now, .results(worker, step: s, results))
         }
         return true
     }

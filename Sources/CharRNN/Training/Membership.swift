@@ -69,6 +69,12 @@ public struct Membership {
         return out
     }
 
+    /// Deals one shard to one member (a check of another worker's result).
+    public mutating func assign(_ shard: Int, to worker: WorkerID, now: Double) {
+        inFlight[shard] = (worker, now)
+        dealt[shard, default: []].insert(worker)
+    }
+
     /// Whether `worker` was dealt `shard` in this step (even if it was declared lost since).
     public func wasDealt(_ shard: Int, to worker: WorkerID) -> Bool { dealt[shard]?.contains(worker) ?? false }
 

@@ -6,6 +6,10 @@ public struct DealingRules: Sendable {
     public var deadline: Double = 30
     /// The longest the driver waits on the pool before it looks at deadlines and stop requests again.
     public var pollInterval: Double = 0.02
+    /// The fraction of shards computed a second time, on another worker, and compared bit for bit (see `Audit`).
+    public var verify = 0.0
+    /// Picks the checked shards; the coordinator's own secret, never sent to a worker.
+    public var verifySeed: UInt64 = 0
 
     public init(minWorkers: Int = 1, deadline: Double = 30) {
         self.minWorkers = minWorkers
@@ -25,17 +29,29 @@ public struct DealingStats: Sendable, Equatable {
     public var duplicateResults = 0
     /// Results for shards the sender was not dealt in this step: refused, and the sender penalized.
     public var undealtResults = 0
+    /// Checked shards whose result two workers agreed on.
+    public var verifiedShards = 0
+    /// Shards due for a check while one worker alone was live: taken unchecked.
+    public var unverifiedShards = 0
+    /// Checked shards on which workers disagreed.
+    public var mismatches = 0
+    /// Workers found in the minority of a check, dealt nothing more.
+    public var distrustedWorkers = 0
 
     public init() {}
 }
 
 public enum DealingError: Error, Equatable, CustomStringConvertible {
     case shardFailed(step: Int, shard: Int, worker: String, message: String)
+    /// Three workers or more returned three different results for one shard: nothing to trust.
+    case irreconcilable(step: Int, shard: Int)
 
     public var description: String {
         switch self {
         case .shardFailed(let step, let shard, let worker, let message):
             return "step \(step + 1) cannot be computed: shard \(shard) failed twice, last on worker \(worker), which reports: \(message)"
+        case .irreconcilable(let step, let shard):
+            return "step \(step + 1) cannot be computed: workers returned three different results for shard \(shard) (do they run the same build and OpenBLAS kernel?)"
         }
     }
 }
@@ -48,6 +64,10 @@ public enum DealingEvent: Sendable {
     /// Reported once each time the driver starts waiting for enough workers.
     case waiting(live: Int, needed: Int)
     case workerFailed(name: String, message: String)
+    /// A check found the worker in the minority on `shard` of `step`; `redone` of its results are computed again.
+    case distrusted(name: String, shard: Int, step: Int, redone: Int)
+    /// Two workers disagree on `shard` and no third is live to settle it.
+    case needTieBreaker(shard: Int, step: Int)
 }
 
 /// One training step, whoever computes the shards: take the plan's next step, deal its shards to the pool's
@@ -57,7 +77,9 @@ public enum DealingEvent: Sendable {
 ///   (it left, a send to it failed, it reported an error, or it held shards past `deadline`) are dealt again;
 /// - a result counts only from a worker that was dealt that shard in this step, and only the first one: late
 ///   results of earlier steps, repeats and results for undealt shards are counted and dropped;
-/// - nothing is dealt while fewer than `minWorkers` workers are live.
+/// - nothing is dealt while fewer than `minWorkers` workers are live;
+/// - with `verify` F, a fraction F of the shards is computed again on another worker and must agree bit for
+///   bit (`Audit`); a worker in the minority is distrusted and its results of the step computed again.
 /// Since a shard's result depends only on the weights, its rows, its state and its position, which worker
 /// computed it, and how often, never changes the reduced gradient: the run's bits depend on the shard count only.
 public final class StepDriver {
@@ -73,6 +95,9 @@ public final class StepDriver {
     private var waiting = false
     /// Shard → how often a worker holding it reported an error in this step.
     private var failures: [Int: Int] = [:]
+    /// Workers a check found lying (or broken): never admitted again in this run.
+    private var distrusted: Set<WorkerID> = []
+    private var tieBreakersAsked: Set<Int> = []
 
     public init(
         plan: StepPlan, pool: ShardPool, rules: DealingRules = DealingRules(), clock: TimeSource = SystemTime(),
@@ -95,9 +120,13 @@ public final class StepDriver {
     /// step (no state, weights or position changed), so a checkpoint written now resumes at this step.
     public func advance() throws -> StepSummary? {
         let planned = plan.next()
-        var reduction = OrderedReduction(plan: plan)
+        var audit = Audit(step: planned.globalStep, shardCount: plan.shardCount, fraction: rules.verify, seed: rules.verifySeed)
+        // A checked shard can expose a worker whose other results of the step are then thrown away: with checks,
+        // nothing is reduced until every shard is settled.
+        var reduction = OrderedReduction(plan: plan, holdAll: !audit.shards.isEmpty)
         members.beginStep()
         failures = [:]
+        tieBreakersAsked = []
         while !reduction.isComplete {
             if shouldStop() { return nil }
             let now = clock.now()
@@ -105,11 +134,15 @@ public final class StepDriver {
                 lose(worker, because: "no result within \(rules.deadline) s")
             }
             let undealt = reduction.missing.filter { members.inFlight[$0] == nil }
-            if !undealt.isEmpty { deal(undealt, of: planned, now: now) }
+            let checks = undealt.filter { audit.votes[$0] != nil }
+            let fresh = undealt.filter { audit.votes[$0] == nil }
+            if !fresh.isEmpty { deal(fresh, of: planned, now: now) }
+            if !checks.isEmpty { try dealChecks(checks, of: planned, audit: audit, into: &reduction, now: now) }
             for event in try pool.poll(until: now + rules.pollInterval) {
-                try handle(event, step: planned.globalStep, into: &reduction)
+                try handle(event, step: planned.globalStep, audit: &audit, into: &reduction)
             }
         }
+        reduction.flush()
         return try plan.finish()
     }
 
@@ -126,9 +159,46 @@ public final class StepDriver {
         }
     }
 
-    private func handle(_ event: PoolEvent, step: Int, into reduction: inout OrderedReduction) throws(DealingError) {
+    /// Deals each shard that has a result but no agreement yet to a worker that has not computed it: the least
+    /// busy, earlier joiners first. A shard nobody else can check while one worker alone is live is taken as it is.
+    private func dealChecks(
+        _ shards: [Int], of planned: PlannedStep, audit: Audit, into reduction: inout OrderedReduction, now: Double
+    ) throws(DealingError) {
+        var orders: [WorkerID: [Int]] = [:]
+        for s in shards {
+            let voters = audit.voters(of: s)
+            let eligible = members.live.filter { !voters.contains($0.id) }
+            guard let worker = eligible.min(by: { members.held(by: $0.id).count < members.held(by: $1.id).count })?.id else {
+                let votes = audit.votes[s]!
+                if votes.count == 1 && members.count <= 1 {
+                    _ = reduction.add(votes[0].result, by: nil)
+                    stats.unverifiedShards += 1
+                } else if votes.count >= 3 {
+                    throw .irreconcilable(step: planned.globalStep, shard: s)
+                } else if votes.count == 2 && tieBreakersAsked.insert(s).inserted {
+                    report(.needTieBreaker(shard: s, step: planned.globalStep))
+                }
+                continue
+            }
+            members.assign(s, to: worker, now: now)
+            orders[worker, default: []].append(s)
+        }
+        for worker in members.live.map(\.id) {
+            guard let block = orders[worker] else { continue }
+            let order = WorkOrder(epoch: planned.epoch, shards: block.map { planned.shards[$0] }, weights: plan.state.weights.storage)
+            if !pool.send(order, step: planned.globalStep, to: worker) { lose(worker, because: "cannot deliver its work") }
+        }
+    }
+
+    private func handle(
+        _ event: PoolEvent, step: Int, audit: inout Audit, into reduction: inout OrderedReduction
+    ) throws(DealingError) {
         switch event {
         case .joined(let worker, let name):
+            if distrusted.contains(worker) {
+                pool.forget(worker)
+                return
+            }
             if members.admit(worker, name: name) {
                 stats.joins += 1
                 report(.joined(name: name, live: members.count))
@@ -151,19 +221,47 @@ public final class StepDriver {
                 stats.staleResults += results.count
                 return
             }
-            for r in results {
+            for r in results where !distrusted.contains(worker) {
                 guard members.wasDealt(r.index, to: worker) else {
                     stats.undealtResults += 1
                     pool.penalize(worker)
                     continue
                 }
-                if reduction.add(r) {
-                    members.completed(r.index, by: worker)
-                } else {
+                guard audit.shards.contains(r.index) else {
+                    if reduction.add(r, by: worker) {
+                        members.completed(r.index, by: worker)
+                    } else {
+                        stats.duplicateResults += 1
+                    }
+                    continue
+                }
+                guard !reduction.has(r.index), !audit.hasVoted(worker, on: r.index) else {
                     stats.duplicateResults += 1
+                    continue
+                }
+                audit.record(r, from: worker)
+                members.completed(r.index, by: worker)
+                if let (agreed, minority) = audit.verdict(on: r.index) {
+                    _ = reduction.add(agreed, by: nil)
+                    stats.verifiedShards += 1
+                    if !minority.isEmpty { stats.mismatches += 1 }
+                    for w in minority { distrust(w, shard: r.index, step: step, audit: &audit, reduction: &reduction) }
+                } else if audit.votes[r.index]!.count >= 3 {
+                    throw .irreconcilable(step: step, shard: r.index)
                 }
             }
         }
+    }
+
+    private func distrust(_ worker: WorkerID, shard: Int, step: Int, audit: inout Audit, reduction: inout OrderedReduction) {
+        guard distrusted.insert(worker).inserted else { return }
+        let name = members.byID[worker]?.name ?? "unknown"
+        members.remove(worker)
+        pool.forget(worker)
+        audit.strike(worker)
+        let redone = reduction.discard(from: worker)
+        stats.distrustedWorkers += 1
+        report(.distrusted(name: name, shard: shard, step: step, redone: redone.count))
     }
 
     private func lose(_ worker: WorkerID, because reason: String) {
@@ -177,27 +275,54 @@ public final class StepDriver {
 }
 
 /// Results reduced into the plan in shard order as soon as every earlier shard is in, so only results that
-/// arrived ahead of an earlier shard wait in memory.
+/// arrived ahead of an earlier shard wait in memory; or, with `holdAll`, only once every shard is settled, so
+/// that the results of a worker found lying can still be thrown away.
 struct OrderedReduction {
     private let plan: StepPlan
+    private let holdAll: Bool
     private var waiting: [Int: ShardResult] = [:]
+    /// Shard → the one worker whose result it holds (nil: agreed on by several, or taken unchecked).
+    private var source: [Int: WorkerID] = [:]
     private var received: Set<Int> = []
     private var next = 0
 
-    init(plan: StepPlan) { self.plan = plan }
+    init(plan: StepPlan, holdAll: Bool = false) {
+        self.plan = plan
+        self.holdAll = holdAll
+    }
 
-    var isComplete: Bool { next == plan.shardCount }
+    var isComplete: Bool { received.count == plan.shardCount }
     /// Shards whose result is not in yet, in order.
     var missing: [Int] { (0..<plan.shardCount).filter { !received.contains($0) } }
+    func has(_ shard: Int) -> Bool { received.contains(shard) }
 
     /// False for a shard whose result is already in.
-    mutating func add(_ r: ShardResult) -> Bool {
+    mutating func add(_ r: ShardResult, by worker: WorkerID?) -> Bool {
         guard received.insert(r.index).inserted else { return false }
         waiting[r.index] = r
+        source[r.index] = worker
+        if !holdAll { reduceReady() }
+        return true
+    }
+
+    /// Throws away the held results that came from `worker` alone; returns their shards, missing again.
+    mutating func discard(from worker: WorkerID) -> [Int] {
+        let shards = source.filter { $0.value == worker && waiting[$0.key] != nil }.map(\.key).sorted()
+        for s in shards {
+            waiting[s] = nil
+            source[s] = nil
+            received.remove(s)
+        }
+        return shards
+    }
+
+    /// Reduces whatever is held (the end of a step with `holdAll`).
+    mutating func flush() { reduceReady() }
+
+    private mutating func reduceReady() {
         while let ready = waiting.removeValue(forKey: next) {
             plan.accumulate(ready)
             next += 1
         }
-        return true
     }
 }
