@@ -249,7 +249,7 @@ public final class Coordinator: StepRunner {
             let isNew = members.admit(peer, name: hello.name)
             send(.welcome(codec.shape!), step: 0, to: peer)
             members.markWelcomed(peer)
-            if isNew { log("worker \(hello.name) joined (\(hello.blasThreads) BLAS threads); \(liveWorkers) live") }
+            if isNew { log("worker \(hello.name) joined (\(hello.blasThreads) threads); \(liveWorkers) live") }
         case .result(let shardResults):
             // Only a hello makes a member: a worker declared lost hears no more pings, says hello again
             // after its --rejoin-after, and is dealt shards from then on.

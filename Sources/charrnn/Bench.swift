@@ -16,7 +16,7 @@ struct BenchSizes: ParsableArguments {
     @OptionGroup var architecture: Architecture
     @Option(help: "Sequences per batch.") var batch = 64
     @Option(help: "Characters per sequence.") var seq = 100
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     var config: ModelConfig { architecture.model(vocab: vocab, embed: embed, units: units) }
 
@@ -25,7 +25,7 @@ struct BenchSizes: ParsableArguments {
         for (name, v) in [("--batch", batch), ("--seq", seq)] where v <= 0 {
             throw CharRNNError.invalidOption("\(name) must be positive, got \(v)")
         }
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
     }
 }
 
@@ -180,10 +180,4 @@ func printTable(_ rows: [[String]]) {
     print("| \("metric".padding(toLength: w, withPad: " ", startingAt: 0)) | value |")
     print("| \(String(repeating: "-", count: w)) | ----- |")
     for r in rows { print("| \(r[0].padding(toLength: w, withPad: " ", startingAt: 0)) | \(r[1]) |") }
-}
-
-/// `--threads`, defaulting to every core.
-func resolvedThreads(_ requested: Int?) throws -> Int {
-    if let t = requested, t <= 0 { throw CharRNNError.invalidOption("--threads must be positive, got \(t)") }
-    return requested ?? ProcessInfo.processInfo.activeProcessorCount
 }

@@ -17,10 +17,11 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
-    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
+    @Option(help: ArgumentHelp(threadsHelp + " They do the coordinator's own work (reduction, Adam, validation) while the workers wait."))
+    var threads: Int?
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         if minWorkers <= 0 { throw CharRNNError.invalidOption("--min-workers must be positive, got \(minWorkers)") }
         if !(deadline > 0) { throw CharRNNError.invalidOption("--deadline must be positive") }
         var options = CoordinatorOptions(endpoint: bind)
@@ -58,7 +59,8 @@ struct WorkerCommand: ParsableCommand {
         abstract: "Compute shard gradients for a coordinator; reconnects and rejoins by itself.")
 
     @Option(help: "The coordinator's endpoint (tcp://HOST:PORT or ipc://PATH).") var connect = "tcp://127.0.0.1:5555"
-    @Option(help: "OpenBLAS threads for this worker.") var threads = 1
+    @Option(help: ArgumentHelp(threadsHelp + " Several workers on one machine should split its cores."))
+    var threads: Int?
     @Option(help: "Name shown in the coordinator's log (default: host-pid).") var name: String?
     @Option(help: "Re-introduce ourselves after this many seconds without word from the coordinator.") var rejoinAfter: Double = 3
     @Option(help: "Exit with an error after this many seconds of waiting without word from a coordinator; make it longer than the coordinator's checkpoint and validation pauses (default: wait forever).")
@@ -68,12 +70,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         if !(rejoinAfter > 0) { throw CharRNNError.invalidOption("--rejoin-after must be positive") }
         if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw CharRNNError.invalidOption("--give-up-after must be a positive number of seconds") }
         let stop = StopRequest.installed()
         var options = WorkerOptions(
-            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
+            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: BLASRuntime.threads)
         options.rejoinAfter = rejoinAfter
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
@@ -96,12 +98,14 @@ struct Launch: ParsableCommand {
         discussion: "Every other option is passed to `charrnn coordinator` (e.g. --data, --steps, --shards).")
 
     @Option(help: "Worker processes to start.") var workers = 2
-    @Option(help: "OpenBLAS threads per worker.") var workerThreads = 1
+    @Option(help: "Compute threads per worker (default: the cores this process may use, split evenly between the workers, at least 1).")
+    var workerThreads: Int?
     @Option(help: "Endpoint for coordinator and workers (default: an ipc socket in a temporary directory).") var endpoint: String?
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.") var coordinatorOptions: [String] = []
 
     func run() throws {
         if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
+        let perWorker = try workerThreads.map { try ThreadCount.resolve($0) } ?? max(1, ThreadCount.available() / workers)
         let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         func start(_ args: [String]) throws -> Process {
@@ -113,7 +117,7 @@ struct Launch: ParsableCommand {
         }
         let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions)
         let children = try (0..<workers).map { i in
-            try start(["worker", "--connect", address, "--threads", "\(workerThreads)", "--name", "worker-\(i)"])
+            try start(["worker", "--connect", address, "--threads", "\(perWorker)", "--name", "worker-\(i)"])
         }
         coordinator.waitUntilExit()
         for child in children where child.isRunning { child.terminate() }

@@ -15,10 +15,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Samples to generate together (batched); each is printed after the prime, separated by a blank line.")
     var count = 1
     @Option(help: "Write the text to this file instead of standard output.") var output: String?
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
         try options.validate()
         if length < 0 { throw CharRNNError.invalidOption("--length must not be negative, got \(length)") }
@@ -56,10 +56,10 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Text to evaluate on (UTF-8).") var data: String
     @Option(help: "Sequences evaluated together.") var batch = 64
     @Option(help: "Characters per sequence (default: the training value).") var seq: Int?
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         if batch <= 0 { throw CharRNNError.invalidOption("--batch must be positive, got \(batch)") }
         if let s = seq, s <= 0 { throw CharRNNError.invalidOption("--seq must be positive, got \(s)") }
         let state = try loadCheckpoint(checkpoint)

@@ -152,6 +152,9 @@ private extension ModelConfig {
     var sizes: String { "E \(embed), H \(units), \(layers) \(cell.rawValue.uppercased()) layer\(layers == 1 ? "" : "s")" }
 }
 
+/// `--threads` on every command that computes.
+let threadsHelp = "Compute threads (default: the cores this process may use: its CPU affinity mask, capped by its cgroup CPU quota)."
+
 /// Stderr, for logs that must not mix with generated text on stdout.
 func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))

@@ -10,12 +10,12 @@ struct Train: ParsableCommand {
     @OptionGroup var training: TrainingArguments
     @Option(help: "Logical shards per batch; results depend on it (and match a coordinator with the same value).")
     var shards = 1
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let logger = try training.output.makeLogger()
-        logger.info("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
+        logger.info("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) compute threads")
         let stop = StopRequest.installed()
         let (plan, policy, extras) = try training.prepare(shards: shards) { logger.info("\($0)") }
         let report = Reporter(logger: logger, logEvery: training.logEvery, live: training.output.live)

@@ -49,9 +49,9 @@ public enum Adam {
         let alpha = Float(Double(c.learningRate) * (1 - pow(Double(c.beta2), t)).squareRoot() / (1 - pow(Double(c.beta1), t)))
         let (b1, b2, eps) = (1 - c.beta1, 1 - c.beta2, c.epsilon)
         let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
-        // Each weight's update is independent of the others, so chunks of the vector can run on separate cores.
-        Parallel.forEachChunk { chunk in
-            for i in Parallel.range(chunk, of: w.count) {
+        // Each weight's update is independent of the others, so blocks of the vector can run on separate cores.
+        Parallel.forEachRange(of: w.count) { range in
+            for i in range {
                 let gi = gp[i]
                 let m = mp[i] + (gi - mp[i]) * b1
                 let v = vp[i] + (gi * gi - vp[i]) * b2
@@ -62,15 +62,22 @@ public enum Adam {
         }
     }
 
-    /// Scales `g` so its global L2 norm is at most `maxNorm`; returns the norm before clipping.
+    /// Scales `g` so its global L2 norm is at most `maxNorm`; returns the norm before clipping. The squares are
+    /// summed per block of `Parallel.elementsPerBlock` and the blocks' sums added in order.
     @discardableResult
     public static func clip(_ g: Parameters, maxNorm: Float?) -> Float {
-        var sum = 0.0
-        for i in 0..<g.count { sum += Double(g.storage[i]) * Double(g.storage[i]) }
+        let p = g.storage.base
+        let sum = Parallel.sum(of: g.count) { range in
+            var s = 0.0
+            for i in range { s += Double(p[i]) * Double(p[i]) }
+            return s
+        }
         let norm = Float(sum.squareRoot())
         if let maxNorm, norm > maxNorm {
             let scale = maxNorm / norm
-            for i in 0..<g.count { g.storage[i] *= scale }
+            Parallel.forEachRange(of: g.count) { range in
+                for i in range { p[i] *= scale }
+            }
         }
         return norm
     }

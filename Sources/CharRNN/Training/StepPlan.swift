@@ -94,7 +94,9 @@ public final class StepPlan {
             sum.storage.assign(from: g.storage)
         } else {
             let (a, b) = (sum.storage.base, g.storage.base)
-            for i in 0..<sum.count { a[i] += b[i] }
+            Parallel.forEachRange(of: sum.count) { range in
+                for i in range { a[i] += b[i] }
+            }
         }
         losses.append(loss)
         reduced += 1
@@ -105,7 +107,9 @@ public final class StepPlan {
         precondition(reduced == shardCount, "finish() before every shard was reduced")
         if shardCount > 1 {
             let (a, scale) = (sum.storage.base, 1 / Float(shardCount))
-            for i in 0..<sum.count { a[i] *= scale }
+            Parallel.forEachRange(of: sum.count) { range in
+                for i in range { a[i] *= scale }
+            }
         }
         let norm = Adam.clip(sum, maxNorm: options.clipNorm)
         Adam.apply(options.adam, weights: state.weights, grads: sum, state: &state.adam)
