@@ -26,6 +26,7 @@ public enum Parallel {
     /// or concurrent calls run their blocks on the calling thread: the same blocks, so the same bits.
     @inline(__always)
     static func forEach(blocks count: Int, _ body: (Int) -> Void) {
+        if profile != nil { return profiled(blocks: count, body) }
         if count > 1, let pool, pool.run(count: count, body) { return }
         for b in 0..<count { body(b) }
     }
