@@ -11,8 +11,10 @@ import Darwin
 ///
 /// A job is published as a generation number; its blocks are claimed from one atomic word holding
 /// (generation, next block), so a thread that wakes late for a finished job can never claim a block of the
-/// next one. The caller returns when every block has finished. Threads spin briefly (yielding the core)
-/// between jobs, since the recurrence publishes one job per time step, then sleep on a condition variable.
+/// next one. The caller returns when every block has finished. Waiting threads (the pool's for the next job,
+/// the caller for the last blocks) spin for `spin` seconds, since the recurrence publishes a job every time
+/// step, then sleep on a condition variable: spinning longer, or yielding the core in a loop, costs CPU time
+/// that other threads and processes could use, and on a busy machine a yielded core comes back late.
 final class BlockPool: @unchecked Sendable {
     let threads: Int
 
@@ -31,22 +33,25 @@ final class BlockPool: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let exited = DispatchSemaphore(value: 0)
 
-    /// Guards `job` and `sleepers`; `wake` is signalled when a job is published.
+    /// Guards `job`, `sleepers` and `callerWaits`; `wake` is signalled when a job is published, `done` when its
+    /// last block finishes.
     private var lock = pthread_mutex_t()
     private var wake = pthread_cond_t()
+    private var done = pthread_cond_t()
     private var job = Job()
     private var sleepers = 0
+    private var callerWaits = false
 
     private static let indexBits: UInt64 = 24
     private static let maxBlocks = 1 << 24
-    /// sched_yield() calls a thread makes looking for the next job before it sleeps (≈ 0.1–0.3 ms).
-    private static let spins = 300
+    private static let spin = 20e-6
 
     init(threads: Int) {
         precondition(threads > 1, "a pool needs at least two threads")
         self.threads = threads
         pthread_mutex_init(&lock, nil)
         pthread_cond_init(&wake, nil)
+        pthread_cond_init(&done, nil)
         for _ in 1..<threads {
             let thread = Thread { [self] in work() }
             thread.name = "charrnn-compute"
@@ -56,6 +61,7 @@ final class BlockPool: @unchecked Sendable {
 
     deinit {
         pthread_cond_destroy(&wake)
+        pthread_cond_destroy(&done)
         pthread_mutex_destroy(&lock)
     }
 
@@ -84,7 +90,15 @@ final class BlockPool: @unchecked Sendable {
                 let mine = job
                 pthread_mutex_unlock(&lock)
                 take(mine)
-                while finished.load(ordering: .acquiring) < count { sched_yield() }
+                if !Self.spin(until: { finished.load(ordering: .acquiring) == count }) {
+                    pthread_mutex_lock(&lock)
+                    while finished.load(ordering: .acquiring) < count {
+                        callerWaits = true
+                        pthread_cond_wait(&done, &lock)
+                    }
+                    callerWaits = false
+                    pthread_mutex_unlock(&lock)
+                }
             }
         }
         return true
@@ -101,7 +115,11 @@ final class BlockPool: @unchecked Sendable {
             if exchanged {
                 // The claim succeeded, so the job is not finished and its caller (and `body`) is still there.
                 job.body!.pointee(index)
-                finished.add(1, ordering: .releasing)
+                if finished.add(1, ordering: .acquiringAndReleasing).newValue == job.count {
+                    pthread_mutex_lock(&lock)
+                    if callerWaits { pthread_cond_signal(&done) }
+                    pthread_mutex_unlock(&lock)
+                }
                 seen = claims.load(ordering: .acquiring)
             } else {
                 seen = current
@@ -109,17 +127,22 @@ final class BlockPool: @unchecked Sendable {
         }
     }
 
-    private func work() {
-        var done: UInt64 = 0
+    /// Polls `condition` for up to `spin` seconds; whether it became true.
+    @inline(__always)
+    private static func spin(until condition: () -> Bool) -> Bool {
+        let deadline = PhaseClock.now() + spin
         while true {
-            var spins = 0
-            while claims.load(ordering: .acquiring) >> Self.indexBits == done, spins < Self.spins,
-                  !stopping.load(ordering: .relaxed) {
-                sched_yield()
-                spins += 1
-            }
+            for _ in 0..<32 where condition() { return true }
+            if PhaseClock.now() > deadline { return condition() }
+        }
+    }
+
+    private func work() {
+        var last: UInt64 = 0
+        while true {
+            _ = Self.spin(until: { claims.load(ordering: .acquiring) >> Self.indexBits != last || stopping.load(ordering: .relaxed) })
             pthread_mutex_lock(&lock)
-            while job.generation == done, !stopping.load(ordering: .relaxed) {
+            while job.generation == last, !stopping.load(ordering: .relaxed) {
                 sleepers += 1
                 pthread_cond_wait(&wake, &lock)
                 sleepers -= 1
@@ -128,7 +151,7 @@ final class BlockPool: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             if stopping.load(ordering: .relaxed) { break }
             take(next)
-            done = next.generation
+            last = next.generation
         }
         exited.signal()
     }
