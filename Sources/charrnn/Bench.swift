@@ -94,7 +94,7 @@ struct BenchTrain: ParsableCommand {
     /// Amdahl with block granularity: on P cores a section of B blocks takes ⌈B/P⌉ of its B one-thread blocks,
     /// the serial rest stays, and every section pays a start-and-join cost measured here on `max(2, --threads)`
     /// threads. Not modelled: memory bandwidth and shared caches (more cores streaming U at once), a join that
-    /// grows with the thread count, slower clocks with all cores busy. So the projection is an upper bound.
+    /// grows with the thread count, slower clocks with every core busy; so on many cores it is optimistic.
     private func printProjection(_ p: ParallelProfile, measured: Double, flops: Double) {
         let threads = BLASRuntime.threads
         let perSection = Parallel.sectionOverhead(threads: max(2, threads))
