@@ -3,7 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "charrnn",
-    platforms: [.macOS(.v13)],
+    // macOS 15: the Synchronization module's Atomic (Math/BlockPool.swift).
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "charrnn", targets: ["charrnn"]),
         .library(name: "CharRNN", targets: ["CharRNN"]),

@@ -16,7 +16,7 @@ struct BenchSizes: ParsableArguments {
     @OptionGroup var architecture: Architecture
     @Option(help: "Sequences per batch.") var batch = 64
     @Option(help: "Characters per sequence.") var seq = 100
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     var config: ModelConfig { architecture.model(vocab: vocab, embed: embed, units: units) }
 
@@ -25,7 +25,7 @@ struct BenchSizes: ParsableArguments {
         for (name, v) in [("--batch", batch), ("--seq", seq)] where v <= 0 {
             throw CharRNNError.invalidOption("\(name) must be positive, got \(v)")
         }
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
     }
 }
 
@@ -37,6 +37,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Measured steps (after warm-up).") var steps = 10
     @Option(help: "Warm-up steps, not measured.") var warmup = 2
     @Option(help: "Dropout rate in training (default: none).") var dropout: Float?
+    @Option(help: "Steps profiled on one thread for the projection to more cores (0: no projection).") var profileSteps = 2
 
     func run() throws {
         try sizes.apply()
@@ -62,6 +63,7 @@ struct BenchTrain: ParsableCommand {
         let width = c.cell.gates * c.units
         let sgemm = SgemmProbe.rate(m: rowsPerShard, n: width, k: c.units)
         let n = Double(steps)
+        let blocks = BlockRates(config: c, rows: rowsPerShard, seq: sizes.seq)
         let other = max(0, samples.reduce(0, +) - t.total) / n
 
         print("charrnn bench train — \(c), batch \(sizes.batch), seq \(sizes.seq), shards \(shards)"
@@ -84,7 +86,57 @@ struct BenchTrain: ParsableCommand {
             ["dropout masks, forward and backward (ms)", fmt(t.dropout / n * 1e3)],
             ["reduction + Adam + batching (ms)", fmt(other * 1e3)],
             ["peak RSS (MB)", fmt(peakRSSMegabytes(), 0)],
-        ])
+        ] + blocks.rows)
+        if profileSteps > 0 {
+            let (_, profile) = try Parallel.profiling { for _ in 0..<profileSteps { _ = try trainer.advance() } }
+            printProjection(profile.scaled(by: 1 / Double(profileSteps)), measured: median, flops: flops.total)
+        }
+    }
+
+    /// Amdahl with block granularity: on P cores a section of B blocks takes ⌈B/P⌉ of its B one-thread blocks,
+    /// the serial rest stays, and every section pays a start-and-join cost measured here on `max(2, --threads)`
+    /// threads. Not modelled: memory bandwidth and shared caches (more cores streaming U at once), a join that
+    /// grows with the thread count, slower clocks with every core busy; so on many cores it is optimistic.
+    private func printProjection(_ p: ParallelProfile, measured: Double, flops: Double) {
+        let threads = BLASRuntime.threads
+        let perSection = Parallel.sectionOverhead(threads: max(2, threads))
+        let big = p.byBlocks.sorted { $0.value.seconds > $1.value.seconds }.prefix(4)
+            .map { "\(fmt($0.value.count, 0)) × \($0.key)" }.joined(separator: ", ")
+        print("")
+        print("Projection from a one-thread profile of \(profileSteps) step(s) (thread CPU time); sections × blocks per step, largest: \(big)")
+        printTable([
+            ["one thread: ms/step", fmt(p.total * 1e3)],
+            ["  serial, outside parallel sections (ms)", fmt(p.serialSeconds * 1e3)],
+            ["  parallel sections per step", fmt(p.sections, 0)],
+            ["start + join per section, measured on \(max(2, threads)) threads (µs)", fmt(perSection * 1e6)],
+        ] + [threads, 8, 16, 32, 64].map { cores in
+            let t = p.projected(cores: cores, perSection: perSection)
+            return ["\(cores) cores: ms/step (speed-up, GFLOP/s)", "\(fmt(t * 1e3)) (\(fmt(p.total / t, 2))×, \(fmt(flops / t / 1e9, 0)))"]
+        })
+    }
+}
+
+/// GFLOP/s of single blocks on one core: what one thread of many computes at a time.
+struct BlockRates {
+    let rows: [[String]]
+
+    init(config c: ModelConfig, rows b: Int, seq: Int) {
+        let (h, g, w) = (c.units, c.cell.gates, Parallel.unitsPerBlock)
+        let saved = BLASRuntime.threads
+        BLASRuntime.setThreads(1)
+        defer { BLASRuntime.setThreads(saved) }
+        let uw = min(w, h)
+        let forward = SgemmProbe.rate(m: b, n: g * uw, k: h)
+        let backward = SgemmProbe.rate(m: b, n: uw, k: g * h, transB: true)
+        let tile = Parallel.gemmTile
+        let (tm, tn, tk) = (min(tile.rows, h), min(tile.cols, g * h), b * seq)
+        let gradient = SgemmProbe.rate(m: tm, n: tn, k: tk, transA: true)
+        rows = [
+            ["recurrent blocks per time step (\(w) units each)", "\(Parallel.unitBlocks(units: h))"],
+            ["1 core, forward block [\(b)x\(h)]x[\(h)x\(g * uw)] GFLOP/s", fmt(forward / 1e9, 1)],
+            ["1 core, backward block [\(b)x\(g * h)]x[\(g * h)x\(uw)] GFLOP/s", fmt(backward / 1e9, 1)],
+            ["1 core, weight-gradient tile [\(tm)x\(tk)]x[\(tk)x\(tn)] GFLOP/s", fmt(gradient / 1e9, 1)],
+        ]
     }
 }
 
@@ -138,17 +190,17 @@ struct StepFlops {
 }
 
 /// sgemm's rate at one shape, measured here and now, so achieved rates are judged against this machine. It
-/// times `gemm`, the same chunked, `--threads`-parallel product the trainer calls.
+/// times `gemm`, the same tiled, `--threads`-parallel product the trainer calls.
 enum SgemmProbe {
-    static func rate(m: Int, n: Int, k: Int) -> Double {
+    static func rate(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) -> Double {
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
         for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
         var best = Double.infinity
-        let reps = max(3, Int(2e9 / Double(2 * m * n * k)))
+        let reps = max(3, Int(2e8 / Double(2 * m * n * k)))
         for _ in 0..<5 {
             var clock = PhaseClock()
-            for _ in 0..<reps { gemm(a.base, b.base, into: c.base, m: m, n: n, k: k) }
+            for _ in 0..<reps { gemm(a.base, transA: transA, b.base, transB: transB, into: c.base, m: m, n: n, k: k) }
             best = min(best, clock.lap() / Double(reps))
         }
         return 2 * Double(m * n * k) / best
@@ -182,10 +234,4 @@ func printTable(_ rows: [[String]]) {
     print("| \("metric".padding(toLength: w, withPad: " ", startingAt: 0)) | value |")
     print("| \(String(repeating: "-", count: w)) | ----- |")
     for r in rows { print("| \(r[0].padding(toLength: w, withPad: " ", startingAt: 0)) | \(r[1]) |") }
-}
-
-/// `--threads`, defaulting to every core.
-func resolvedThreads(_ requested: Int?) throws -> Int {
-    if let t = requested, t <= 0 { throw CharRNNError.invalidOption("--threads must be positive, got \(t)") }
-    return requested ?? ProcessInfo.processInfo.activeProcessorCount
 }

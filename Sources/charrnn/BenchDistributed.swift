@@ -4,14 +4,14 @@ import CharRNNDistributed
 import Foundation
 
 /// The distributed trainer against the in-process one on this machine: the same plan, once with `train`'s
-/// threads in one process, once as a coordinator (this process) with worker processes of one BLAS thread.
+/// threads in one process, once as a coordinator (this process) with worker processes of one compute thread.
 struct BenchDistributed: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distributed",
         abstract: "Time coordinator + workers against in-process training at a given size.")
 
     @OptionGroup var sizes: BenchSizes
-    @Option(help: "Worker processes (one BLAS thread each).") var workers = 2
+    @Option(help: "Worker processes (one compute thread each).") var workers = 2
     @Option(help: "Logical shards (default: one per worker).") var shards: Int?
     @Option(help: "Measured steps (after warm-up).") var steps = 10
     @Option(help: "Warm-up steps, not measured.") var warmup = 2
@@ -24,6 +24,7 @@ struct BenchDistributed: ParsableCommand {
         try sizes.apply()
         if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
         let shardCount = shards ?? workers
+        let inProcessThreads = BLASRuntime.threads
         let inProcess = try time(.inProcess(plan: try syntheticPlan(shards: shardCount)), warm: true)
 
         // What one worker computes per step: its share of the shards on one thread.
@@ -72,9 +73,9 @@ struct BenchDistributed: ParsableCommand {
         print("charrnn bench distributed — \(sizes.config), batch \(sizes.batch), seq \(sizes.seq), \(shardCount) shards, \(transport)"
             + (curve ? ", CURVE" : "") + (verify > 0 ? ", --verify \(verify)" : ""))
         printTable([
-            ["in-process: threads", "\(sizes.threads ?? ProcessInfo.processInfo.activeProcessorCount)"],
+            ["in-process: threads", "\(inProcessThreads)"],
             ["in-process: ms/step (median of \(steps))", fmt(inProcess * 1e3)],
-            ["distributed: workers × BLAS threads", "\(workers) × 1"],
+            ["distributed: workers × threads", "\(workers) × 1"],
             ["distributed: ms/step (median of \(steps))", fmt(distributed * 1e3)],
             ["throughput, distributed / in-process", fmt(inProcess / distributed, 3)],
             ["one worker's compute, \(share) shard(s) on 1 thread (ms)", fmt(compute * 1e3)],

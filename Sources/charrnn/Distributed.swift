@@ -15,7 +15,7 @@ struct CoordinatorCommand: ParsableCommand {
     func run() throws {
         let (bind, shards, minWorkers, deadline) = (cluster.bind, cluster.shards, cluster.minWorkers, cluster.deadline)
         let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         var options = CoordinatorOptions(endpoint: bind)
         // validate() saw that the two key options come together.
         if let secretKey, let authorizedKeys {
@@ -96,7 +96,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
-    @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
+    @Option(help: ArgumentHelp(threadsHelp + " They do the coordinator's own work (reduction, Adam, validation) while the workers wait."))
+    var threads: Int?
 
     /// How the step driver deals with the workers; the seed that picks the checked shards is new each time.
     func dealingRules() -> DealingRules {
@@ -122,7 +123,8 @@ struct WorkerCommand: ParsableCommand {
         abstract: "Compute shard gradients for a coordinator; reconnects and rejoins by itself.")
 
     @Option(help: "The coordinator's endpoint (tcp://HOST:PORT or ipc://PATH).") var connect = "tcp://127.0.0.1:5555"
-    @Option(help: "OpenBLAS threads for this worker.") var threads = 1
+    @Option(help: ArgumentHelp(threadsHelp + " Several workers on one machine should split its cores."))
+    var threads: Int?
     @Option(help: "Name shown in the coordinator's log (default: host-pid).") var name: String?
     @Option(help: "Re-introduce ourselves after this many seconds without word from the coordinator.") var rejoinAfter: Double = 3
     @Option(help: "Exit with an error after this many seconds of waiting without word from a coordinator; make it longer than the coordinator's checkpoint and validation pauses (default: wait forever).")
@@ -140,10 +142,10 @@ struct WorkerCommand: ParsableCommand {
     }
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let stop = StopRequest.installed()
         var options = WorkerOptions(
-            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
+            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: BLASRuntime.threads)
         options.rejoinAfter = rejoinAfter
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
@@ -162,7 +164,8 @@ struct Launch: ParsableCommand {
         discussion: "Every other option is passed to `charrnn coordinator` (e.g. --data, --steps, --shards).")
 
     @Option(help: "Worker processes to start.") var workers = 2
-    @Option(help: "OpenBLAS threads per worker.") var workerThreads = 1
+    @Option(help: "Compute threads per worker (default: the cores this process may use, split evenly between the workers, at least 1).")
+    var workerThreads: Int?
     @Option(help: "Endpoint for coordinator and workers (default: an ipc socket in a temporary directory).") var endpoint: String?
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.") var coordinatorOptions: [String] = []
 
@@ -172,6 +175,7 @@ struct Launch: ParsableCommand {
     }
 
     func run() throws {
+        let perWorker = try workerThreads.map { try ThreadCount.resolve($0) } ?? max(1, ThreadCount.available() / workers)
         let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         func start(_ args: [String]) throws -> Process {
@@ -185,7 +189,7 @@ struct Launch: ParsableCommand {
         let givesMinimum = coordinatorOptions.contains { $0 == "--min-workers" || $0.hasPrefix("--min-workers=") }
         let coordinator = try start(["coordinator", "--bind", address] + coordinatorOptions + (givesMinimum ? [] : ["--min-workers", "\(workers)"]))
         let children = try (0..<workers).map { i in
-            try start(["worker", "--connect", address, "--threads", "\(workerThreads)", "--name", "worker-\(i)"])
+            try start(["worker", "--connect", address, "--threads", "\(perWorker)", "--name", "worker-\(i)"])
         }
         coordinator.waitUntilExit()
         // After a clean finish the coordinator has told its workers to exit: give them the time to, so none is

@@ -18,7 +18,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Samples to generate together (batched); each is printed after the prime, separated by a blank line.")
     var count = 1
     @Option(help: "Write the text to this file instead of standard output.") var output: String?
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     func validate() throws {
         try SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed).validate()
@@ -31,7 +31,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let options = SamplingOptions(temperature: temperature, topK: greedy ? 1 : topK, topP: topP, seed: seed)
         let state = try loadCheckpoint(checkpoint)
         let (prime, ids) = try primeText(state)
@@ -89,7 +89,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Text to evaluate on (UTF-8).") var data: String
     @Option(help: "Sequences evaluated together.") var batch = 64
     @Option(help: "Characters per sequence (default: the training value).") var seq: Int?
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
     @Flag(help: "Leave out characters the model has not seen, and say how many, instead of refusing the text.") var skipUnknown = false
 
     func validate() throws {
@@ -99,7 +99,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let state = try loadCheckpoint(checkpoint)
         let ids: [Int32], skipped: Int
         do {

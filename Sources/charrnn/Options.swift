@@ -114,6 +114,9 @@ struct Architecture: ParsableArguments {
 extension Cell: ExpressibleByArgument {}
 extension NonFinitePolicy: ExpressibleByArgument {}
 
+/// `--threads` on every command that computes.
+let threadsHelp = "Compute threads (default: the cores this process may use: its CPU affinity mask, capped by its cgroup CPU quota)."
+
 /// Stderr, for logs that must not mix with generated text on stdout.
 func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))

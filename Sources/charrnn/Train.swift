@@ -10,16 +10,16 @@ struct Train: ParsableCommand {
     @OptionGroup var training: TrainingArguments
     @Option(help: "Logical shards per batch (default: 1); results depend on it (and match a coordinator with the same value).")
     var shards: Int?
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp(threadsHelp)) var threads: Int?
 
     func validate() throws {
         try requirePositive("--threads", threads)
     }
 
     func run() throws {
-        BLASRuntime.setThreads(try resolvedThreads(threads))
+        BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let logger = try training.output.makeLogger()
-        logger.info("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
+        logger.info("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) compute threads")
         let stop = StopRequest.installed()
         let run = try training.prepare(shards: shards, defaultShards: 1, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
         run.plan.onNonFinite = training.schedule.onNonfinite

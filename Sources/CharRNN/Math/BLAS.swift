@@ -1,36 +1,63 @@
 import COpenBLAS
 
-/// Row-major sgemm with the shapes spelled out: C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C.
+/// Row-major sgemm with the shapes spelled out: C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, or, with
+/// `bias` [n], C = alpha · op(A) · op(B) + bias in every row (beta unused).
 ///
 /// `lda`, `ldb`, `ldc` default to the dense row strides, so strided views (a slice of columns of a wider
-/// matrix) pass their own. The product is cut into `Parallel.chunks` blocks along its larger side (rows of C
-/// or columns of C), each a single-threaded sgemm: every element is still one dot product over k, and the
-/// cut depends only on the shape, so the result does not depend on the thread count.
+/// matrix) pass their own. C is cut into `GemmTiles`, each a single-threaded sgemm: every element is still one
+/// dot product over k, and the tiles depend only on the shape, so the result does not depend on the thread count.
 public func gemm(
     _ a: UnsafePointer<Float>, transA: Bool = false,
     _ b: UnsafePointer<Float>, transB: Bool = false,
     into c: UnsafeMutablePointer<Float>,
     m: Int, n: Int, k: Int,
-    alpha: Float = 1, beta: Float = 0,
+    alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,
     lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil
 ) {
     let (lda, ldb, ldc) = (lda ?? (transA ? m : k), ldb ?? (transB ? k : n), ldc ?? n)
-    Parallel.forEachChunk { chunk in
-        if m >= n {
-            let r = Parallel.range(chunk, of: m)
-            gemmSerial(
-                a + (transA ? r.lowerBound : r.lowerBound * lda), transA: transA, b, transB: transB,
-                into: c + r.lowerBound * ldc, m: r.count, n: n, k: k, alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc)
-        } else {
-            let r = Parallel.range(chunk, of: n)
-            gemmSerial(
-                a, transA: transA, b + (transB ? r.lowerBound * ldb : r.lowerBound), transB: transB,
-                into: c + r.lowerBound, m: m, n: r.count, k: k, alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc)
+    let tiles = GemmTiles(m: m, n: n)
+    Parallel.forEach(blocks: tiles.count) { t in
+        let (rows, cols) = tiles[t]
+        let tile = c + rows.lowerBound * ldc + cols.lowerBound
+        if let bias {
+            for r in 0..<rows.count { (tile + r * ldc).update(from: bias + cols.lowerBound, count: cols.count) }
         }
+        gemmSerial(
+            a + (transA ? rows.lowerBound : rows.lowerBound * lda), transA: transA,
+            b + (transB ? cols.lowerBound * ldb : cols.lowerBound), transB: transB,
+            into: tile, m: rows.count, n: cols.count, k: k, alpha: alpha, beta: bias == nil ? beta : 1,
+            lda: lda, ldb: ldb, ldc: ldc)
     }
 }
 
-/// One sgemm call on the calling thread; for code that already runs inside a `Parallel` chunk.
+/// How `gemm` cuts C [m, n]: tiles of at most `rows` × `cols`, row-major over the grid, the last row and column
+/// of tiles shorter. A function of (m, n) alone. Each tile re-packs its k-long strips of A and B, so a tile must
+/// be large enough to amortise that: on one core a 512 × 384 tile of the tutorial's weight gradient runs at the
+/// rate of the whole product, 256 × 256 tiles ≈ 15 % slower (BENCHMARKS.md). 384 = 3 · 128 cuts a GRU's 3H
+/// columns evenly; the weight gradient, [1024, 3072], offers 16 tiles.
+struct GemmTiles {
+    static let rows = 512
+    static let cols = 384
+
+    let rowTiles: Int
+    let colTiles: Int
+    let m: Int
+    let n: Int
+
+    init(m: Int, n: Int) {
+        (self.m, self.n) = (m, n)
+        rowTiles = Parallel.blocks(of: m, size: Self.rows)
+        colTiles = Parallel.blocks(of: n, size: Self.cols)
+    }
+
+    var count: Int { rowTiles * colTiles }
+
+    subscript(t: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+        (Parallel.range(t / colTiles, of: m, size: Self.rows), Parallel.range(t % colTiles, of: n, size: Self.cols))
+    }
+}
+
+/// One sgemm call on the calling thread; for code that already runs inside a `Parallel` block.
 @inline(__always)
 func gemmSerial(
     _ a: UnsafePointer<Float>, transA: Bool, _ b: UnsafePointer<Float>, transB: Bool,
@@ -57,7 +84,8 @@ func gemvTransposed(
 
 /// The OpenBLAS runtime: which kernel it picked, and how many threads the computation uses.
 ///
-/// The threads are ours (`Parallel`), not OpenBLAS's: OpenBLAS is kept at one thread per call.
+/// The threads are ours (`Parallel`), not OpenBLAS's: OpenBLAS is kept at one thread per call, except in
+/// `withLibraryThreads`.
 public enum BLASRuntime {
     public static var coreName: String {
         guard let name = openblas_get_corename() else { return "unknown" }
@@ -66,14 +94,14 @@ public enum BLASRuntime {
 
     public static var threads: Int { Parallel.threads }
 
+    /// Sets the compute threads (`--threads`), the calling thread included.
     public static func setThreads(_ n: Int) {
-        precondition(n > 0, "thread count must be positive")
-        Parallel.threads = n
+        Parallel.setThreads(n)
     }
 
-    /// Runs `body` with OpenBLAS splitting each call over `threads` itself. For batch-1 generation only: a
-    /// [1, H]×[H, 3H] product per symbol is too short (~0.1 ms) for our chunks, whose second thread has to be
-    /// woken every time, while OpenBLAS's workers spin between calls. Never around `Parallel` chunks.
+    /// Runs `body` with OpenBLAS splitting each call over `threads` itself. For generation only: a [1, H]×[H, 3H]
+    /// product per symbol is too short (~0.1 ms) to cut into our blocks, while OpenBLAS's workers spin between
+    /// calls; generation carries no bitwise contract. Never around `Parallel` blocks.
     public static func withLibraryThreads<T>(_ body: () -> T) -> T {
         ensureSingleThreaded()
         openblas_set_num_threads(Int32(Parallel.threads))

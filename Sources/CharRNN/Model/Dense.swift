@@ -7,8 +7,7 @@ public enum Dense {
         _ p: Parameters, states: UnsafePointer<Float>, count n: Int, into logits: UnsafeMutablePointer<Float>
     ) {
         let (h, v) = (p.config.units, p.config.vocab)
-        for r in 0..<n { (logits + r * v).update(from: p[.denseBias], count: v) }
-        gemm(states, p[.denseKernel], into: logits, m: n, n: v, k: h, beta: 1)
+        gemm(states, p[.denseKernel], into: logits, m: n, n: v, k: h, bias: p[.denseBias])
     }
 
     public static func backward(

@@ -22,22 +22,22 @@ public struct Dropout: Equatable, Sendable {
         _ m: UnsafeMutablePointer<Float>, step: Int, firstRow: Int, layer: Int, rows b: Int, steps: Int, units h: Int
     ) {
         let keep = 1 / (1 - rate)
-        // Rows draw from their own streams, so splitting them across threads changes no bit.
-        Parallel.forEachChunk { chunk in
-            for i in Parallel.range(chunk, of: b) {
-                var rng = RandomSource(
-                    seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1),
-                    stream: UInt64(layer) << 40 | UInt64(firstRow + i))
-                for t in 0..<steps {
-                    let row = m + (t * b + i) * h
-                    for j in 0..<h { row[j] = rng.nextUnitFloat() < rate ? 0 : keep }
-                }
+        // One block per row: rows draw from their own streams, so any thread may draw any row.
+        Parallel.forEach(blocks: b) { i in
+            var rng = RandomSource(
+                seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1),
+                stream: UInt64(layer) << 40 | UInt64(firstRow + i))
+            for t in 0..<steps {
+                let row = m + (t * b + i) * h
+                for j in 0..<h { row[j] = rng.nextUnitFloat() < rate ? 0 : keep }
             }
         }
     }
 
     /// y = x ⊙ m over n floats (the forward pass), or dx = dy ⊙ m in place (the backward pass: x == y).
     static func apply(_ m: UnsafePointer<Float>, to x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {
-        for k in 0..<n { y[k] = x[k] * m[k] }
+        Parallel.forEachRange(of: n) { range in
+            for k in range { y[k] = x[k] * m[k] }
+        }
     }
 }

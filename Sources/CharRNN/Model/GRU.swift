@@ -20,11 +20,11 @@ enum GRU: RecurrentCell {
     static let carryBlocks = 1
 
     @inline(__always)
-    static func forward(units: Range<Int>, step t: Int, row i: Int, _ p: LayerPass) {
+    static func forward(units: Range<Int>, step t: Int, row i: Int, hu: UnsafePointer<Float>, huStride: Int, _ p: LayerPass) {
         let (b, h) = (p.rows, p.units)
         let hPrev = p.hs + t * b * h
         cellForward(
-            units: units, of: h, xw: p.xw + p.inputRow(t * b + i) * 3 * h, hu: p.scratch + i * 3 * h, b1: p.recurrentBias!,
+            units: units, of: h, xw: p.xw + p.inputRow(t * b + i) * 3 * h, hu: hu, huStride: huStride, b1: p.recurrentBias!,
             hPrev: hPrev + i * h, hNext: hPrev + (b + i) * h, cache: p.cache + (t * b + i) * 4 * h)
     }
 
@@ -39,19 +39,21 @@ enum GRU: RecurrentCell {
             carry: carry, dInputRow: dInput, db1: dBias!)
     }
 
-    /// One step's gates for one row over `units` (of `h`). `hu` excludes b1 (added here); `cache` may be nil
+    /// One step's gates for one row over `units` (of `h`). `hu` excludes b1 (added here) and holds this row's
+    /// h·U for `units` only: gate g of unit j at hu[g·huStride + j − units.lowerBound]. `cache` may be nil
     /// (inference).
     @inline(__always)
     static func cellForward(
-        units: Range<Int>, of h: Int, xw: UnsafePointer<Float>, hu: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+        units: Range<Int>, of h: Int, xw: UnsafePointer<Float>, hu: UnsafePointer<Float>, huStride: Int, b1: UnsafePointer<Float>,
         hPrev: UnsafePointer<Float>, hNext: UnsafeMutablePointer<Float>, cache: UnsafeMutablePointer<Float>?
     ) {
         var j = units.lowerBound
         while j < units.upperBound {
             let n = min(Vec.scalarCount, units.upperBound - j)
-            let z = Activations.sigmoid(load(xw + j, n) + load(hu + j, n) + load(b1 + j, n))
-            let r = Activations.sigmoid(load(xw + h + j, n) + load(hu + h + j, n) + load(b1 + h + j, n))
-            let huh = load(hu + 2 * h + j, n) + load(b1 + 2 * h + j, n)
+            let u = hu + (j - units.lowerBound)
+            let z = Activations.sigmoid(load(xw + j, n) + load(u, n) + load(b1 + j, n))
+            let r = Activations.sigmoid(load(xw + h + j, n) + load(u + huStride, n) + load(b1 + h + j, n))
+            let huh = load(u + 2 * huStride, n) + load(b1 + 2 * h + j, n)
             let hc = Activations.tanh(load(xw + 2 * h + j, n) + r * huh)
             let hp = load(hPrev + j, n)
             store(z * hp + (1 - z) * hc, hNext + j, n)

@@ -10,8 +10,7 @@ public enum InputTable {
     public static func forward(_ p: Parameters, into table: UnsafeMutablePointer<Float>) {
         let c = p.config
         let width = c.cell.gates * c.units
-        for v in 0..<c.vocab { (table + v * width).update(from: p[.bias], count: width) }
-        gemm(p[.embedding], p[.kernel], into: table, m: c.vocab, n: width, k: c.embed, beta: 1)
+        gemm(p[.embedding], p[.kernel], into: table, m: c.vocab, n: width, k: c.embed, bias: p[.bias])
     }
 
     public static func backward(_ p: Parameters, dTable: UnsafePointer<Float>, grads g: Parameters) {

@@ -20,11 +20,11 @@ enum LSTM: RecurrentCell {
     static let carryBlocks = 2
 
     @inline(__always)
-    static func forward(units: Range<Int>, step t: Int, row i: Int, _ p: LayerPass) {
+    static func forward(units: Range<Int>, step t: Int, row i: Int, hu: UnsafePointer<Float>, huStride: Int, _ p: LayerPass) {
         let (b, h) = (p.rows, p.units)
         let (prev, next) = (t * b + i, (t + 1) * b + i)
         cellForward(
-            units: units, of: h, xw: p.xw + p.inputRow(t * b + i) * 4 * h, hu: p.scratch + i * 4 * h,
+            units: units, of: h, xw: p.xw + p.inputRow(t * b + i) * 4 * h, hu: hu, huStride: huStride,
             cPrev: p.cs! + prev * h, hNext: p.hs + next * h, cNext: p.cs! + next * h, cache: p.cache + (t * b + i) * 5 * h)
     }
 
@@ -39,19 +39,21 @@ enum LSTM: RecurrentCell {
             carry: carry, dInputRow: dInput)
     }
 
-    /// One step's gates for one row over `units` (of `h`); `cache` may be nil (inference).
+    /// One step's gates for one row over `units` (of `h`); `hu` holds this row's h·U for `units` only, gate g of
+    /// unit j at hu[g·huStride + j − units.lowerBound]; `cache` may be nil (inference).
     @inline(__always)
     static func cellForward(
-        units: Range<Int>, of h: Int, xw: UnsafePointer<Float>, hu: UnsafePointer<Float>, cPrev: UnsafePointer<Float>,
+        units: Range<Int>, of h: Int, xw: UnsafePointer<Float>, hu: UnsafePointer<Float>, huStride: Int, cPrev: UnsafePointer<Float>,
         hNext: UnsafeMutablePointer<Float>, cNext: UnsafeMutablePointer<Float>, cache: UnsafeMutablePointer<Float>?
     ) {
         var j = units.lowerBound
         while j < units.upperBound {
             let n = min(Vec.scalarCount, units.upperBound - j)
-            let i = Activations.sigmoid(load(xw + j, n) + load(hu + j, n))
-            let f = Activations.sigmoid(load(xw + h + j, n) + load(hu + h + j, n))
-            let cc = Activations.tanh(load(xw + 2 * h + j, n) + load(hu + 2 * h + j, n))
-            let o = Activations.sigmoid(load(xw + 3 * h + j, n) + load(hu + 3 * h + j, n))
+            let u = hu + (j - units.lowerBound)
+            let i = Activations.sigmoid(load(xw + j, n) + load(u, n))
+            let f = Activations.sigmoid(load(xw + h + j, n) + load(u + huStride, n))
+            let cc = Activations.tanh(load(xw + 2 * h + j, n) + load(u + 2 * huStride, n))
+            let o = Activations.sigmoid(load(xw + 3 * h + j, n) + load(u + 3 * huStride, n))
             let c = f * load(cPrev + j, n) + i * cc
             let tc = Activations.tanh(c)
             store(c, cNext + j, n)

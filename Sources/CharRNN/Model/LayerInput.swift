@@ -9,8 +9,7 @@ public enum LayerInput {
         _ p: Parameters, layer l: Int, below: UnsafePointer<Float>, count n: Int, into xw: UnsafeMutablePointer<Float>
     ) {
         let (h, width) = (p.config.units, p.config.cell.gates * p.config.units)
-        for r in 0..<n { (xw + r * width).update(from: p[.bias(l)], count: width) }
-        gemm(below, p[.kernel(l)], into: xw, m: n, n: width, k: h, beta: 1)
+        gemm(below, p[.kernel(l)], into: xw, m: n, n: width, k: h, bias: p[.bias(l)])
     }
 
     public static func backward(

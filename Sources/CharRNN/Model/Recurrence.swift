@@ -7,7 +7,9 @@
 ///   cs      [(T+1)·b, H]   an LSTM's cell states, laid out as hs; nil for a GRU
 ///   cache   [T·b, K·H]     what the forward pass keeps for the backward one; backward overwrites the first G·H
 ///                          columns with dg, the gradient of the recurrent product, so dU is one product
-///   scratch [b, G·H]       h·U in the forward pass, the carried gradients (dh, an LSTM's dc) in the backward pass
+///   scratch [b, G·H]       h·U in the forward pass (block by block, see `UnitBlocks`), the carried gradients (dh,
+///                          an LSTM's dc) in the backward pass
+///   panels  [H, G·H]       the recurrent kernel U regrouped by `UnitBlocks.pack`, read by the forward pass
 public struct LayerPass {
     public var rows: Int
     public var steps: Int
@@ -16,6 +18,7 @@ public struct LayerPass {
     /// Time-major [T, b] symbols when `xw` is the input table, nil when it is the input product.
     public var tokens: UnsafePointer<Int32>?
     public var recurrentKernel: UnsafePointer<Float>
+    public var panels: UnsafePointer<Float>
     /// A GRU's recurrent bias b1 [3H]; an LSTM has none.
     public var recurrentBias: UnsafePointer<Float>?
     public var hs: UnsafeMutablePointer<Float>
@@ -39,9 +42,9 @@ protocol RecurrentCell {
     /// Floats of carried gradient per row, in blocks of H: dh first, then whatever else the cell carries.
     static var carryBlocks: Int { get }
 
-    /// Step t, row i: gates from `p.scratch` (this row's h·U) and the input row; writes the next state(s) and
-    /// the cache.
-    static func forward(units: Range<Int>, step t: Int, row i: Int, _ p: LayerPass)
+    /// Step t, row i: gates from `hu` (this row's h·U for `units`, gate g of unit j at hu[g·huStride + j − lower])
+    /// and the input row; writes the next state(s) and the cache.
+    static func forward(units: Range<Int>, step t: Int, row i: Int, hu: UnsafePointer<Float>, huStride: Int, _ p: LayerPass)
 
     /// Step t, row i, given dOut (the loss gradient on this output state) and `carry` (dh from step t+1 already
     /// added): writes dg into the cache, leaves in `carry` what step t−1 receives before dg·Uᵀ is added, adds
@@ -53,7 +56,7 @@ protocol RecurrentCell {
 
 /// The recurrence shared by every cell.
 ///
-/// Threads: unit j's gates need only column j of each gate block, so each `Parallel` chunk owns a range of
+/// Threads: unit j's gates need only column j of each gate block, so each block of `UnitBlocks` owns a range of
 /// units, computes its own columns of h·U (or of dg·Uᵀ) and then its gates while they are still in cache. The
 /// only synchronisation is one barrier per step, where the next step needs every unit of h (or of dg).
 public enum Recurrence {
@@ -84,14 +87,18 @@ public enum Recurrence {
     }
 
     static func forward<C: RecurrentCell>(_: C.Type, _ p: LayerPass) {
-        let (b, h) = (p.rows, p.units)
+        let (b, h, g) = (p.rows, p.units, C.gates)
+        let blocks = UnitBlocks(units: h)
         for t in 0..<p.steps {
-            Parallel.forEachChunk { chunk in
-                let units = Parallel.range(chunk, of: h)
-                recurrentProduct(
-                    units: units, of: h, gates: C.gates, rows: b, state: p.hs + t * b * h, recurrentKernel: p.recurrentKernel,
-                    into: p.scratch)
-                for i in 0..<b { C.forward(units: units, step: t, row: i, p) }
+            Parallel.forEach(blocks: blocks.count) { k in
+                let units = blocks[k]
+                let w = units.count
+                // This block's h·U [b, G·w] = h [b, H] · its panel [H, G·w], in one product.
+                let hu = p.scratch + units.lowerBound * g * b
+                gemmSerial(
+                    p.hs + t * b * h, transA: false, p.panels + units.lowerBound * g * h, transB: false, into: hu,
+                    m: b, n: g * w, k: h, lda: h, ldb: g * w, ldc: g * w)
+                for i in 0..<b { C.forward(units: units, step: t, row: i, hu: hu + i * g * w, huStride: w, p) }
             }
         }
     }
@@ -101,11 +108,12 @@ public enum Recurrence {
     ) {
         let (b, h, steps, width) = (p.rows, p.units, p.steps, C.gates * p.units)
         let (ldCache, ldCarry) = (C.cacheBlocks * h, C.carryBlocks * h)
+        let blocks = UnitBlocks(units: h)
         p.scratch.update(repeating: 0, count: b * ldCarry)
         dBias?.update(repeating: 0, count: width)
         for t in stride(from: steps - 1, through: 0, by: -1) {
-            Parallel.forEachChunk { chunk in
-                let units = Parallel.range(chunk, of: h)
+            Parallel.forEach(blocks: blocks.count) { k in
+                let units = blocks[k]
                 if t + 1 < steps {
                     // dh[:, units] += dg_{t+1}·U[units, :]ᵀ — the part of dh that comes through step t+1.
                     gemmSerial(
@@ -122,18 +130,32 @@ public enum Recurrence {
             }
         }
     }
+}
 
-    /// This chunk's columns of h·U [b, G·H]: each gate block's columns of `units`.
-    @inline(__always)
-    static func recurrentProduct(
-        units: Range<Int>, of h: Int, gates: Int, rows b: Int, state: UnsafePointer<Float>,
-        recurrentKernel u: UnsafePointer<Float>, into hu: UnsafeMutablePointer<Float>
-    ) {
-        for gate in 0..<gates {
-            let col = gate * h + units.lowerBound
-            gemmSerial(
-                state, transA: false, u + col, transB: false, into: hu + col,
-                m: b, n: units.count, k: h, lda: h, ldb: gates * h, ldc: gates * h)
+/// A recurrent time step cut into blocks of `width` units: block k owns units k·width ..< (k+1)·width of every
+/// gate (the last block fewer). A function of H alone. 32 gives the tutorial's H 1024 32 blocks per time step,
+/// and a block's product, [b, H]·[H, G·32], still runs near OpenBLAS's full single-core rate once its G·32
+/// columns of U are contiguous (`pack`; BENCHMARKS.md).
+struct UnitBlocks {
+    static let width = 32
+    let units: Int
+
+    var count: Int { Parallel.blocks(of: units, size: Self.width) }
+
+    subscript(k: Int) -> Range<Int> { Parallel.range(k, of: units, size: Self.width) }
+
+    /// Regroups U [H, G·H] into one panel per block, panel k = U's columns of block k's units for gate 0, then
+    /// gate 1, …: [H, G·w] at offset k·width·G·H (the blocks before it hold k·width units of G·H floats each).
+    static func pack(_ u: UnsafePointer<Float>, units h: Int, gates g: Int, into panels: UnsafeMutablePointer<Float>) {
+        let blocks = UnitBlocks(units: h)
+        Parallel.forEach(blocks: blocks.count) { k in
+            let units = blocks[k]
+            let (w, panel) = (units.count, panels + units.lowerBound * g * h)
+            for row in 0..<h {
+                for gate in 0..<g {
+                    (panel + row * g * w + gate * w).update(from: u + row * g * h + gate * h + units.lowerBound, count: w)
+                }
+            }
         }
     }
 }
@@ -143,11 +165,17 @@ extension Cell {
     var cacheBlocks: Int { self == .gru ? GRU.cacheBlocks : LSTM.cacheBlocks }
 }
 
-/// out[j] = Σ_r a[r·stride + j], summed in row order (deterministic, and vectorised along j).
+/// out[j] = Σ_r a[r·stride + j], summed in row order (deterministic, and vectorised along j); blocks of 256
+/// columns run in parallel, each column still summed by one thread in row order.
 func columnSums(_ a: UnsafePointer<Float>, rows: Int, cols: Int, stride: Int, into out: UnsafeMutablePointer<Float>) {
-    out.update(repeating: 0, count: cols)
-    for r in 0..<rows {
-        let row = a + r * stride
-        for j in 0..<cols { out[j] += row[j] }
+    let size = 256
+    Parallel.forEach(blocks: Parallel.blocks(of: cols, size: size)) { blk in
+        let columns = Parallel.range(blk, of: cols, size: size)
+        let o = out + columns.lowerBound
+        o.update(repeating: 0, count: columns.count)
+        for r in 0..<rows {
+            let row = a + r * stride + columns.lowerBound
+            for j in 0..<columns.count { o[j] += row[j] }
+        }
     }
 }

@@ -84,11 +84,11 @@ public final class Sampler {
                 switch config.cell {
                 case .gru:
                     GRU.cellForward(
-                        units: 0..<units, of: units, xw: input, hu: gates, b1: weights[.bias(l)] + width,
+                        units: 0..<units, of: units, xw: input, hu: gates, huStride: units, b1: weights[.bias(l)] + width,
                         hPrev: h.base + row, hNext: next.base + row, cache: nil)
                 case .lstm:
                     LSTM.cellForward(
-                        units: 0..<units, of: units, xw: input, hu: gates, cPrev: c.base + row,
+                        units: 0..<units, of: units, xw: input, hu: gates, huStride: units, cPrev: c.base + row,
                         hNext: next.base + row, cNext: cNext.base + row, cache: nil)
                 }
             }

@@ -45,9 +45,9 @@ public enum Adam {
         s.t += 1
         let k = Coefficients(c, t: s.t)
         let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
-        // Each weight's update is independent of the others, so chunks of the vector can run on separate cores.
-        Parallel.forEachChunk { chunk in
-            for i in Parallel.range(chunk, of: w.count) {
+        // Each weight's update is independent of the others, so blocks of the vector can run on separate cores.
+        Parallel.forEachRange(of: w.count) { range in
+            for i in range {
                 (mp[i], vp[i], wp[i]) = k.update(g: gp[i], m: mp[i], v: vp[i], w: wp[i])
             }
         }
@@ -59,17 +59,15 @@ public enum Adam {
     public static func staysFinite(_ c: AdamConfig, weights w: Parameters, grads g: Parameters, state s: AdamState) -> Bool {
         let k = Coefficients(c, t: s.t + 1)
         let (wp, gp, mp, vp) = (w.storage.base, g.storage.base, s.m.storage.base, s.v.storage.base)
-        return withUnsafeTemporaryAllocation(of: Bool.self, capacity: Parallel.chunks) { finite in
-            Parallel.forEachChunk { chunk in
-                var ok = true
-                for i in Parallel.range(chunk, of: w.count) {
-                    let u = k.update(g: gp[i], m: mp[i], v: vp[i], w: wp[i])
-                    ok = ok && u.m.isFinite && u.v.isFinite && u.w.isFinite
-                }
-                finite[chunk] = ok
+        // Counted per block, the blocks' counts added: any thread count gives the same answer.
+        return Parallel.sum(of: w.count) { range in
+            var bad = 0.0
+            for i in range {
+                let u = k.update(g: gp[i], m: mp[i], v: vp[i], w: wp[i])
+                if !(u.m.isFinite && u.v.isFinite && u.w.isFinite) { bad += 1 }
             }
-            return finite.allSatisfy { $0 }
-        }
+            return bad
+        } == 0
     }
 
     /// Step t's constants, and one weight's update with them.
@@ -93,15 +91,22 @@ public enum Adam {
         }
     }
 
-    /// Scales `g` so its global L2 norm is at most `maxNorm`; returns the norm before clipping.
+    /// Scales `g` so its global L2 norm is at most `maxNorm`; returns the norm before clipping. The squares are
+    /// summed per block of `Parallel.elementsPerBlock` and the blocks' sums added in order.
     @discardableResult
     public static func clip(_ g: Parameters, maxNorm: Float?) -> Float {
-        var sum = 0.0
-        for i in 0..<g.count { sum += Double(g.storage[i]) * Double(g.storage[i]) }
+        let p = g.storage.base
+        let sum = Parallel.sum(of: g.count) { range in
+            var s = 0.0
+            for i in range { s += Double(p[i]) * Double(p[i]) }
+            return s
+        }
         let norm = Float(sum.squareRoot())
         if let maxNorm, norm > maxNorm {
             let scale = maxNorm / norm
-            for i in 0..<g.count { g.storage[i] *= scale }
+            Parallel.forEachRange(of: g.count) { range in
+                for i in range { p[i] *= scale }
+            }
         }
         return norm
     }

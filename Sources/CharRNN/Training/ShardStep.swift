@@ -30,6 +30,7 @@ public final class ShardStep {
     private var weights: Parameters
     private let table: FloatBuffer      // [V, G·H]  embedding·W + b0
     private let dTable: FloatBuffer     // [V, G·H]
+    private let panels: [FloatBuffer]   // per layer [H, G·H]: U regrouped by unit block (`UnitBlocks.pack`)
     private let hs: [FloatBuffer]       // per layer [(T+1)·b, H]
     private let cs: [FloatBuffer]       // per layer [(T+1)·b, H]: an LSTM's cell states
     private let caches: [FloatBuffer]   // per layer [T·b, K·H]
@@ -59,6 +60,7 @@ public final class ShardStep {
         weights = Parameters(config)
         table = FloatBuffer(count: v * width)
         dTable = FloatBuffer(count: v * width)
+        panels = perLayer(h * width)
         hs = perLayer((n + maxRows) * h)
         cs = config.cell == .lstm ? perLayer((n + maxRows) * h) : []
         caches = perLayer(n * config.cell.cacheBlocks * h)
@@ -77,11 +79,15 @@ public final class ShardStep {
         targets.deallocate()
     }
 
-    /// Binds the weights for the following shards and builds their input table (once per step, not per shard).
+    /// Binds the weights for the following shards and builds their input table and recurrent panels (once per
+    /// step, not per shard).
     public func load(weights w: Parameters) {
         precondition(w.config == config, "weights of another model")
         weights = w
         InputTable.forward(w, into: table.base)
+        for l in 0..<config.layers {
+            UnitBlocks.pack(w[.recurrentKernel(l)], units: config.units, gates: config.cell.gates, into: panels[l].base)
+        }
     }
 
     /// Forward and backward over one shard. `state` [rows, `config.stateWidth`] holds the initial states on
@@ -105,7 +111,7 @@ public final class ShardStep {
             }
             // Layer 0's dxw scatters into the table's gradient; a higher layer's is a matrix of its own.
             let dXW = l == 0 ? dTable : layerInput
-            if l > 0 { dXW.base.update(repeating: 0, count: n * width) }
+            if l > 0 { Parallel.forEachRange(of: n * width) { (dXW.base + $0.lowerBound).update(repeating: 0, count: $0.count) } }
             let p = pass(l, rows: b)
             let dBias = config.cell == .gru ? grads[.bias(l)] + width : nil
             Recurrence.backward(config.cell, p, dhs: dhs.base, dXW: dXW.base, dBias: dBias)
@@ -146,6 +152,7 @@ public final class ShardStep {
         LayerPass(
             rows: b, steps: seq, units: config.units, xw: l == 0 ? table.base : layerInput.base,
             tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, recurrentKernel: weights[.recurrentKernel(l)],
+            panels: panels[l].base,
             recurrentBias: config.cell == .gru ? weights[.bias(l)] + config.cell.gates * config.units : nil, hs: hs[l].base,
             cs: config.cell == .lstm ? cs[l].base : nil, cache: caches[l].base, scratch: scratch.base)
     }

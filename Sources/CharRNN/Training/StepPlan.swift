@@ -108,7 +108,9 @@ public final class StepPlan {
             sum.storage.assign(from: result.gradient)
         } else {
             let (a, b) = (sum.storage.base, result.gradient.base)
-            for i in 0..<sum.count { a[i] += b[i] }
+            Parallel.forEachRange(of: sum.count) { range in
+                for i in range { a[i] += b[i] }
+            }
         }
         losses.append(result.loss)
         finalStates.append(result.state)
@@ -122,7 +124,9 @@ public final class StepPlan {
         precondition(reduced == shardCount, "finish() before every shard was reduced")
         if shardCount > 1 {
             let (a, scale) = (sum.storage.base, 1 / Float(shardCount))
-            for i in 0..<sum.count { a[i] *= scale }
+            Parallel.forEachRange(of: sum.count) { range in
+                for i in range { a[i] *= scale }
+            }
         }
         let loss = losses.reduce(0, +) / Double(losses.count)
         let norm = Adam.clip(sum, maxNorm: options.clipNorm)

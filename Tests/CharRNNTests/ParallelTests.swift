@@ -1,0 +1,89 @@
+import XCTest
+@testable import CharRNN
+
+/// `Parallel` and its pool: every block runs exactly once, whatever the thread count, job after job.
+final class ParallelTests: XCTestCase {
+    func withThreads<T>(_ n: Int, _ body: () -> T) -> T {
+        let saved = BLASRuntime.threads
+        defer { BLASRuntime.setThreads(saved) }
+        BLASRuntime.setThreads(n)
+        return body()
+    }
+
+    func testEveryBlockRunsOnceOnAnyThreadCount() {
+        for threads in [1, 2, 3, 8] {
+            withThreads(threads) {
+                XCTAssertEqual(Parallel.threads, threads)
+                for count in [0, 1, 2, 7, 64, 1000] {
+                    let runs = FloatBuffer(count: count)
+                    Parallel.forEach(blocks: count) { runs[$0] += 1 }
+                    XCTAssert(runs.array.allSatisfy { $0 == 1 }, "\(count) blocks on \(threads) threads")
+                }
+            }
+        }
+    }
+
+    /// Thousands of short jobs back to back: a thread that wakes late for one job must never run a block of
+    /// the next with the old job's body (each job writes its own number into its own blocks).
+    func testBackToBackJobsNeverMix() {
+        withThreads(8) {
+            let out = FloatBuffer(count: 16)
+            for job in 1...5000 {
+                Parallel.forEach(blocks: 1 + job % 16) { b in
+                    // A few µs of work per block, so that the pool's threads take part.
+                    var x: Float = 0
+                    for i in 0..<2000 { x += Float(i & 7) }
+                    out[b] = Float(job) + x * 0
+                }
+                for b in 0...(job % 16) where out[b] != Float(job) {
+                    XCTFail("job \(job), block \(b) holds \(out[b])")
+                    return
+                }
+            }
+        }
+    }
+
+    /// A block that itself asks for blocks runs them on its own thread: same blocks, no deadlock.
+    func testNestedJobsRunInline() {
+        withThreads(3) {
+            let out = FloatBuffer(count: 12)
+            Parallel.forEach(blocks: 3) { i in
+                Parallel.forEach(blocks: 4) { j in out[i * 4 + j] = Float(i * 4 + j) }
+            }
+            XCTAssertEqual(out.array, (0..<12).map(Float.init))
+        }
+    }
+
+    func testSumsAndProductsAreTheSameBitsOnEveryThreadCount() {
+        let (m, n, k) = (700, 900, 50)
+        let a = FloatBuffer((0..<(m * k)).map { Float(sin(Double($0))) })
+        let b = FloatBuffer((0..<(k * n)).map { Float(cos(Double($0) * 0.7)) })
+        func compute() -> (Double, [Float]) {
+            let c = FloatBuffer(count: m * n)
+            gemm(a.base, b.base, into: c.base, m: m, n: n, k: k)
+            let s = Parallel.sum(of: c.count) { r in r.reduce(0.0) { $0 + Double(c[$1]) } }
+            return (s, c.array)
+        }
+        XCTAssertGreaterThan(GemmTiles(m: m, n: n).count, 2)
+        let one = withThreads(1) { compute() }
+        for threads in [2, 3, 8] {
+            let other = withThreads(threads) { compute() }
+            XCTAssertEqual(one.0.bitPattern, other.0.bitPattern, "sum on \(threads) threads")
+            XCTAssert(one.1 == other.1, "product on \(threads) threads")
+        }
+        // And the tiles compute the product: C[1, 2] = Σ_k A[1, k]·B[k, 2].
+        let expected = (0..<k).reduce(0.0) { $0 + Double(a[1 * k + $1]) * Double(b[$1 * n + 2]) }
+        XCTAssertEqual(Double(one.1[1 * n + 2]), expected, accuracy: 1e-4)
+    }
+
+    func testTilesAndUnitBlocksAreFunctionsOfTheShape() {
+        let tiles = GemmTiles(m: 1024, n: 3072)
+        XCTAssertEqual(tiles.count, 16)
+        var covered = 0
+        for t in 0..<tiles.count { covered += tiles[t].rows.count * tiles[t].cols.count }
+        XCTAssertEqual(covered, 1024 * 3072)
+        XCTAssertGreaterThanOrEqual(UnitBlocks(units: 1024).count, 32, "a tutorial time step offers 32 blocks")
+        XCTAssertEqual(UnitBlocks(units: 72).count, 3)
+        XCTAssertEqual(UnitBlocks(units: 72)[2], 64..<72)
+    }
+}
