@@ -52,7 +52,7 @@ struct CoordinatorCommand: ParsableCommand {
         weakDriver = driver
         publish()
         let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
-        let loop = TrainingLoop(driver: driver, checkpoints: run.policy, extras: run.extras, report: { event in
+        let loop = TrainingLoop(driver: driver, checkpoints: run.policy, monitoring: run.monitoring, report: { event in
             report(event)
             if case .step = event { publish() }
         }, shouldStop: { stop.isRequested })

@@ -24,7 +24,7 @@ struct Train: ParsableCommand {
         let run = try training.prepare(shards: shards, defaultShards: 1, log: { logger.info("\($0)") }, warn: { logger.warning("\($0)") })
         run.plan.onNonFinite = training.schedule.onNonfinite
         let report = Reporter(logger: logger, logEvery: training.output.logEvery, live: training.output.live)
-        let loop = TrainingLoop(driver: .inProcess(plan: run.plan), checkpoints: run.policy, extras: run.extras,
+        let loop = TrainingLoop(driver: .inProcess(plan: run.plan), checkpoints: run.policy, monitoring: run.monitoring,
                                 report: { report($0) }, shouldStop: { stop.isRequested })
         try loop.run()
         try stop.exitIfStopped()

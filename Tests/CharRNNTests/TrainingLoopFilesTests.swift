@@ -21,7 +21,7 @@ final class TrainingLoopFilesTests: XCTestCase {
         var events: [TrainingEvent] = []
         let loop = TrainingLoop(
             driver: .inProcess(plan: plan), checkpoints: CheckpointPolicy(directory: dir),
-            extras: LoopExtras(sampleEvery: 2, samplePrime: [0], sampleLength: 5), report: { events.append($0) })
+            monitoring: Monitoring(sampleEvery: 2, samplePrime: [0], sampleLength: 5), report: { events.append($0) })
         try loop.run()
         return events
     }

@@ -84,11 +84,11 @@ public enum RunSetupError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// A run ready to train: the step plan with its state, the checkpoint policy and the loop's extras.
+/// A run ready to train: the step plan with its state, the checkpoint policy and the loop's monitoring.
 public struct PreparedRun {
     public let plan: StepPlan
     public let policy: CheckpointPolicy
-    public let extras: LoopExtras
+    public let monitoring: Monitoring
 }
 
 /// Builds a run's starting state from a request: a fresh model, `--init` weights, or the latest checkpoint
@@ -191,30 +191,30 @@ public enum RunSetup {
         state.options.schedule = schedule
         try state.options.validate()
 
-        var extras = LoopExtras(sampleEvery: r.sampleEvery, sampleLength: r.sampleLength)
-        extras.validateEvery = r.validateEvery
-        extras.earlyStopPatience = r.earlyStopPatience
+        var monitoring = Monitoring(sampleEvery: r.sampleEvery, sampleLength: r.sampleLength)
+        monitoring.validateEvery = r.validateEvery
+        monitoring.earlyStopPatience = r.earlyStopPatience
         if options.validationFraction > 0 {
             let held = Array(corpus.ids[split...])
             guard held.count > options.seq else {
                 throw CharRNNError.invalidOption(
                     "--val-fraction \(options.validationFraction) holds out \(held.count) characters, fewer than one sequence of \(options.seq + 1)")
             }
-            extras.validation = held
+            monitoring.validation = held
         } else if r.validateEvery != nil || r.earlyStopPatience != nil {
             throw CharRNNError.invalidOption("--eval-every and --early-stop-patience need --val-fraction")
         }
         do {
-            extras.samplePrime = try r.samplePrime.map { try state.vocabulary.encode($0) } ?? [corpus.ids[0]]
+            monitoring.samplePrime = try r.samplePrime.map { try state.vocabulary.encode($0) } ?? [corpus.ids[0]]
         } catch {
             throw CharRNNError.invalidOption("--sample-prime: \(error)")
         }
         let plan = try StepPlan(state: state, ids: training, stopAfter: r.steps)
         log("text \(path): \(corpus.ids.count) characters, \(corpus.vocabulary.count) symbols, \(plan.sequences.count) sequences, \(plan.stepsPerEpoch) steps per epoch"
-            + (extras.validation.map { ", \($0.count) held out for validation" } ?? ""))
+            + (monitoring.validation.map { ", \($0.count) held out for validation" } ?? ""))
         log("model \(state.config), \(state.weights.count) parameters; batch \(options.batch), seq \(options.seq), shards \(options.shards)"
             + (options.dropout.map { ", dropout \($0)" } ?? ""))
-        return PreparedRun(plan: plan, policy: r.checkpoints, extras: extras)
+        return PreparedRun(plan: plan, policy: r.checkpoints, monitoring: monitoring)
     }
 }
 

@@ -1,24 +1,5 @@
 import Foundation
 
-/// Optional work the loop does besides training: held-out validation and samples as the model learns.
-public struct LoopExtras {
-    /// Ids of the held-out text, evaluated at each epoch's end (and every `validateEvery` steps).
-    public var validation: [Int32]?
-    public var validateEvery: Int?
-    /// Stop, with a final checkpoint, after this many validations in a row without a new best.
-    public var earlyStopPatience: Int?
-    public var sampleEvery: Int?
-    public var samplePrime: [Int32] = []
-    public var sampleLength = 200
-
-    public init(validation: [Int32]? = nil, sampleEvery: Int? = nil, samplePrime: [Int32] = [], sampleLength: Int = 200) {
-        self.validation = validation
-        self.sampleEvery = sampleEvery
-        self.samplePrime = samplePrime
-        self.sampleLength = sampleLength
-    }
-}
-
 /// What the loop reports, for a terminal, a log, or a test to show.
 public enum TrainingEvent {
     public struct Step {
@@ -58,18 +39,18 @@ public final class TrainingLoop {
 
     public let driver: StepDriver
     public let checkpoints: CheckpointPolicy?
-    private let extras: LoopExtras
+    private let monitoring: Monitoring
     private let report: (TrainingEvent) -> Void
     private let shouldStop: () -> Bool
     private var best: BestCheckpoint?
 
     public init(
-        driver: StepDriver, checkpoints: CheckpointPolicy?, extras: LoopExtras = LoopExtras(),
+        driver: StepDriver, checkpoints: CheckpointPolicy?, monitoring: Monitoring = Monitoring(),
         report: @escaping (TrainingEvent) -> Void, shouldStop: @escaping () -> Bool = { false }
     ) {
         self.driver = driver
         self.checkpoints = checkpoints
-        self.extras = extras
+        self.monitoring = monitoring
         self.report = report
         self.shouldStop = shouldStop
         best = checkpoints.flatMap { BestCheckpoint.read(in: $0.directory) }
@@ -126,13 +107,13 @@ public final class TrainingLoop {
                 step: done, epoch: s.epoch + 1, loss: s.loss, bitsPerChar: s.loss / M_LN2,
                 learningRate: Double(plan.options.learningRate(at: s.globalStep)), gradientNorm: Double(s.gradientNorm),
                 charsPerSecond: charsPerStep / seconds, workers: driver.liveWorkers, wallTime: Date().timeIntervalSince1970)
-            if let every = extras.sampleEvery, done % every == 0, !extras.samplePrime.isEmpty { sample(at: done, board: board) }
+            if let every = monitoring.sampleEvery, done % every == 0, !monitoring.samplePrime.isEmpty { sample(at: done, board: board) }
 
             var isBest = false
             var validation: Double?
             // Not also at a run's last step: where an invocation stops must not change which validations
             // early stopping counts, or a resumed run would stop elsewhere than an uninterrupted one.
-            if let ids = extras.validation, s.epochEnded || extras.validateEvery.map({ done % $0 == 0 }) ?? false {
+            if let ids = monitoring.validation, s.epochEnded || monitoring.validateEvery.map({ done % $0 == 0 }) ?? false {
                 let loss = try Evaluator.meanLoss(weights: plan.state.weights, ids: ids, seq: plan.options.seq, batch: plan.options.batch).loss
                 validation = loss
                 record.validationLoss = loss
@@ -173,7 +154,7 @@ public final class TrainingLoop {
                 }
             }
         }
-        if patienceRunOut(sinceBest), let k = extras.earlyStopPatience {
+        if patienceRunOut(sinceBest), let k = monitoring.earlyStopPatience {
             report(.note("early stop: \(k) validation(s) without improvement; best \(best.map { Checkpoint.directoryName(step: $0.step) } ?? "none")"))
         }
         saveUnsaved()
@@ -181,7 +162,7 @@ public final class TrainingLoop {
     }
 
     private func patienceRunOut(_ sinceBest: Int) -> Bool {
-        extras.earlyStopPatience.map { sinceBest >= $0 } ?? false
+        monitoring.earlyStopPatience.map { sinceBest >= $0 } ?? false
     }
 
     /// Validations logged after the best one, up to `step`: where early stopping's count stands on resume.
@@ -222,8 +203,8 @@ public final class TrainingLoop {
         let plan = driver.plan
         var ids: [Int32] = []
         Sampler(weights: plan.state.weights).generate(
-            prime: extras.samplePrime, length: extras.sampleLength, options: SamplingOptions(seed: UInt64(step))) { ids.append($0[0]) }
-        let text = plan.state.vocabulary.decode(extras.samplePrime + ids)
+            prime: monitoring.samplePrime, length: monitoring.sampleLength, options: SamplingOptions(seed: UInt64(step))) { ids.append($0[0]) }
+        let text = plan.state.vocabulary.decode(monitoring.samplePrime + ids)
         report(.sample(step: step, text: text))
         if let dir = checkpoints?.directory {
             do {
