@@ -41,6 +41,8 @@ public final class Worker {
     private var shardStep: ShardStep?
     private let handshakes: HandshakeWatch?
     public private(set) var stepsComputed = 0
+    /// Messages queued for the coordinator at most: a result and a few hellos or errors.
+    static let sendQueue = 4
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
@@ -52,6 +54,11 @@ public final class Worker {
         // A fresh identity per process, so a restarted worker is never mistaken for its previous life.
         try socket.setOption(.routingID, Array("\(options.name)-\(String(generator.next(), radix: 36))".utf8.prefix(250)))
         try socket.setOption(.linger, 0)
+        // Sends never block (they use dontWait): a message is queued only on a connection that is up, and at
+        // most a few, so with no coordinator listening a hello is simply tried again later, and
+        // --give-up-after and a stop request are always heard.
+        try socket.setOption(.immediate, 1)
+        try socket.setOption(.sendHighWaterMark, Worker.sendQueue)
         try socket.setOption(.reconnectInterval, 100)
         try socket.setOption(.reconnectIntervalMax, 2000)
         try socket.setOption(.heartbeatInterval, 250)
@@ -153,7 +160,12 @@ public final class Worker {
 
     private func send(_ message: WireMessage, step: Int) {
         do {
-            try socket.send(codec.encode(message, step: step))
+            try socket.send(codec.encode(message, step: step), dontWait: true)
+        } catch let error as ZMQError where error.code == EAGAIN {
+            // No connection up, or the coordinator is not reading. A hello is tried again later; lost work is
+            // dealt again by the coordinator at its deadline.
+            if case .hello = message { return }
+            log("cannot send to the coordinator now (not connected, or it is not reading): step \(step) dropped")
         } catch let error as WireError {
             // A non-finite gradient (diverged weights, or the fault injection) must not reach Adam: the
             // encoder refuses it, and the coordinator hears why and gives the shards to someone else.

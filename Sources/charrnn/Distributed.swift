@@ -87,6 +87,7 @@ struct WorkerCommand: ParsableCommand {
             throw CharRNNError.invalidOption("--secret-key and --coordinator-key go together")
         }
         try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
+        try stop.exitIfStopped()
     }
 }
 
