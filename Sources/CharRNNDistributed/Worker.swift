@@ -15,6 +15,11 @@ public struct WorkerOptions: Sendable {
     /// steps (checkpoints, validation, samples). nil waits forever, which suits supervisors that restart the
     /// coordinator (systemd, Slurm requeue).
     public var giveUpAfter: Double? = nil
+    /// Seconds a connection may take to complete its handshake; a coordinator that does not answer within it
+    /// is busy or stopped, not refusing us, and is tried again. A test knob.
+    public var handshakeTimeout: Double = 30
+    /// Messages from the coordinator queued at most (libzmq's default 1,000 when nil); a test knob.
+    public var receiveQueue: Int? = nil
     /// Test-only fault injection: from this global step on, report NaN gradients.
     public var poisonFromStep: Int? = nil
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
@@ -39,6 +44,11 @@ public final class Worker {
     private let socket: ZMQSocket
     private var codec = WireCodec()
     private var shardStep: ShardStep?
+    private var computing: (computation: ShardComputation, runID: UInt64?)?
+    /// A computation that finishes sends an empty message here, waking the loop's poll at once.
+    private let finishedSignal: ZMQSocket
+    private let finishedEvents: ZMQSocket
+    private var waiting: (order: WorkOrder, step: Int)?
     private let handshakes: HandshakeWatch?
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
@@ -54,11 +64,10 @@ public final class Worker {
         // A fresh identity per process, so a restarted worker is never mistaken for its previous life.
         try socket.setOption(.routingID, Array("\(options.name)-\(String(generator.next(), radix: 36))".utf8.prefix(250)))
         try socket.setOption(.linger, 0)
-        // Sends never block (they use dontWait): a message is queued only on a connection that is up, and at
-        // most a few, so with no coordinator listening a hello is simply tried again later, and
-        // --give-up-after and a stop request are always heard.
-        try socket.setOption(.immediate, 1)
+        // Sends never block (they use dontWait) and at most a few messages wait for the coordinator, so with
+        // none listening a hello is simply tried again later, and --give-up-after and a stop are always heard.
         try socket.setOption(.sendHighWaterMark, Worker.sendQueue)
+        if let queue = options.receiveQueue { try socket.setOption(.receiveHighWaterMark, queue) }
         try socket.setOption(.reconnectInterval, 100)
         try socket.setOption(.reconnectIntervalMax, 2000)
         try socket.setOption(.heartbeatInterval, 250)
@@ -68,11 +77,19 @@ public final class Worker {
             try socket.setOption(.curveServerKey, Array(curve.coordinator.z85.utf8))
             try socket.setOption(.curvePublicKey, Array(curve.keys.publicKey.z85.utf8))
             try socket.setOption(.curveSecretKey, Array(curve.keys.secretKey.z85.utf8))
-            handshakes = try HandshakeWatch(socket: socket, context: context)
+            try socket.setOption(.handshakeInterval, Int(options.handshakeTimeout * 1000))
+            handshakes = try HandshakeWatch(socket: socket, context: context, timeout: options.handshakeTimeout)
         } else {
             handshakes = nil
         }
         try socket.connect(options.endpoint)
+        let wakeups = "inproc://computed-\(generator.next())"
+        finishedEvents = try ZMQSocket(context, .pair)
+        try finishedEvents.setOption(.linger, 0)
+        try finishedEvents.bind(wakeups)
+        finishedSignal = try ZMQSocket(context, .pair)
+        try finishedSignal.setOption(.linger, 0)
+        try finishedSignal.connect(wakeups)
     }
 
     /// Serves until the coordinator says shutdown (or a stop is requested).
@@ -81,8 +98,13 @@ public final class Worker {
         var joined = false
         var lastHeard = PhaseClock.now()
         var lastHello = -Double.infinity
+        // Never return (or throw) with a thread inside OpenBLAS: exiting would tear the library down under it.
+        defer { computing?.computation.wait() }
         while !shouldStop() {
             try handshakes?.check()
+            collect()
+            // Our own computing is no silence of the coordinator's.
+            if computing != nil { lastHeard = PhaseClock.now() }
             let now = PhaseClock.now()
             if let limit = options.giveUpAfter, now - lastHeard > limit {
                 throw WorkerError.coordinatorGone(endpoint: options.endpoint, seconds: limit)
@@ -99,7 +121,9 @@ public final class Worker {
                 lastHello = now
                 send(.hello(WorkerHello(name: options.name, blasThreads: options.blasThreads)), step: 0)
             }
-            guard let frames = try socket.receiveMultipart(timeoutMs: 100) else { continue }
+            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)], timeoutMs: 100)
+            while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
+            guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
             do {
@@ -120,6 +144,8 @@ public final class Worker {
             }
             switch envelope.message {
             case .welcome(let shape):
+                // An order waiting from another run cannot be computed with this run's sizes.
+                if codec.runID != envelope.runID { waiting = nil }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
                 if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq
@@ -130,9 +156,7 @@ public final class Worker {
                 joined = true
             case .work(let order):
                 guard joined else { continue }
-                compute(order, step: envelope.step)
-                // Our own computing is no silence of the coordinator's: its pings wait in the queue meanwhile.
-                lastHeard = PhaseClock.now()
+                start(order, step: envelope.step)
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return
@@ -142,20 +166,33 @@ public final class Worker {
         }
     }
 
-    private func compute(_ order: WorkOrder, step: Int) {
-        guard let shardStep, let shape = codec.shape else { return }
-        let layout = ParameterLayout(shape.config)
-        shardStep.load(weights: Parameters(layout: layout, storage: order.weights))
-        let results = order.shards.map { work -> ShardResult in
-            let state = work.state ?? FloatBuffer(count: shape.stateCount)
-            let gradient = Parameters(layout: layout, storage: FloatBuffer(count: layout.count))
-            let position = ShardPosition(step: step, shard: work.index, rowsPerShard: shape.rowsPerShard)
-            let loss = shardStep.run(work.rows, state: state.base, grads: gradient, position: position)
-            if let from = options.poisonFromStep, step >= from { gradient.storage[0] = .nan }
-            return ShardResult(index: work.index, loss: loss, state: state, gradient: gradient.storage)
+    /// Starts computing `order`, unless a computation is running: then it waits its turn (only the newest
+    /// waits; an older one belongs to a step the coordinator has since dealt again).
+    private func start(_ order: WorkOrder, step: Int) {
+        guard computing == nil else {
+            waiting = (order, step)
+            return
         }
+        guard let shardStep, let shape = codec.shape else { return }
+        // Used by the finishing thread only, one computation at a time (the handoff is the thread start).
+        let signal = finishedSignal
+        let computation = ShardComputation(
+            order, step: step, shardStep: shardStep, shape: shape, poisonFromStep: options.poisonFromStep,
+            finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
+        computing = (computation, codec.runID)
+    }
+
+    /// Sends the results of a finished computation and starts the waiting order, if any.
+    private func collect() {
+        guard let (computation, runID) = computing, let results = computation.results else { return }
+        computing = nil
         stepsComputed += 1
-        send(.result(results), step: step)
+        // Results of a run we have since left (its coordinator restarted) would only be refused.
+        if runID == codec.runID { send(.result(results), step: computation.step) }
+        if let (order, step) = waiting {
+            waiting = nil
+            start(order, step: step)
+        }
     }
 
     private func send(_ message: WireMessage, step: Int) {
@@ -195,38 +232,49 @@ public enum WorkerError: Error, CustomStringConvertible {
 
 /// Watches the CURVE handshakes of the worker's connection. A server with another key than the one we
 /// trust, or one that does not authorize our key, closes every connection before the handshake completes;
-/// after a few in a row the worker refuses to go on rather than knocking forever.
+/// after a few in a row the worker refuses to go on rather than knocking forever. A server that does not
+/// answer at all (stopped, overloaded, not there) is no refusal: libzmq closes such a connection only when
+/// the handshake interval runs out, and the worker keeps trying.
 final class HandshakeWatch {
     static let limit = 3
     private let events: ZMQSocket
+    private let timeout: Double
     private var failures = 0
-    /// Whether the current connection completed its handshake (a later disconnect is then no refusal).
-    private var connected = false
+    /// When the current connection was made, and whether it completed its handshake (a later disconnect is
+    /// then no refusal).
+    private var connectedAt: Double?
+    private var handshaken = false
 
-    init(socket: ZMQSocket, context: ZMQContext) throws {
+    init(socket: ZMQSocket, context: ZMQContext, timeout: Double) throws {
         var generator = SystemRandomNumberGenerator()
-        let watched = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_DISCONNECTED
+        // A failed handshake is reported twice (failed, then disconnected): only the disconnect is counted.
+        let watched = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED
         events = try socket.monitor(context, events: watched, endpoint: "inproc://handshakes-\(generator.next())")
+        self.timeout = timeout
     }
 
-    /// Reads pending events; throws once the handshake has failed `limit` times without a success.
-    func check() throws {
+    /// Reads pending events; throws once the handshake has been refused `limit` times without a success.
+    func check(now: Double = PhaseClock.now()) throws {
         while let frames = try events.receiveMultipart(timeoutMs: 0), let first = frames.first, first.count >= 2 {
             let event = Int32(first.bytes.loadUnaligned(as: UInt16.self))
             switch event {
+            case ZMQ_EVENT_CONNECTED:
+                connectedAt = now
+                handshaken = false
             case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
                 failures = 0
-                connected = true
+                handshaken = true
             case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
                 // The coordinator checked our key and said no; libzmq will not try again.
                 throw WorkerError.notAuthorized
             case ZMQ_EVENT_DISCONNECTED:
-                // A disconnect before any handshake succeeded on this connection counts as a refusal.
-                if !connected { failures += 1 }
-                connected = false
+                // Closed before the handshake completed: quickly, a refusal; after about the handshake
+                // interval, silence (events are read up to a loop turn late, hence the margin).
+                if !handshaken, let at = connectedAt, now - at < timeout / 2 { failures += 1 }
+                connectedAt = nil
+                handshaken = false
             default:
-                failures += 1
+                break
             }
         }
         if failures >= HandshakeWatch.limit { throw WorkerError.handshakeRefused(failures) }

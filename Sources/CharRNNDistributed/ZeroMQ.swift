@@ -80,9 +80,8 @@ public struct ZMQIntOption: Sendable, CustomStringConvertible {
     public static let heartbeatTTL = ZMQIntOption(code: ZMQ_HEARTBEAT_TTL, is64Bit: false, description: "heartbeat_ttl")
     /// Largest single frame accepted; a peer sending more is disconnected before the frame is buffered.
     public static let maxMessageSize = ZMQIntOption(code: ZMQ_MAXMSGSIZE, is64Bit: true, description: "maxmsgsize")
-    /// 1: queue messages only on connections that are up (handshake done); with none, a send fails with
-    /// EAGAIN (`dontWait`) instead of piling messages up for a peer that may never come.
-    public static let immediate = ZMQIntOption(code: ZMQ_IMMEDIATE, is64Bit: false, description: "immediate")
+    /// Milliseconds a new connection may take to complete its ZMTP (and CURVE) handshake before it is closed.
+    public static let handshakeInterval = ZMQIntOption(code: ZMQ_HANDSHAKE_IVL, is64Bit: false, description: "handshake_ivl")
     public static let reconnectInterval = ZMQIntOption(code: ZMQ_RECONNECT_IVL, is64Bit: false, description: "reconnect_ivl")
     public static let reconnectIntervalMax = ZMQIntOption(code: ZMQ_RECONNECT_IVL_MAX, is64Bit: false, description: "reconnect_ivl_max")
     /// 1: this socket is the CURVE server (it has the long-term key clients must know).

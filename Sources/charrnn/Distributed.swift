@@ -18,6 +18,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
     @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
+    @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
 
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
@@ -26,6 +27,7 @@ struct CoordinatorCommand: ParsableCommand {
         var options = CoordinatorOptions(endpoint: bind)
         options.minWorkers = minWorkers
         options.deadline = deadline
+        options.pingInterval = pingInterval
         switch (secretKey, authorizedKeys) {
         case let (secret?, authorized?):
             options.curve = (try CurveKeyPair.load(secretKeyFile: secret), try CurveKeyFile.readPublicKeys(authorized))
@@ -66,6 +68,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
+    @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
+    @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
+    var handshakeTimeout: Double = 30
 
     func run() throws {
         BLASRuntime.setThreads(try resolvedThreads(threads))
@@ -77,6 +82,8 @@ struct WorkerCommand: ParsableCommand {
         options.rejoinAfter = rejoinAfter
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
+        options.receiveQueue = receiveQueue
+        options.handshakeTimeout = handshakeTimeout
         switch (secretKey, coordinatorKey) {
         case let (secret?, server?):
             guard let key = try CurveKeyFile.read(server).first else { throw CurveError.badKeyFile(server, "no key in the file") }
