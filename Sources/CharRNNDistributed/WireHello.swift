@@ -7,6 +7,18 @@ public struct WorkerHello: Equatable, Sendable {
         self.name = name
         self.blasThreads = blasThreads
     }
+
+    /// Why `name` cannot travel in a hello (more than `WireCodec.maxNameBytes` of UTF-8, control characters),
+    /// or nil when it can.
+    public static func problem(name: String) -> String? {
+        do {
+            try WireCodec.checkName(Array(name.utf8))
+            return nil
+        } catch {
+            guard case .malformed(let why) = error else { return error.description }
+            return why
+        }
+    }
 }
 
 extension WireCodec {

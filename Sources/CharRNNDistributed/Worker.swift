@@ -15,6 +15,8 @@ public struct WorkerOptions: Sendable {
     /// steps (checkpoints, validation, samples). nil waits forever, which suits supervisors that restart the
     /// coordinator (systemd, Slurm requeue).
     public var giveUpAfter: Double? = nil
+    /// Bytes this worker may commit to a run; a welcome asking for more is refused (`RunShape.workerBytes`).
+    public var maxMemory = WorkerOptions.defaultMaxMemory
     /// Seconds a connection may take to complete its handshake; a coordinator that does not answer within it
     /// is busy or stopped, not refusing us, and is tried again. A test knob.
     public var handshakeTimeout: Double = 30
@@ -60,9 +62,9 @@ public final class Worker {
         self.shouldStop = shouldStop
         context = try ZMQContext()
         socket = try ZMQSocket(context, .dealer)
+        if let why = WorkerHello.problem(name: options.name) { throw WireError.malformed(why) }
         var generator = SystemRandomNumberGenerator()
-        // A fresh identity per process, so a restarted worker is never mistaken for its previous life.
-        try socket.setOption(.routingID, Array("\(options.name)-\(String(generator.next(), radix: 36))".utf8.prefix(250)))
+        try socket.setOption(.routingID, Worker.routingID(name: options.name, using: &generator))
         try socket.setOption(.linger, 0)
         // Sends never block (they use dontWait) and at most a few messages wait for the coordinator, so with
         // none listening a hello is simply tried again later, and --give-up-after and a stop are always heard.
@@ -144,6 +146,14 @@ public final class Worker {
             }
             switch envelope.message {
             case .welcome(let shape):
+                guard shape.workerBytes <= options.maxMemory else {
+                    let error = WorkerError.runTooLarge(shape: shape, bytes: shape.workerBytes, limit: options.maxMemory)
+                    // Tell the coordinator why, best effort: a moment of linger lets the message leave.
+                    codec = WireCodec(runID: envelope.runID)
+                    send(.error(error.description), step: 0)
+                    try? socket.setOption(.linger, 200)
+                    throw error
+                }
                 // An order waiting from another run cannot be computed with this run's sizes.
                 if codec.runID != envelope.runID { waiting = nil }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
@@ -164,6 +174,16 @@ public final class Worker {
                 break
             }
         }
+    }
+
+    /// A fresh identity per process, so a restarted worker is never mistaken for its previous life: a digest
+    /// of the name and a random number, of a fixed 32 bytes whatever the name's length (a cut-off name made
+    /// two long names one identity, and the second worker was ignored).
+    static func routingID(name: String, using generator: inout some RandomNumberGenerator) -> [UInt8] {
+        var sha = SHA256()
+        sha.update(Data(name.utf8))
+        withUnsafeBytes(of: generator.next()) { sha.update($0) }
+        return Array(sha.hexDigest().utf8.prefix(32))
     }
 
     /// Starts computing `order`, unless a computation is running: then it waits its turn (only the newest
@@ -217,11 +237,14 @@ public enum WorkerError: Error, CustomStringConvertible {
     case handshakeRefused(Int)
     case notAuthorized
     case coordinatorGone(endpoint: String, seconds: Double)
+    case runTooLarge(shape: RunShape, bytes: Int, limit: Int)
 
     public var description: String {
         switch self {
         case .coordinatorGone(let endpoint, let seconds):
             return "no word from a coordinator at \(endpoint) for \(seconds) s (--give-up-after): giving up"
+        case .runTooLarge(let shape, let bytes, let limit):
+            return "the coordinator's run (\(shape)) needs about \(gib(bytes)) GiB on this worker, more than --max-memory \(gib(limit)) GiB: not joining"
         case .notAuthorized:
             return "the coordinator refused this worker's key: add its .pub to the coordinator's --authorized-keys" 
         case .handshakeRefused(let n):
@@ -229,6 +252,8 @@ public enum WorkerError: Error, CustomStringConvertible {
         }
     }
 }
+
+private func gib(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / Double(1 << 30)) }
 
 /// Watches the CURVE handshakes of the worker's connection. A server with another key than the one we
 /// trust, or one that does not authorize our key, closes every connection before the handshake completes;

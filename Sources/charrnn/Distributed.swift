@@ -67,6 +67,8 @@ struct WorkerCommand: ParsableCommand {
     var giveUpAfter: Double?
     @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
+    @Option(help: "GiB of memory this worker may use for a run; a coordinator asking for more is refused (default: 8, or the machine's memory if less).")
+    var maxMemory: Double?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
     @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
@@ -77,9 +79,14 @@ struct WorkerCommand: ParsableCommand {
         if !(rejoinAfter > 0) { throw CharRNNError.invalidOption("--rejoin-after must be positive") }
         if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw CharRNNError.invalidOption("--give-up-after must be a positive number of seconds") }
         let stop = StopRequest.installed()
-        var options = WorkerOptions(
-            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: threads)
+        let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        if let why = WorkerHello.problem(name: workerName) { throw CharRNNError.invalidOption("--name: \(why)") }
+        var options = WorkerOptions(endpoint: connect, name: workerName, blasThreads: threads)
         options.rejoinAfter = rejoinAfter
+        if let gib = maxMemory {
+            guard gib > 0, gib < 1_048_576 else { throw CharRNNError.invalidOption("--max-memory must be a positive number of GiB") }
+            options.maxMemory = Int(gib * Double(1 << 30))
+        }
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
         options.receiveQueue = receiveQueue

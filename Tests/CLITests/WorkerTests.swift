@@ -66,6 +66,70 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(w.waitExit(timeout: 5), 143, w.output)
     }
 
+    /// A fake coordinator (this test, speaking the wire format) welcomes a worker to a run far larger than
+    /// the worker may hold: the worker refuses with one line, before allocating, instead of trying to
+    /// allocate it (a squatter's welcome once made a worker allocate 17 GB).
+    func testWorkerRefusesAWelcomeBeyondItsMemoryLimit() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/fake.sock"
+        let context = try ZMQContext()
+        let fake = try ZMQSocket(context, .router)
+        try fake.setOption(.linger, 0)
+        try fake.bind(endpoint)
+        // About 3 GiB by the worker's estimate: one big layer, every shard at once.
+        let shape = try RunShape(config: ModelConfig(vocab: 65, embed: 256, units: 2048, cell: .gru, layers: 2),
+                                 seq: 100, rowsPerShard: 64, shardCount: 8)
+        XCTAssertGreaterThan(shape.workerBytes, 2 << 30)
+        let w = try group.start("worker", ["worker", "--connect", endpoint, "--max-memory", "1"])
+        let codec = WireCodec(runID: 42, shape: shape)
+        var welcomed = false, refusal: String?
+        let end = Date().addingTimeInterval(20)
+        while refusal == nil && Date() < end {
+            guard let frames = try fake.receiveMultipart(timeoutMs: 100) else { continue }
+            let peer = frames[0].array
+            switch try codec.decode(frames.dropFirst()).message {
+            case .hello where !welcomed:
+                try fake.send([.bytes(peer)] + codec.encode(.welcome(shape)))
+                welcomed = true
+            case .error(let text): refusal = text
+            default: break
+            }
+        }
+        XCTAssertNotNil(refusal, "the worker did not tell the coordinator why it left: \(w.output)")
+        XCTAssertEqual(w.waitExit(timeout: 10), 1, w.output)
+        let lines = w.output.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+        XCTAssertEqual(lines.count, 1, w.output)
+        XCTAssertTrue(lines.first?.contains("more than --max-memory 1.0 GiB") == true, w.output)
+        assertCleanFailure(try CLI.run(["worker", "--max-memory", "0"]), mentions: "--max-memory")
+    }
+
+    /// --name is checked (one line, instead of a worker whose hello cannot be encoded looping silently), and
+    /// long names never collide: two workers whose names share their first 250 bytes both join (the routing id
+    /// was the name cut at 250 bytes, so the second was ignored).
+    func testWorkerNamesAreCheckedAndLongNamesDoNotCollide() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        for bad in [String(repeating: "n", count: 257), "red\u{1B}[31m"] {
+            let w = try group.start("bad-name", ["worker", "--connect", endpoint, "--name", bad])
+            XCTAssertEqual(w.waitExit(timeout: 10), 1, w.output)
+            XCTAssertEqual(w.output.split(separator: "\n").count, 1, w.output)
+            XCTAssertTrue(w.output.hasPrefix("Error: invalid option: --name: worker name"), w.output)
+        }
+        let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
+        let c = try group.start("coordinator", [
+            "coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", dir.appendingPathComponent("ckpt").path,
+            "--steps", "3", "--min-workers", "2", "--embed", "16", "--units", "32", "--batch", "16", "--seq", "30", "--shards", "2",
+        ])
+        let long = String(repeating: "x", count: 250)
+        let a = try group.start("a", ["worker", "--connect", endpoint, "--name", long + "a"])
+        let b = try group.start("b", ["worker", "--connect", endpoint, "--name", long + "b"])
+        XCTAssertEqual(c.waitExit(timeout: 60), 0, c.output)
+        XCTAssertEqual(a.waitExit(timeout: 20), 0, a.output)
+        XCTAssertEqual(b.waitExit(timeout: 20), 0, b.output)
+    }
+
     /// A TCP port on loopback whose connections the kernel completes but nobody ever reads or answers.
     private func silentListener() throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
