@@ -68,10 +68,9 @@ public final class Coordinator: StepRunner {
     private let authenticator: Authenticator?
     private var lastPing = 0.0
     private var waitingLogged = false
-    /// Bad messages per peer; at `strikeLimit` the peer is ignored for the rest of the run (a restarted
-    /// worker has a new identity, so this never locks out an honest worker for good).
-    private var strikes: [[UInt8]: Int] = [:]
-    private var banned: Set<[UInt8]> = []
+    /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
+    /// so this never locks out an honest worker for good).
+    private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
     static let strikeLimit = 10
 
     public init(
@@ -112,6 +111,7 @@ public final class Coordinator: StepRunner {
         // before libzmq allocates it.
         try socket.setOption(.maxMessageSize, 4 * shape.parameterCount + (1 << 20) + 64 * shape.shardCount * (shape.stateCount + 2 * shape.tokenCount))
         do {
+            try IPCEndpoint.requireFree(options.endpoint)
             try socket.bind(options.endpoint)
         } catch {
             throw CoordinatorError.cannotBind(options.endpoint, error)
@@ -209,6 +209,7 @@ public final class Coordinator: StepRunner {
     private func lose(_ worker: [UInt8], because reason: String) {
         guard let member = members.members[worker] else { return }
         let orphans = members.remove(worker)
+        strikes.forget(worker)
         stats.lostWorkers += 1
         stats.reassignedShards += orphans.count
         let shards = orphans.isEmpty ? "" : "; its shards \(orphans) go to the others"
@@ -216,9 +217,7 @@ public final class Coordinator: StepRunner {
     }
 
     private func strike(_ peer: [UInt8]) {
-        strikes[peer, default: 0] += 1
-        guard strikes[peer]! >= Coordinator.strikeLimit else { return }
-        banned.insert(peer)
+        guard strikes.strike(peer) else { return }
         stats.bannedPeers += 1
         log("ignoring a peer from now on: \(Coordinator.strikeLimit) bad messages")
         lose(peer, because: "it sent bad messages")
@@ -231,7 +230,7 @@ public final class Coordinator: StepRunner {
         var clock = PhaseClock()
         defer { stats.messagingSeconds += clock.lap() }
         let peer = frames[0].array
-        if banned.contains(peer) { return }
+        if strikes.isBanned(peer) { return }
         let envelope: WireEnvelope
         do {
             envelope = try codec.decode(frames.dropFirst())

@@ -64,6 +64,7 @@ struct TrainingArguments: ParsableArguments {
         let text = try Corpus.read(path: path)
         let root = URL(fileURLWithPath: checkpointDir, isDirectory: true)
         let policy = CheckpointPolicy(directory: root, every: checkpointEvery, keep: keep)
+        for name in Checkpoint.removeStaleTemporaries(in: root) { log("removed \(name), left by a save that was interrupted") }
         let state: TrainingState
         if resume {
             guard let found = try Checkpoint.latest(in: root, warn: log) else {
