@@ -245,6 +245,11 @@ public final class Coordinator: StepRunner {
         }
         switch envelope.message {
         case .hello(let hello):
+            if let refusal = NumericsIdentity.current.refusal(of: hello.identity) {
+                send(.error(refusal), step: 0, to: peer)
+                log("refused worker \(hello.name): \(refusal)")
+                return
+            }
             let isNew = members.admit(peer, name: hello.name)
             send(.welcome(codec.shape!), step: 0, to: peer)
             members.markWelcomed(peer)

@@ -1,6 +1,6 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 3. Every message is one ZeroMQ multipart message:
+// The coordinator<->worker wire format, version 4 (4 added the numerics identity to hello). Every message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; bulk float vectors (weights, gradients) travel as frames of their
 // own so they can be sent zero-copy straight from the trainer's buffers. All integers and floats are
 // little-endian; floats are IEEE float32 unless marked f64.
@@ -9,7 +9,7 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 3                                                              |
+// | 4      | 2    | version        | u16, 4                                                              |
 // | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
@@ -19,7 +19,7 @@ import CharRNN
 // Bodies (rest of frame 0) and extra frames, by type
 // | type     | body                                                                  | frames 1…              |
 // |----------|-----------------------------------------------------------------------|------------------------|
-// | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters); the header's version is the worker's protocol version | none |
+// | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity); the header's version is the worker's protocol version | none |
 // | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
 // | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | 1: P f32 weights |
 // | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n: P f32 gradient of each shard, in body order |
@@ -112,7 +112,7 @@ private enum MessageType: UInt16 {
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 3
+    public static let version: UInt16 = 4
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -235,7 +235,7 @@ public struct WireCodec: Sendable {
     /// The largest payload a message of `type` can carry, and how many frames it can have.
     private func limits(_ type: MessageType) throws(WireError) -> (Int, ClosedRange<Int>) {
         switch type {
-        case .hello: return (8 + Self.maxNameBytes, 1...1)
+        case .hello: return (8 + Self.maxNameBytes + 2 * (4 + NumericsIdentity.maxFieldBytes) + 8, 1...1)
         case .welcome: return (52, 1...1)
         case .ping, .shutdown: return (0, 1...1)
         case .error: return (4 + Self.maxErrorBytes, 1...1)

@@ -2,10 +2,13 @@
 public struct WorkerHello: Equatable, Sendable {
     public var name: String
     public var blasThreads: Int
+    /// How it computes: the coordinator admits only workers that compute as it does.
+    public var identity: NumericsIdentity
 
-    public init(name: String, blasThreads: Int) {
+    public init(name: String, blasThreads: Int, identity: NumericsIdentity = .current) {
         self.name = name
         self.blasThreads = blasThreads
+        self.identity = identity
     }
 
     /// Why `name` cannot travel in a hello (more than `WireCodec.maxNameBytes` of UTF-8, control characters),
@@ -29,6 +32,13 @@ extension WireCodec {
         body.u32(hello.blasThreads)
         body.u32(name.count)
         body.bytes(name)
+        for (field, text) in [("BLAS kernel", hello.identity.kernel), ("version", hello.identity.version)] {
+            let bytes = Array(text.utf8)
+            try checkIdentityField(bytes, field)
+            body.u32(bytes.count)
+            body.bytes(bytes)
+        }
+        body.u64(hello.identity.probe)
     }
 
     func decodeHello(_ reader: inout WireReader) throws(WireError) -> WireMessage {
@@ -38,7 +48,24 @@ extension WireCodec {
         guard length <= Self.maxNameBytes else { throw .malformed("worker name of \(length) bytes exceeds \(Self.maxNameBytes)") }
         let name = Array(try reader.take(length, "worker name"))
         try Self.checkName(name)
-        return .hello(WorkerHello(name: String(decoding: name, as: UTF8.self), blasThreads: threads))
+        var fields: [String] = []
+        for field in ["BLAS kernel", "version"] {
+            let length = Int(try reader.u32("\(field) length"))
+            guard length <= NumericsIdentity.maxFieldBytes else { throw .malformed("\(field) of \(length) bytes exceeds \(NumericsIdentity.maxFieldBytes)") }
+            let bytes = Array(try reader.take(length, field))
+            try Self.checkIdentityField(bytes, field)
+            fields.append(String(decoding: bytes, as: UTF8.self))
+        }
+        let identity = NumericsIdentity(kernel: fields[0], version: fields[1], probe: try reader.u64("probe"))
+        return .hello(WorkerHello(name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity))
+    }
+
+    /// The kernel and version end up in logs and errors: bounded, printable ASCII.
+    static func checkIdentityField(_ bytes: [UInt8], _ field: String) throws(WireError) {
+        guard bytes.count <= NumericsIdentity.maxFieldBytes else {
+            throw .malformed("\(field) of \(bytes.count) bytes exceeds \(NumericsIdentity.maxFieldBytes)")
+        }
+        guard bytes.allSatisfy({ (0x20..<0x7F).contains($0) }) else { throw .malformed("\(field) is not printable ASCII") }
     }
 
     static func checkThreads(_ threads: Int) throws(WireError) {

@@ -170,7 +170,11 @@ public final class Worker {
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return
-            case .ping, .hello, .result, .error:
+            case .error(let message):
+                // The coordinator will not have us (our numerics differ from its own): saying hello again
+                // would not change that.
+                throw WorkerError.refused(message)
+            case .ping, .hello, .result:
                 break
             }
         }
@@ -238,6 +242,7 @@ public enum WorkerError: Error, CustomStringConvertible {
     case notAuthorized
     case coordinatorGone(endpoint: String, seconds: Double)
     case runTooLarge(shape: RunShape, bytes: Int, limit: Int)
+    case refused(String)
 
     public var description: String {
         switch self {
@@ -245,6 +250,8 @@ public enum WorkerError: Error, CustomStringConvertible {
             return "no word from a coordinator at \(endpoint) for \(seconds) s (--give-up-after): giving up"
         case .runTooLarge(let shape, let bytes, let limit):
             return "the coordinator's run (\(shape)) needs about \(gib(bytes)) GiB on this worker, more than --max-memory \(gib(limit)) GiB: not joining"
+        case .refused(let why):
+            return "the coordinator refused this worker: \(why)"
         case .notAuthorized:
             return "the coordinator refused this worker's key: add its .pub to the coordinator's --authorized-keys" 
         case .handshakeRefused(let n):

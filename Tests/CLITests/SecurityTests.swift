@@ -96,13 +96,23 @@ final class SecurityTests: XCTestCase {
         let forger = try ZMQSocket(context, .dealer)
         try forger.setOption(.linger, 0)
         try forger.connect(endpoint)
-        try forger.send(WireCodec().encode(.hello(WorkerHello(name: "forger", blasThreads: 1))))
+        // The numerics identity is no secret: a refusal names the coordinator's, and the forger claims it.
+        let stranger = NumericsIdentity(kernel: "stranger", version: "0", probe: 0)
+        try forger.send(WireCodec().encode(.hello(WorkerHello(name: "forger", blasThreads: 1, identity: stranger))))
         var codec = WireCodec()
         let deadline = Date().addingTimeInterval(20)
         while codec.shape == nil && Date() < deadline {
-            guard let frames = try forger.receiveMultipart(timeoutMs: 100),
-                  let envelope = try? WireCodec().decode(frames), case .welcome(let shape) = envelope.message else { continue }
-            codec = WireCodec(runID: envelope.runID, shape: shape)
+            guard let frames = try forger.receiveMultipart(timeoutMs: 100), let envelope = try? WireCodec().decode(frames) else { continue }
+            switch envelope.message {
+            case .error(let refusal):
+                let claimed = try XCTUnwrap(refusal.components(separatedBy: "the coordinator runs ").last?.components(separatedBy: ", this worker").first)
+                let identity = try XCTUnwrap(NumericsIdentity(parsing: claimed), refusal)
+                try forger.send(WireCodec().encode(.hello(WorkerHello(name: "forger", blasThreads: 1, identity: identity))))
+            case .welcome(let shape):
+                codec = WireCodec(runID: envelope.runID, shape: shape)
+            default:
+                break
+            }
         }
         let shape = try XCTUnwrap(codec.shape, "the forger never got a welcome")
         let current = c.count("epoch ")
