@@ -12,7 +12,7 @@ public struct CoordinatorOptions: Sendable {
     /// How often live workers are pinged; a ping that cannot be delivered means the worker is gone.
     public var pingInterval: Double = 0.25
     /// CURVE: the coordinator's key pair and the workers' public keys it lets in. Nil: no authentication
-    /// and no encryption (the CLI allows that only on loopback, ipc, or with --insecure).
+    /// and no encryption (the CLI allows that only on ipc, or with --insecure).
     public var curve: (keys: CurveKeyPair, authorized: Set<CurveKey>)? = nil
 
     public init(endpoint: String) { self.endpoint = endpoint }

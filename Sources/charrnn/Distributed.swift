@@ -16,7 +16,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Seconds a worker may hold shards before they are given to another.") var deadline: Double = 30
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
-    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
+    @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
     @Option(help: "Threads for the coordinator's own work (reduction, Adam, validation); workers do the rest.") var threads = 1
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
 
@@ -32,8 +32,8 @@ struct CoordinatorCommand: ParsableCommand {
         case let (secret?, authorized?):
             options.curve = (try CurveKeyPair.load(secretKeyFile: secret), try CurveKeyFile.readPublicKeys(authorized))
         case (nil, nil):
-            if !Endpoint.isLocal(bind) && !insecure {
-                throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys: give --secret-key and --authorized-keys, or --insecure")
+            if !Endpoint.isPrivate(bind) && !insecure {
+                throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys (any local user could join): give --secret-key and --authorized-keys, use an ipc:// endpoint in a directory only you can open, or --insecure")
             }
             if insecure { print("insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
         default:
@@ -117,7 +117,14 @@ struct Launch: ParsableCommand {
 
     func run() throws {
         if workers <= 0 { throw CharRNNError.invalidOption("--workers must be positive, got \(workers)") }
-        let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
+        // Without keys, the socket's directory is what keeps other local users out: one only we can open.
+        var template = Array("\(NSTemporaryDirectory())charrnn-launch-XXXXXX".utf8CString)
+        guard endpoint != nil || mkdtemp(&template) != nil else {
+            throw CharRNNError.invalidOption("cannot create a private directory in \(NSTemporaryDirectory()) for the ipc socket")
+        }
+        let privateDirectory = endpoint == nil ? String(cString: template) : nil
+        defer { if let dir = privateDirectory { try? FileManager.default.removeItem(atPath: dir) } }
+        let address = endpoint ?? "ipc://\(privateDirectory!)/coordinator.sock"
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         func start(_ args: [String]) throws -> Process {
             let p = Process()
@@ -151,13 +158,11 @@ struct Keygen: ParsableCommand {
     }
 }
 
-/// Where an endpoint listens, for the rule that keyless coordinators stay on this machine.
+/// Where an endpoint listens, for the rule that keyless coordinators authenticate by file permissions.
 enum Endpoint {
-    static func isLocal(_ endpoint: String) -> Bool {
-        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
-        guard endpoint.hasPrefix("tcp://") else { return false }
-        let hostPort = endpoint.dropFirst(6)
-        let host = hostPort.hasPrefix("[") ? String(hostPort.prefix { $0 != "]" }.dropFirst()) : String(hostPort.prefix { $0 != ":" })
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
+    /// An ipc socket is opened like a file (its mode and its directory's decide who may connect); any process
+    /// on the machine can reach a TCP port, loopback included.
+    static func isPrivate(_ endpoint: String) -> Bool {
+        endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://")
     }
 }

@@ -47,9 +47,14 @@ final class SecurityTests: XCTestCase {
         XCTAssertTrue(c.output.contains("joined"), c.output)
     }
 
-    func testKeylessCoordinatorStaysOnLoopbackUnlessInsecure() throws {
+    /// Without keys only an ipc socket is allowed (file permissions decide who connects): any local user can
+    /// reach a TCP port, loopback included, so TCP without keys needs --insecure.
+    func testKeylessCoordinatorNeedsIPCUnlessInsecure() throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
+        let loopback = ["coordinator", "--bind", "tcp://127.0.0.1:\(freeTCPPort())", "--data", data,
+                        "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model
+        assertCleanFailure(try CLI.run(loopback), mentions: "without keys")
         let open = "tcp://0.0.0.0:\(freeTCPPort())"
         let args = ["coordinator", "--bind", open, "--data", data, "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model
         assertCleanFailure(try CLI.run(args), mentions: "without keys")
