@@ -52,13 +52,16 @@ final class SecurityTests: XCTestCase {
     func testKeylessCoordinatorNeedsIPCUnlessInsecure() throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
-        let loopback = ["coordinator", "--bind", "tcp://127.0.0.1:\(freeTCPPort())", "--data", data,
-                        "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model
-        assertCleanFailure(try CLI.run(loopback), mentions: "without keys")
+        let group = ProcessGroup(self, dir: dir)
+        // In the background: a coordinator that (wrongly) listened would never exit by itself.
+        let loopback = try group.start("loopback", ["coordinator", "--bind", "tcp://127.0.0.1:\(freeTCPPort())", "--data", data,
+                                                    "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model)
+        XCTAssertEqual(loopback.waitExit(timeout: 20), 1, loopback.output)
+        XCTAssertEqual(loopback.output.split(separator: "\n").count, 1, loopback.output)
+        XCTAssertTrue(loopback.output.contains("without keys"), loopback.output)
         let open = "tcp://0.0.0.0:\(freeTCPPort())"
         let args = ["coordinator", "--bind", open, "--data", data, "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model
         assertCleanFailure(try CLI.run(args), mentions: "without keys")
-        let group = ProcessGroup(self, dir: dir)
         let insecure = try group.start("insecure", args + ["--insecure"])
         XCTAssertTrue(insecure.waitFor("coordinator listening"), insecure.output)
         XCTAssertTrue(insecure.output.contains("insecure: no authentication"), insecure.output)
