@@ -8,7 +8,7 @@ public struct CoordinatorOptions: Sendable {
     /// How often live workers are pinged; a ping that cannot be delivered means the worker is gone.
     public var pingInterval: Double = 0.25
     /// CURVE: the coordinator's key pair and the workers' public keys it lets in. Nil: no authentication
-    /// and no encryption (the CLI allows that only on loopback, ipc, or with --insecure).
+    /// and no encryption (the CLI allows that only on ipc, or with --insecure).
     public var curve: (keys: CurveKeyPair, authorized: Set<CurveKey>)? = nil
 
     public init(endpoint: String) { self.endpoint = endpoint }
@@ -67,10 +67,9 @@ public final class Coordinator: ShardPool {
     /// The weights of the step being dealt, copied once per step: work orders send them zero-copy, and the
     /// plan's own weights change (Adam) while libzmq may still hold a reference.
     private var snapshot: (step: Int, weights: FloatBuffer)?
-    /// Bad messages per peer; at `strikeLimit` the peer is ignored for the rest of the run (a restarted
-    /// worker has a new identity, so this never locks out an honest worker for good).
-    private var strikes: [WorkerID: Int] = [:]
-    private var banned: Set<WorkerID> = []
+    /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
+    /// so this never locks out an honest worker for good).
+    private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
     static let strikeLimit = 10
 
     /// Listens for the workers of `plan`'s run.
@@ -112,6 +111,7 @@ public final class Coordinator: ShardPool {
         // before libzmq allocates it.
         try socket.setOption(.maxMessageSize, 4 * shape.parameterCount + (1 << 20) + 64 * shape.shardCount * (shape.stateCount + 2 * shape.tokenCount))
         do {
+            try IPCEndpoint.requireFree(options.endpoint)
             try socket.bind(options.endpoint)
         } catch {
             throw CoordinatorError.cannotBind(options.endpoint, error)
@@ -150,6 +150,7 @@ public final class Coordinator: ShardPool {
 
     public func forget(_ worker: WorkerID) {
         peers.remove(worker)
+        strikes.forget(worker.bytes)
         if forgotten.count < Self.forgottenLimit { forgotten.insert(worker) }
     }
 
@@ -189,9 +190,7 @@ public final class Coordinator: ShardPool {
     }
 
     private func strike(_ peer: WorkerID) {
-        strikes[peer, default: 0] += 1
-        guard strikes[peer]! >= Coordinator.strikeLimit, !banned.contains(peer) else { return }
-        banned.insert(peer)
+        guard strikes.strike(peer.bytes) else { return }
         peers.remove(peer)
         stats.bannedPeers += 1
         log("ignoring a peer from now on: \(Coordinator.strikeLimit) bad messages")
@@ -205,7 +204,7 @@ public final class Coordinator: ShardPool {
         var clock = PhaseClock()
         defer { stats.messagingSeconds += clock.lap() }
         let peer = WorkerID(frames[0].array)
-        if banned.contains(peer) { return }
+        if strikes.isBanned(peer.bytes) { return }
         let envelope: WireEnvelope
         do {
             envelope = try codec.decode(frames.dropFirst())
@@ -220,6 +219,11 @@ public final class Coordinator: ShardPool {
         }
         switch envelope.message {
         case .hello(let hello):
+            if let refusal = NumericsIdentity.current.refusal(of: hello.identity) {
+                _ = transmit(.error(refusal), step: 0, to: peer)
+                log("refused worker \(hello.name): \(refusal)")
+                return
+            }
             // Every hello is answered: a worker the driver declared lost comes back this way.
             if let reason = transmit(.welcome(shape), step: 0, to: peer) {
                 pending.append(.left(peer, reason: reason))

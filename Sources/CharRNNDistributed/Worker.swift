@@ -15,6 +15,13 @@ public struct WorkerOptions: Sendable {
     /// steps (checkpoints, validation, samples). nil waits forever, which suits supervisors that restart the
     /// coordinator (systemd, Slurm requeue).
     public var giveUpAfter: Double? = nil
+    /// Bytes this worker may commit to a run; a welcome asking for more is refused (`RunShape.workerBytes`).
+    public var maxMemory = WorkerOptions.defaultMaxMemory
+    /// Seconds a connection may take to complete its handshake; a coordinator that does not answer within it
+    /// is busy or stopped, not refusing us, and is tried again. A test knob.
+    public var handshakeTimeout: Double = 30
+    /// Messages from the coordinator queued at most (libzmq's default 1,000 when nil); a test knob.
+    public var receiveQueue: Int? = nil
     /// Test-only fault injection: from this global step on, report NaN gradients.
     public var poisonFromStep: Int? = nil
     /// Test-only fault injection: from this global step on, report finite but wrong gradients (a forger).
@@ -41,8 +48,15 @@ public final class Worker {
     private let socket: ZMQSocket
     private var codec = WireCodec()
     private var shardStep: ShardStep?
+    private var computing: (computation: ShardComputation, runID: UInt64?)?
+    /// A computation that finishes sends an empty message here, waking the loop's poll at once.
+    private let finishedSignal: ZMQSocket
+    private let finishedEvents: ZMQSocket
+    private var waiting: (order: WorkOrder, step: Int)?
     private let handshakes: HandshakeWatch?
     public private(set) var stepsComputed = 0
+    /// Messages queued for the coordinator at most: a result and a few hellos or errors.
+    static let sendQueue = 4
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
@@ -50,10 +64,14 @@ public final class Worker {
         self.shouldStop = shouldStop
         context = try ZMQContext()
         socket = try ZMQSocket(context, .dealer)
+        if let why = WorkerHello.problem(name: options.name) { throw WireError.malformed(why) }
         var generator = SystemRandomNumberGenerator()
-        // A fresh identity per process, so a restarted worker is never mistaken for its previous life.
-        try socket.setOption(.routingID, Array("\(options.name)-\(String(generator.next(), radix: 36))".utf8.prefix(250)))
+        try socket.setOption(.routingID, Worker.routingID(name: options.name, using: &generator))
         try socket.setOption(.linger, 0)
+        // Sends never block (they use dontWait) and at most a few messages wait for the coordinator, so with
+        // none listening a hello is simply tried again later, and --give-up-after and a stop are always heard.
+        try socket.setOption(.sendHighWaterMark, Worker.sendQueue)
+        if let queue = options.receiveQueue { try socket.setOption(.receiveHighWaterMark, queue) }
         try socket.setOption(.reconnectInterval, 100)
         try socket.setOption(.reconnectIntervalMax, 2000)
         try socket.setOption(.heartbeatInterval, 250)
@@ -63,11 +81,19 @@ public final class Worker {
             try socket.setOption(.curveServerKey, Array(curve.coordinator.z85.utf8))
             try socket.setOption(.curvePublicKey, Array(curve.keys.publicKey.z85.utf8))
             try socket.setOption(.curveSecretKey, Array(curve.keys.secretKey.z85.utf8))
-            handshakes = try HandshakeWatch(socket: socket, context: context)
+            try socket.setOption(.handshakeInterval, Int(options.handshakeTimeout * 1000))
+            handshakes = try HandshakeWatch(socket: socket, context: context, timeout: options.handshakeTimeout)
         } else {
             handshakes = nil
         }
         try socket.connect(options.endpoint)
+        let wakeups = "inproc://computed-\(generator.next())"
+        finishedEvents = try ZMQSocket(context, .pair)
+        try finishedEvents.setOption(.linger, 0)
+        try finishedEvents.bind(wakeups)
+        finishedSignal = try ZMQSocket(context, .pair)
+        try finishedSignal.setOption(.linger, 0)
+        try finishedSignal.connect(wakeups)
     }
 
     /// Serves until the coordinator says shutdown (or a stop is requested).
@@ -76,8 +102,13 @@ public final class Worker {
         var joined = false
         var lastHeard = PhaseClock.now()
         var lastHello = -Double.infinity
+        // Never return (or throw) with a thread inside OpenBLAS: exiting would tear the library down under it.
+        defer { computing?.computation.wait() }
         while !shouldStop() {
             try handshakes?.check()
+            collect()
+            // Our own computing is no silence of the coordinator's.
+            if computing != nil { lastHeard = PhaseClock.now() }
             let now = PhaseClock.now()
             if let limit = options.giveUpAfter, now - lastHeard > limit {
                 throw WorkerError.coordinatorGone(endpoint: options.endpoint, seconds: limit)
@@ -94,7 +125,9 @@ public final class Worker {
                 lastHello = now
                 send(.hello(WorkerHello(name: options.name, blasThreads: options.blasThreads)), step: 0)
             }
-            guard let frames = try socket.receiveMultipart(timeoutMs: 100) else { continue }
+            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)], timeoutMs: 100)
+            while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
+            guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
             do {
@@ -115,6 +148,16 @@ public final class Worker {
             }
             switch envelope.message {
             case .welcome(let shape):
+                guard shape.workerBytes <= options.maxMemory else {
+                    let error = WorkerError.runTooLarge(shape: shape, bytes: shape.workerBytes, limit: options.maxMemory)
+                    // Tell the coordinator why, best effort: a moment of linger lets the message leave.
+                    codec = WireCodec(runID: envelope.runID)
+                    send(.error(error.description), step: 0)
+                    try? socket.setOption(.linger, 200)
+                    throw error
+                }
+                // An order waiting from another run cannot be computed with this run's sizes.
+                if codec.runID != envelope.runID { waiting = nil }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
                 if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq
@@ -125,34 +168,67 @@ public final class Worker {
                 joined = true
             case .work(let order):
                 guard joined else { continue }
-                compute(order, step: envelope.step)
-                // Our own computing is no silence of the coordinator's: its pings wait in the queue meanwhile.
-                lastHeard = PhaseClock.now()
+                start(order, step: envelope.step)
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return
-            case .ping, .hello, .result, .error:
+            case .error(let message):
+                // The coordinator will not have us (our numerics differ from its own): saying hello again
+                // would not change that.
+                throw WorkerError.refused(message)
+            case .ping, .hello, .result:
                 break
             }
         }
     }
 
-    private func compute(_ order: WorkOrder, step: Int) {
+    /// A fresh identity per process, so a restarted worker is never mistaken for its previous life: a digest
+    /// of the name and a random number, of a fixed 32 bytes whatever the name's length (a cut-off name made
+    /// two long names one identity, and the second worker was ignored).
+    static func routingID(name: String, using generator: inout some RandomNumberGenerator) -> [UInt8] {
+        var sha = SHA256()
+        sha.update(Data(name.utf8))
+        withUnsafeBytes(of: generator.next()) { sha.update($0) }
+        return Array(sha.hexDigest().utf8.prefix(32))
+    }
+
+    /// Starts computing `order`, unless a computation is running: then it waits its turn (only the newest
+    /// waits; an older one belongs to a step the coordinator has since dealt again).
+    private func start(_ order: WorkOrder, step: Int) {
+        guard computing == nil else {
+            waiting = (order, step)
+            return
+        }
         guard let shardStep, let shape = codec.shape else { return }
-        var results = shardStep.compute(order, step: step) { FloatBuffer(count: shape.parameterCount) }
-        if let from = options.poisonFromStep, step >= from {
-            for k in results.indices { results[k].gradient[0] = .nan }
-        }
-        if let from = options.forgeFromStep, step >= from {
-            for k in results.indices { results[k].gradient[0] += 0.01 }
-        }
+        // Used by the finishing thread only, one computation at a time (the handoff is the thread start).
+        let signal = finishedSignal
+        let computation = ShardComputation(
+            order, step: step, shardStep: shardStep, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep),
+            finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
+        computing = (computation, codec.runID)
+    }
+
+    /// Sends the results of a finished computation and starts the waiting order, if any.
+    private func collect() {
+        guard let (computation, runID) = computing, let results = computation.results else { return }
+        computing = nil
         stepsComputed += 1
-        send(.result(results), step: step)
+        // Results of a run we have since left (its coordinator restarted) would only be refused.
+        if runID == codec.runID { send(.result(results), step: computation.step) }
+        if let (order, step) = waiting {
+            waiting = nil
+            start(order, step: step)
+        }
     }
 
     private func send(_ message: WireMessage, step: Int) {
         do {
-            try socket.send(codec.encode(message, step: step))
+            try socket.send(codec.encode(message, step: step), dontWait: true)
+        } catch let error as ZMQError where error.code == EAGAIN {
+            // No connection up, or the coordinator is not reading. A hello is tried again later; lost work is
+            // dealt again by the coordinator at its deadline.
+            if case .hello = message { return }
+            log("cannot send to the coordinator now (not connected, or it is not reading): step \(step) dropped")
         } catch let error as WireError {
             // A non-finite gradient (diverged weights, or the fault injection) must not reach Adam: the
             // encoder refuses it, and the coordinator hears why and gives the shards to someone else.
@@ -167,11 +243,17 @@ public enum WorkerError: Error, CustomStringConvertible {
     case handshakeRefused(Int)
     case notAuthorized
     case coordinatorGone(endpoint: String, seconds: Double)
+    case runTooLarge(shape: RunShape, bytes: Int, limit: Int)
+    case refused(String)
 
     public var description: String {
         switch self {
         case .coordinatorGone(let endpoint, let seconds):
             return "no word from a coordinator at \(endpoint) for \(seconds) s (--give-up-after): giving up"
+        case .runTooLarge(let shape, let bytes, let limit):
+            return "the coordinator's run (\(shape)) needs about \(gib(bytes)) GiB on this worker, more than --max-memory \(gib(limit)) GiB: not joining"
+        case .refused(let why):
+            return "the coordinator refused this worker: \(why)"
         case .notAuthorized:
             return "the coordinator refused this worker's key: add its .pub to the coordinator's --authorized-keys" 
         case .handshakeRefused(let n):
@@ -180,42 +262,4 @@ public enum WorkerError: Error, CustomStringConvertible {
     }
 }
 
-/// Watches the CURVE handshakes of the worker's connection. A server with another key than the one we
-/// trust, or one that does not authorize our key, closes every connection before the handshake completes;
-/// after a few in a row the worker refuses to go on rather than knocking forever.
-final class HandshakeWatch {
-    static let limit = 3
-    private let events: ZMQSocket
-    private var failures = 0
-    /// Whether the current connection completed its handshake (a later disconnect is then no refusal).
-    private var connected = false
-
-    init(socket: ZMQSocket, context: ZMQContext) throws {
-        var generator = SystemRandomNumberGenerator()
-        let watched = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_DISCONNECTED
-        events = try socket.monitor(context, events: watched, endpoint: "inproc://handshakes-\(generator.next())")
-    }
-
-    /// Reads pending events; throws once the handshake has failed `limit` times without a success.
-    func check() throws {
-        while let frames = try events.receiveMultipart(timeoutMs: 0), let first = frames.first, first.count >= 2 {
-            let event = Int32(first.bytes.loadUnaligned(as: UInt16.self))
-            switch event {
-            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-                failures = 0
-                connected = true
-            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-                // The coordinator checked our key and said no; libzmq will not try again.
-                throw WorkerError.notAuthorized
-            case ZMQ_EVENT_DISCONNECTED:
-                // A disconnect before any handshake succeeded on this connection counts as a refusal.
-                if !connected { failures += 1 }
-                connected = false
-            default:
-                failures += 1
-            }
-        }
-        if failures >= HandshakeWatch.limit { throw WorkerError.handshakeRefused(failures) }
-    }
-}
+private func gib(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / Double(1 << 30)) }

@@ -68,6 +68,7 @@ public struct ZMQIntOption: Sendable, CustomStringConvertible {
     /// Milliseconds that unsent messages are kept after close; libzmq's default of -1 makes the context wait
     /// forever for a peer that never takes them.
     public static let linger = ZMQIntOption(code: ZMQ_LINGER, is64Bit: false, description: "linger")
+    /// Messages queued per peer before a send fails (with `dontWait`) or blocks.
     public static let sendHighWaterMark = ZMQIntOption(code: ZMQ_SNDHWM, is64Bit: false, description: "sndhwm")
     public static let receiveHighWaterMark = ZMQIntOption(code: ZMQ_RCVHWM, is64Bit: false, description: "rcvhwm")
     /// 1: a ROUTER send to an unknown or disconnected peer fails with EHOSTUNREACH instead of being dropped.
@@ -79,6 +80,8 @@ public struct ZMQIntOption: Sendable, CustomStringConvertible {
     public static let heartbeatTTL = ZMQIntOption(code: ZMQ_HEARTBEAT_TTL, is64Bit: false, description: "heartbeat_ttl")
     /// Largest single frame accepted; a peer sending more is disconnected before the frame is buffered.
     public static let maxMessageSize = ZMQIntOption(code: ZMQ_MAXMSGSIZE, is64Bit: true, description: "maxmsgsize")
+    /// Milliseconds a new connection may take to complete its ZMTP (and CURVE) handshake before it is closed.
+    public static let handshakeInterval = ZMQIntOption(code: ZMQ_HANDSHAKE_IVL, is64Bit: false, description: "handshake_ivl")
     public static let reconnectInterval = ZMQIntOption(code: ZMQ_RECONNECT_IVL, is64Bit: false, description: "reconnect_ivl")
     public static let reconnectIntervalMax = ZMQIntOption(code: ZMQ_RECONNECT_IVL_MAX, is64Bit: false, description: "reconnect_ivl_max")
     /// 1: this socket is the CURVE server (it has the long-term key clients must know).

@@ -17,14 +17,14 @@ struct CoordinatorCommand: ParsableCommand {
         let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
         BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         var options = CoordinatorOptions(endpoint: bind)
+        options.pingInterval = cluster.pingInterval
         // validate() saw that the two key options come together.
         if let secretKey, let authorizedKeys {
             options.curve = (try CurveKeyPair.load(secretKeyFile: secretKey), try CurveKeyFile.readPublicKeys(authorizedKeys))
         } else {
-            if !Endpoint.isLocal(bind) && !insecure {
-                throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys: give --secret-key and --authorized-keys, or --insecure")
+            if !Endpoint.isPrivate(bind) && !insecure {
+                throw CharRNNError.invalidOption("refusing to listen on \(bind) without keys (any local user could join): give --secret-key and --authorized-keys, use an ipc:// endpoint in a directory only you can open, or --insecure")
             }
-            if insecure { printError("warning: insecure: no authentication or encryption on \(bind); anyone who can reach it can join") }
         }
         let logger = try training.output.makeLogger()
         let stop = StopRequest.installed()
@@ -32,6 +32,10 @@ struct CoordinatorCommand: ParsableCommand {
         run.plan.onNonFinite = training.schedule.onNonfinite
         let coordinator = try Coordinator(plan: run.plan, options: options, log: { logger.info("\($0)") })
         defer { coordinator.shutdownWorkers() }
+        // Once listening, so that a coordinator that cannot bind says only why.
+        if options.curve == nil && insecure {
+            printError("warning: insecure: no authentication or encryption on \(bind); anyone who can reach it can join")
+        }
         var status = CoordinatorStatus(run: String(coordinator.runID, radix: 16), endpoint: bind)
         let statusFile = run.policy.directory.appendingPathComponent(CoordinatorStatus.fileName)
         // Weak: the driver holds this closure. A cycle would keep the coordinator alive past `run()`, and its
@@ -95,7 +99,8 @@ struct ClusterOptions: ParsableArguments {
     var verify = 0.0
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
-    @Flag(help: "Listen beyond loopback without keys: anyone who can reach the port can join.") var insecure = false
+    @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
+    @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
     @Option(help: ArgumentHelp(threadsHelp + " They do the coordinator's own work (reduction, Adam, validation) while the workers wait."))
     var threads: Int?
 
@@ -131,8 +136,13 @@ struct WorkerCommand: ParsableCommand {
     var giveUpAfter: Double?
     @Option(help: "This worker's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
+    @Option(help: "GiB of memory this worker may use for a run; a coordinator asking for more is refused (default: 8, or the machine's memory if less).")
+    var maxMemory: Double?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
+    @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
+    @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
+    var handshakeTimeout: Double = 30
 
     func validate() throws {
         try requirePositive("--threads", threads)
@@ -144,17 +154,25 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         let stop = StopRequest.installed()
-        var options = WorkerOptions(
-            endpoint: connect, name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", blasThreads: BLASRuntime.threads)
+        let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        if let why = WorkerHello.problem(name: workerName) { throw CharRNNError.invalidOption("--name: \(why)") }
+        var options = WorkerOptions(endpoint: connect, name: workerName, blasThreads: BLASRuntime.threads)
         options.rejoinAfter = rejoinAfter
+        if let gib = maxMemory {
+            guard gib > 0, gib < 1_048_576 else { throw CharRNNError.invalidOption("--max-memory must be a positive number of GiB") }
+            options.maxMemory = Int(gib * Double(1 << 30))
+        }
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
         options.forgeFromStep = faultForgeFromStep
+        options.receiveQueue = receiveQueue
+        options.handshakeTimeout = handshakeTimeout
         if let secretKey, let coordinatorKey {
             guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
             options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))
         }
         try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
+        try stop.exitIfStopped()
     }
 }
 
@@ -176,7 +194,14 @@ struct Launch: ParsableCommand {
 
     func run() throws {
         let perWorker = try workerThreads.map { try ThreadCount.resolve($0) } ?? max(1, ThreadCount.available() / workers)
-        let address = endpoint ?? "ipc://\(NSTemporaryDirectory())charrnn-\(getpid()).sock"
+        // Without keys, the socket's directory is what keeps other local users out: one only we can open.
+        var template = Array("\(NSTemporaryDirectory())charrnn-launch-XXXXXX".utf8CString)
+        guard endpoint != nil || mkdtemp(&template) != nil else {
+            throw CharRNNError.invalidOption("cannot create a private directory in \(NSTemporaryDirectory()) for the ipc socket")
+        }
+        let privateDirectory = endpoint == nil ? String(cString: template) : nil
+        defer { if let dir = privateDirectory { try? FileManager.default.removeItem(atPath: dir) } }
+        let address = endpoint ?? "ipc://\(privateDirectory!)/coordinator.sock"
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         func start(_ args: [String]) throws -> Process {
             let p = Process()
@@ -216,13 +241,11 @@ struct Keygen: ParsableCommand {
     }
 }
 
-/// Where an endpoint listens, for the rule that keyless coordinators stay on this machine.
+/// Where an endpoint listens, for the rule that keyless coordinators authenticate by file permissions.
 enum Endpoint {
-    static func isLocal(_ endpoint: String) -> Bool {
-        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
-        guard endpoint.hasPrefix("tcp://") else { return false }
-        let hostPort = endpoint.dropFirst(6)
-        let host = hostPort.hasPrefix("[") ? String(hostPort.prefix { $0 != "]" }.dropFirst()) : String(hostPort.prefix { $0 != ":" })
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
+    /// An ipc socket is opened like a file (its mode and its directory's decide who may connect); any process
+    /// on the machine can reach a TCP port, loopback included.
+    static func isPrivate(_ endpoint: String) -> Bool {
+        endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://")
     }
 }

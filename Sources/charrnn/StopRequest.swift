@@ -34,7 +34,9 @@ final class StopRequest: @unchecked Sendable {
             defer { requested = requested ?? sig }
             return requested == nil
         }
-        if !first { exit(128 + sig) }
+        // At once means without library teardown: compute threads may be inside OpenBLAS, and exit()'s
+        // handlers would free its buffers under them (seen as segmentation faults and "Bad memory unallocation").
+        if !first { _exit(128 + sig) }
         printError("signal \(sig): stopping after the current step (again to exit now)")
     }
 }

@@ -41,7 +41,8 @@ final class DistributedTests: XCTestCase {
             let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(freeTCPPort())" : "ipc://\(dir.path)/c-\(workers).sock"
             let ckpt = dir.appendingPathComponent("run-\(workers)-\(transport)").path
             let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt,
-                                                              "--steps", "\(Self.steps)", "--min-workers", "\(workers)"] + model)
+                                                              "--steps", "\(Self.steps)", "--min-workers", "\(workers)"]
+                                              + model + (transport == "tcp" ? ["--insecure"] : []))
             let pool = try (0..<workers).map { try group.worker(endpoint, name: "w\($0)") }
             XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
             for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
@@ -97,10 +98,10 @@ final class DistributedTests: XCTestCase {
         let data = try dataFile(dir)
         let group = ProcessGroup(self, dir: dir)
         let endpoint = "tcp://127.0.0.1:\(freeTCPPort())"
-        let first = try group.start("first", ["coordinator", "--bind", endpoint, "--data", data,
+        let first = try group.start("first", ["coordinator", "--bind", endpoint, "--data", data, "--insecure",
                                               "--checkpoint-dir", dir.appendingPathComponent("a").path] + model)
         XCTAssertNotNil(CoordinatorStatusFile.wait(dir.appendingPathComponent("a")) { _ in true }, first.output)
-        let second = try CLI.run(["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", dir.appendingPathComponent("b").path] + model)
+        let second = try CLI.run(["coordinator", "--bind", endpoint, "--data", data, "--insecure", "--checkpoint-dir", dir.appendingPathComponent("b").path] + model)
         XCTAssertNotEqual(second.status, 0)
         XCTAssertTrue(second.stderr.contains("address is in use"), second.stderr)
         XCTAssertEqual(second.stderr.split(separator: "\n").count, 1, second.stderr)

@@ -47,13 +47,21 @@ final class SecurityTests: XCTestCase {
         XCTAssertTrue(c.output.contains("joined"), c.output)
     }
 
-    func testKeylessCoordinatorStaysOnLoopbackUnlessInsecure() throws {
+    /// Without keys only an ipc socket is allowed (file permissions decide who connects): any local user can
+    /// reach a TCP port, loopback included, so TCP without keys needs --insecure.
+    func testKeylessCoordinatorNeedsIPCUnlessInsecure() throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
+        let group = ProcessGroup(self, dir: dir)
+        // In the background: a coordinator that (wrongly) listened would never exit by itself.
+        let loopback = try group.start("loopback", ["coordinator", "--bind", "tcp://127.0.0.1:\(freeTCPPort())", "--data", data,
+                                                    "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model)
+        XCTAssertEqual(loopback.waitExit(timeout: 20), 1, loopback.output)
+        XCTAssertEqual(loopback.output.split(separator: "\n").count, 1, loopback.output)
+        XCTAssertTrue(loopback.output.contains("without keys"), loopback.output)
         let open = "tcp://0.0.0.0:\(freeTCPPort())"
         let args = ["coordinator", "--bind", open, "--data", data, "--checkpoint-dir", dir.appendingPathComponent("ckpt").path] + model
         assertCleanFailure(try CLI.run(args), mentions: "without keys")
-        let group = ProcessGroup(self, dir: dir)
         let insecure = try group.start("insecure", args + ["--insecure"])
         XCTAssertTrue(insecure.waitFor("coordinator listening"), insecure.output)
         XCTAssertTrue(insecure.output.contains("insecure: no authentication"), insecure.output)
@@ -96,13 +104,23 @@ final class SecurityTests: XCTestCase {
         let forger = try ZMQSocket(context, .dealer)
         try forger.setOption(.linger, 0)
         try forger.connect(endpoint)
-        try forger.send(WireCodec().encode(.hello(WorkerHello(name: "forger", blasThreads: 1))))
+        // The numerics identity is no secret: a refusal names the coordinator's, and the forger claims it.
+        let stranger = NumericsIdentity(kernel: "stranger", version: "0", probe: 0)
+        try forger.send(WireCodec().encode(.hello(WorkerHello(name: "forger", blasThreads: 1, identity: stranger))))
         var codec = WireCodec()
         let deadline = Date().addingTimeInterval(20)
         while codec.shape == nil && Date() < deadline {
-            guard let frames = try forger.receiveMultipart(timeoutMs: 100),
-                  let envelope = try? WireCodec().decode(frames), case .welcome(let shape) = envelope.message else { continue }
-            codec = WireCodec(runID: envelope.runID, shape: shape)
+            guard let frames = try forger.receiveMultipart(timeoutMs: 100), let envelope = try? WireCodec().decode(frames) else { continue }
+            switch envelope.message {
+            case .error(let refusal):
+                let claimed = try XCTUnwrap(refusal.components(separatedBy: "the coordinator runs ").last?.components(separatedBy: ", this worker").first)
+                let identity = try XCTUnwrap(NumericsIdentity(parsing: claimed), refusal)
+                try forger.send(WireCodec().encode(.hello(WorkerHello(name: "forger", blasThreads: 1, identity: identity))))
+            case .welcome(let shape):
+                codec = WireCodec(runID: envelope.runID, shape: shape)
+            default:
+                break
+            }
         }
         let shape = try XCTUnwrap(codec.shape, "the forger never got a welcome")
         let current = c.count("epoch ")

@@ -115,6 +115,17 @@ final class WireTests: XCTestCase {
         XCTAssertEqual(envelope.runID, 0)
         guard case .hello(let hello) = envelope.message else { return XCTFail("\(envelope.message)") }
         XCTAssertEqual(hello, WorkerHello(name: "node-7 wörker", blasThreads: 2))
+        XCTAssertEqual(hello.identity, NumericsIdentity.current)
+
+        let other = NumericsIdentity(kernel: "Prescott", version: "0.0.1", probe: 0xDEAD_BEEF)
+        let sent = WorkerHello(name: "w", blasThreads: 1, identity: other)
+        guard case .hello(let got) = try decode(bytes(try worker.encode(.hello(sent)))).message else { return XCTFail() }
+        XCTAssertEqual(got, sent)
+        XCTAssertNotNil(NumericsIdentity.current.refusal(of: other))
+        XCTAssertNil(NumericsIdentity.current.refusal(of: .current))
+        XCTAssertEqual(NumericsIdentity(parsing: other.description), other)
+        let bad = WorkerHello(name: "w", blasThreads: 1, identity: NumericsIdentity(kernel: "Has\nwell", version: "1", probe: 0))
+        XCTAssertThrowsError(try worker.encode(.hello(bad)))
     }
 
     func testWelcomeRoundTripTeachesTheWorkerTheRun() throws {
@@ -231,9 +242,9 @@ final class WireTests: XCTestCase {
         assertRejects(badMagic, .badMagic)
 
         var newer = frames
-        put(UInt16(4), at: 4, in: &newer[0])
-        assertRejects(newer, .unsupportedVersion(4))
-        XCTAssertEqual(WireError.unsupportedVersion(4).description, "unsupported protocol version 4 (this build speaks 3)")
+        put(UInt16(5), at: 4, in: &newer[0])
+        assertRejects(newer, .unsupportedVersion(5))
+        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks 4)")
 
         var unknown = frames
         put(UInt16(99), at: 6, in: &unknown[0])

@@ -102,6 +102,7 @@ public enum RunSetup {
     ) throws -> PreparedRun {
         let r = request
         let root = r.checkpoints.directory
+        for name in Checkpoint.removeStaleTemporaries(in: root) { log("removed \(name), left by a save that was interrupted") }
         if r.resume && r.initWeights != nil { throw RunSetupError.resumeWithInit }
         let found: (url: URL, state: TrainingState)?
         if r.resume {

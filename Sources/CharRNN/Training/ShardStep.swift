@@ -49,6 +49,16 @@ public final class ShardStep {
     public var times = PhaseTimes()
 
     /// `dropout` (rate > 0) applies to `run` and `loss` calls given a shard position; nil trains without it.
+    /// Floats (and int32 tokens) a workspace for these sizes allocates: what a worker checks against its
+    /// memory limit before building one. The sum of the buffers `init` makes.
+    public static func floatCount(config: ModelConfig, maxRows: Int, seq: Int, dropout: Bool) -> Int {
+        let (v, h, n, width, layers) = (config.vocab, config.units, maxRows * seq, config.cell.gates * config.units, config.layers)
+        let states = (n + maxRows) * h * (config.cell == .lstm ? 2 : 1)
+        let perLayer = states + n * config.cell.cacheBlocks * h + (dropout ? 2 * n * h : 0)
+        return ParameterLayout(config).count + 2 * v * width + layers * perLayer + (layers > 1 ? n * width : 0)
+            + n * v + n * h + maxRows * width + 2 * n
+    }
+
     public init(config: ModelConfig, maxRows: Int, seq: Int, dropout: Dropout? = nil) {
         self.config = config
         self.maxRows = maxRows

@@ -1,0 +1,82 @@
+import CharRNN
+
+// The message's values (`WorkOrder`, `WorkShard`: `Training/ShardWork.swift` in the core) and its encoding.
+
+extension WireCodec {
+    /// Writes the body; returns the bulk frame (the weights).
+    func encodeWork(_ order: WorkOrder, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
+        let shape = try requireShape("work")
+        guard order.epoch >= 0 else { throw .malformed("negative epoch \(order.epoch)") }
+        try Self.checkShardIndices(order.shards.map(\.index), shape)
+        try Self.checkParameters(order.weights.count, shape, "weights")
+        body.u64(order.epoch)
+        body.u64(order.weights.count)
+        body.u32(order.shards.count)
+        for shard in order.shards {
+            guard shard.rows.rows == shape.rowsPerShard, shard.rows.seq == shape.seq else {
+                throw .malformed("shard \(shard.index) is \(shard.rows.rows)×\(shard.rows.seq), expected \(shape.rowsPerShard)×\(shape.seq)")
+            }
+            for (part, ids) in [("inputs", shard.rows.inputs), ("targets", shard.rows.targets)] {
+                if let id = ids.withUnsafeBytes({ Self.outOfVocabulary($0, shape) }) {
+                    throw Self.tokenError(id, shape, "\(part) of shard \(shard.index)")
+                }
+            }
+            body.u32(shard.index)
+            body.u32(shard.state == nil ? 1 : 0)
+            body.u32(shard.rows.rows)
+            body.u32(shard.rows.seq)
+            if let state = shard.state {
+                guard state.count == shape.stateCount else {
+                    throw .malformed("state of shard \(shard.index) has \(state.count) floats, expected \(shape.stateCount)")
+                }
+                try Self.checkFinite(state.rawBytes, "hidden state of shard \(shard.index)")
+                body.bytes(state.rawBytes)
+            }
+            shard.rows.inputs.withUnsafeBytes { body.bytes($0) }
+            shard.rows.targets.withUnsafeBytes { body.bytes($0) }
+        }
+        try Self.checkFinite(order.weights.rawBytes, "weights")
+        return [order.weights]
+    }
+
+    func decodeWork(_ reader: inout WireReader, weights: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
+        let shape = try requireShape("work")
+        let epoch = try reader.u64("epoch")
+        guard let epochValue = Int(exactly: epoch) else { throw .malformed("epoch \(epoch) out of range") }
+        let weightCount = try reader.u64("weight count")
+        try Self.checkParameters(weightCount, shape, "weights")
+        guard weights.count == 4 * shape.parameterCount else {
+            throw .malformed("weights frame of \(weights.count) bytes, expected \(4 * shape.parameterCount)")
+        }
+        let shardCount = try Self.shardCount(&reader, shape)
+
+        // First pass: locate and check every part; the second pass only copies.
+        var views: [(index: Int, state: UnsafeRawBufferPointer?, inputs: UnsafeRawBufferPointer, targets: UnsafeRawBufferPointer)] = []
+        for _ in 0..<shardCount {
+            let index = Int(try reader.u32("shard index"))
+            let flags = try reader.u32("shard flags")
+            guard flags <= 1 else { throw .malformed("unknown flags \(flags) in shard \(index)") }
+            try Self.checkShardSize(&reader, index, shape)
+            var state: UnsafeRawBufferPointer?
+            if flags == 0 {
+                state = try reader.take(4 * shape.stateCount, "hidden state of shard \(index)")
+                try Self.checkFinite(state!, "hidden state of shard \(index)")
+            }
+            let inputs = try reader.take(4 * shape.tokenCount, "inputs of shard \(index)")
+            let targets = try reader.take(4 * shape.tokenCount, "targets of shard \(index)")
+            try Self.checkTokens(inputs, shape, "inputs of shard \(index)")
+            try Self.checkTokens(targets, shape, "targets of shard \(index)")
+            views.append((index, state, inputs, targets))
+        }
+        try reader.finish()
+        try Self.checkShardIndices(views.map(\.index), shape)
+        try Self.checkFinite(weights, "weights")
+
+        let shards = views.map { view in
+            WorkShard(
+                index: view.index, state: view.state.map(FloatBuffer.init(wireBytes:)),
+                rows: ShardRows(rows: shape.rowsPerShard, seq: shape.seq, inputs: Self.int32s(view.inputs), targets: Self.int32s(view.targets)))
+        }
+        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: FloatBuffer(wireBytes: weights)))
+    }
+}
