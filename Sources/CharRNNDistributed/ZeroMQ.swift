@@ -73,11 +73,8 @@ public struct ZMQIntOption: Sendable, CustomStringConvertible {
     public static let receiveHighWaterMark = ZMQIntOption(code: ZMQ_RCVHWM, is64Bit: false, description: "rcvhwm")
     /// 1: a ROUTER send to an unknown or disconnected peer fails with EHOSTUNREACH instead of being dropped.
     public static let routerMandatory = ZMQIntOption(code: ZMQ_ROUTER_MANDATORY, is64Bit: false, description: "router_mandatory")
-    public static let sendTimeout = ZMQIntOption(code: ZMQ_SNDTIMEO, is64Bit: false, description: "sndtimeo")
-    public static let receiveTimeout = ZMQIntOption(code: ZMQ_RCVTIMEO, is64Bit: false, description: "rcvtimeo")
     public static let heartbeatInterval = ZMQIntOption(code: ZMQ_HEARTBEAT_IVL, is64Bit: false, description: "heartbeat_ivl")
     public static let heartbeatTimeout = ZMQIntOption(code: ZMQ_HEARTBEAT_TIMEOUT, is64Bit: false, description: "heartbeat_timeout")
-    public static let heartbeatTTL = ZMQIntOption(code: ZMQ_HEARTBEAT_TTL, is64Bit: false, description: "heartbeat_ttl")
     /// Largest single frame accepted; a peer sending more is disconnected before the frame is buffered.
     public static let maxMessageSize = ZMQIntOption(code: ZMQ_MAXMSGSIZE, is64Bit: true, description: "maxmsgsize")
     /// Milliseconds a new connection may take to complete its ZMTP (and CURVE) handshake before it is closed.
@@ -244,7 +241,7 @@ public final class ZMQSocket: @unchecked Sendable {
     }
 
     /// Sends `frames` as one multipart message, delivered whole or not at all. With `dontWait` a full queue
-    /// fails with EAGAIN instead of blocking (until `.sendTimeout`, forever by default). Sending to a ROUTER
+    /// fails with EAGAIN instead of blocking (forever: no send timeout is set). Sending to a ROUTER
     /// peer means putting its routing id in the first frame.
     public func send(_ frames: [ZMQFrame], dontWait: Bool = false) throws(ZMQError) {
         let socket = try requireOpen("send")

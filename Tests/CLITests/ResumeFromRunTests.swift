@@ -140,3 +140,22 @@ final class ResumeFromRunTests: XCTestCase {
         assertCleanFailure(try CLI.run(["info", dir.path]), mentions: "holds no checkpoint")
     }
 }
+
+/// `--shards` changes on `--resume`: more workers than the old shard count can then take part.
+final class ReshardOnResumeTests: XCTestCase {
+    func testResumeWithAnotherShardCountGoesOnAndKeepsIt() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
+        let ckpt = dir.appendingPathComponent("ckpt").path
+        let model = ["--embed", "8", "--units", "16", "--batch", "8", "--seq", "10", "--seed", "2"]
+        XCTAssertEqual(try CLI.run(["train", "--data", data, "--checkpoint-dir", ckpt, "--steps", "4", "--shards", "2"] + model).status, 0)
+        let resharded = try CLI.run(["train", "--checkpoint-dir", ckpt, "--resume", "--steps", "6", "--shards", "4"])
+        XCTAssertEqual(resharded.status, 0, resharded.stderr)
+        XCTAssertTrue(resharded.stderr.contains("resharding from 2 to 4 shards"), resharded.stderr)
+        XCTAssertTrue(resharded.stdout.contains("shards 4"), resharded.stdout)
+        let again = try CLI.run(["train", "--checkpoint-dir", ckpt, "--resume", "--steps", "8"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("shards 4"), "the new shard count is the run's now: \(again.stdout)")
+        XCTAssertFalse(again.stderr.contains("resharding"), again.stderr)
+    }
+}

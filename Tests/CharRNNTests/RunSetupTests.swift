@@ -39,6 +39,26 @@ final class RunSetupTests: XCTestCase {
         XCTAssertEqual(run.plan.options.schedule, LearningRateSchedule(kind: .cosine, warmupSteps: 3, decayEvery: 17))
     }
 
+    /// `--shards` may change on `--resume`: the rows keep their hidden states, only their grouping changes, and
+    /// the run says that its bits now differ from an uninterrupted one.
+    func testResumeMayReshardAndSaysSo() throws {
+        let dir = root()
+        let first = try prepare(request(dir) { ($0.shards, $0.batch) = (2, 4) })
+        let driver = StepDriver.inProcess(plan: first.plan)
+        _ = try driver.advance()
+        try Checkpoint.save(first.plan.state, in: dir)
+        var again = RunRequest(checkpoints: CheckpointPolicy(directory: dir))
+        (again.resume, again.shards) = (true, 4)
+        var warnings: [String] = []
+        let resharded = try RunSetup.prepare(again, readText: { _ in ("/texts/fox.txt", self.text) }, log: { _ in }, warn: { warnings.append($0) })
+        XCTAssertEqual(resharded.plan.shardCount, 4)
+        XCTAssertEqual(resharded.plan.state.hidden.array, first.plan.state.hidden.array, "rows keep their states")
+        XCTAssertEqual(resharded.plan.next().shards[3].state?.array, Array(first.plan.state.hidden.array.suffix(8)),
+                       "the last row's state starts the last one-row shard")
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(warnings[0].hasPrefix("resharding from 2 to 4 shards"), warnings[0])
+    }
+
     func testResumeTakesStoredValuesAndRefusesConflicts() throws {
         let dir = root()
         let first = try prepare(request(dir) { ($0.seed, $0.dropout, $0.cell, $0.shards) = (5, 0.25, .lstm, 2) })

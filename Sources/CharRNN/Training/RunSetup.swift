@@ -120,7 +120,13 @@ public enum RunSetup {
         let was = stored?.options
         options.batch = try pick("--batch", r.batch, was?.batch, defaults.batch)
         options.seq = try pick("--seq", r.seq, was?.seq, defaults.seq)
-        options.shards = try pick("--shards", r.shards, was?.shards, r.defaultShards)
+        // The one run-defining option a resume may change: the batch's rows keep their hidden states and their
+        // dropout masks (both are per global row); only their grouping into shards, and so the order of the
+        // reduction, changes. More workers than the old shard count can then take part.
+        options.shards = r.shards ?? was?.shards ?? r.defaultShards
+        if let old = was?.shards, options.shards != old {
+            warn("resharding from \(old) to \(options.shards) shards per batch: rows keep their hidden states, but from here on the bits differ from an uninterrupted run with --shards \(old)")
+        }
         options.seed = try pick("--seed", r.seed, was?.seed, defaults.seed)
         options.buffer = try pick("--buffer", r.buffer, was?.buffer, defaults.buffer)
         options.shuffle = !(try pick("--no-shuffle", r.shuffle.map { !$0 }, was.map { !$0.shuffle }, !defaults.shuffle))
