@@ -41,6 +41,12 @@ public struct NumericsIdentity: Equatable, Sendable, CustomStringConvertible {
         return "numerics differ: the coordinator runs \(self), this worker \(worker); its results would change the run's bits"
     }
 
+    /// The coordinator's identity in a `refusal` message (which a worker may adopt); nil for another message.
+    public static func coordinator(inRefusal message: String) -> NumericsIdentity? {
+        guard let start = message.range(of: "the coordinator runs "), let end = message.range(of: ", this worker ") else { return nil }
+        return NumericsIdentity(parsing: String(message[start.upperBound..<end.lowerBound]))
+    }
+
     /// One training shard step of a small GRU over seeded weights and tokens: large enough that every
     /// kind of product the real step makes goes through the kernel, small enough to cost nothing.
     private static func runProbe() -> UInt64 {

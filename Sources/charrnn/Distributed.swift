@@ -171,7 +171,17 @@ struct WorkerCommand: ParsableCommand {
             guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
             options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))
         }
-        try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
+        do {
+            try Worker(options: options, log: { print($0) }, shouldStop: { stop.isRequested }).run()
+        } catch WorkerError.refused(let message) {
+            // Refused for computing with another OpenBLAS kernel than the run: take the run's, where this CPU can.
+            if let run = NumericsIdentity.coordinator(inRefusal: message), run.version == NumericsIdentity.current.version,
+               BLASSetup.mayAdopt(run.kernel) {
+                print("the run computes with OpenBLAS \(run.kernel), which this CPU can run: restarting with it")
+                BLASSetup.adopt(run.kernel)
+            }
+            throw WorkerError.refused(message)
+        }
         try stop.exitIfStopped()
     }
 }

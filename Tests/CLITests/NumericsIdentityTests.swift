@@ -28,4 +28,30 @@ final class NumericsIdentityTests: XCTestCase {
         XCTAssertEqual(same.waitExit(timeout: 20), 0, same.output)
         XCTAssertTrue(c.output.contains("worker same joined"), c.output)
     }
+
+    /// A worker whose own kernel choice differs from the run's takes the run's, where its CPU can run it
+    /// (here the coordinator is told Sandybridge, AVX, which every machine of this kind has; the worker would
+    /// pick Haswell or SkylakeX itself), and the run ends with the bits of a Sandybridge run in one process.
+    func testWorkerAdoptsTheRunsKernelWhenItCan() throws {
+        guard (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx ") == true else {
+            throw XCTSkip("this CPU has no AVX")
+        }
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let model = ["--steps", "3", "--embed", "16", "--units", "32", "--batch", "16", "--seq", "30", "--shards", "2", "--seed", "3"]
+        let ckpt = dir.appendingPathComponent("ckpt")
+        let c = try group.start("coordinator", ["OPENBLAS_CORETYPE=Sandybridge", CLI.executable.path, "coordinator", "--bind", endpoint,
+                                                "--data", data, "--checkpoint-dir", ckpt.path] + model,
+                                executable: URL(fileURLWithPath: "/usr/bin/env"))
+        let worker = try group.worker(endpoint, name: "adaptable")
+        XCTAssertEqual(c.waitExit(timeout: 60), 0, c.output)
+        XCTAssertEqual(worker.waitExit(timeout: 20), 0, worker.output)
+        XCTAssertEqual(CoordinatorStatusFile.read(ckpt)?.joins, 1, c.output)
+        let reference = dir.appendingPathComponent("reference")
+        let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference.path] + model, environment: ["OPENBLAS_CORETYPE": "Sandybridge"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        assertSameCheckpoint(reference.appendingPathComponent("step-000000003").path, ckpt.appendingPathComponent("step-000000003").path)
+    }
 }
