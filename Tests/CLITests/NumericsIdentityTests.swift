@@ -45,7 +45,10 @@ final class NumericsIdentityTests: XCTestCase {
         let c = try group.start("coordinator", ["OPENBLAS_CORETYPE=Sandybridge", CLI.executable.path, "coordinator", "--bind", endpoint,
                                                 "--data", data, "--checkpoint-dir", ckpt.path] + model,
                                 executable: URL(fileURLWithPath: "/usr/bin/env"))
-        let worker = try group.worker(endpoint, name: "adaptable")
+        // Whatever this environment says, the worker's kernel is its own choice.
+        let worker = try group.start("adaptable", ["-u", "OPENBLAS_CORETYPE", "-u", "CHARRNN_CORETYPE_CHOSEN", CLI.executable.path, "worker",
+                                                   "--connect", endpoint, "--name", "adaptable", "--threads", "1"],
+                                     executable: URL(fileURLWithPath: "/usr/bin/env"))
         XCTAssertEqual(c.waitExit(timeout: 60), 0, c.output)
         XCTAssertEqual(worker.waitExit(timeout: 20), 0, worker.output)
         XCTAssertEqual(CoordinatorStatusFile.read(ckpt)?.joins, 1, c.output)
