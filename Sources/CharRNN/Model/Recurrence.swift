@@ -133,11 +133,12 @@ public enum Recurrence {
 }
 
 /// A recurrent time step cut into blocks of `width` units: block k owns units k·width ..< (k+1)·width of every
-/// gate (the last block fewer). A function of H alone. 32 gives the tutorial's H 1024 32 blocks per time step,
-/// and a block's product, [b, H]·[H, G·32], still runs near OpenBLAS's full single-core rate once its G·32
-/// columns of U are contiguous (`pack`; BENCHMARKS.md).
+/// gate (the last block fewer). A function of H alone. 64 gives the tutorial's H 1024 16 blocks per time step
+/// (as many as its weight gradient has tiles); 32 units gave 32 blocks but cost ≈ 13 % more per step on two
+/// threads, 64 units ≈ 3 %, 128 units ≈ 4 % with only 8 blocks (BENCHMARKS.md). A block's product,
+/// [b, H]·[H, G·64], runs near OpenBLAS's full single-core rate once its columns of U are contiguous (`pack`).
 struct UnitBlocks {
-    static let width = 32
+    static let width = 64
     let units: Int
 
     var count: Int { Parallel.blocks(of: units, size: Self.width) }
