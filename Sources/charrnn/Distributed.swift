@@ -83,6 +83,8 @@ extension DealingEvent {
         case .distrusted(let name, let shard, let step, let redone):
             return "worker \(name) returned a result for shard \(shard) of step \(step + 1) that two other workers contradict: it is dealt nothing more in this run"
                 + (redone > 0 ? "; its \(redone) other result(s) of the step are computed again" : "")
+        case .stepSkipped(let step, let reason):
+            return "step \(step + 1) skipped (--on-nonfinite skip): \(reason)"
         case .needTieBreaker(let shard, let step):
             return "two workers disagree on shard \(shard) of step \(step + 1): waiting for a third worker to settle it"
         }

@@ -54,4 +54,20 @@ final class DivergenceTests: XCTestCase {
         XCTAssertGreaterThan(last, 0)
         for w in workers { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker not told to exit: \(w.output)") }
     }
+
+    /// With `--on-nonfinite skip` a distributed run goes on to its end, skipping what cannot be computed.
+    func testDistributedRunSkipsWhenToldTo() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
+        let ckpt = dir.appendingPathComponent("ckpt")
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let c = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
+                                                "--min-workers", "2", "--steps", "6", "--on-nonfinite", "skip"] + model)
+        let workers = try (0..<2).map { try group.worker(endpoint, name: "w\($0)") }
+        XCTAssertEqual(c.waitExit(timeout: 60), 0, c.output)
+        XCTAssertEqual(CoordinatorStatusFile.read(ckpt)?.step, 6, c.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ckpt.appendingPathComponent("step-000000006").path))
+        for w in workers { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
+    }
 }

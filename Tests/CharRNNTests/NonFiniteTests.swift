@@ -56,4 +56,18 @@ final class NonFiniteTests: XCTestCase {
         }
         XCTAssertEqual(h.plan.state.position.globalStep, 0)
     }
+
+    /// With skip, the step whose shard fails twice is given up instead: only the position moves on.
+    func testShardThatFailsTwiceIsSkippedWhenToldTo() throws {
+        let h = try StepDriverTests.Harness()
+        h.plan.onNonFinite = .skip
+        h.pool.join("a", at: 0, behaviour: .fails)
+        h.pool.join("a", at: 1, behaviour: .fails)
+        let before = h.plan.state.weights.storage.array
+        let summary = try XCTUnwrap(h.driver.advance())
+        XCTAssertTrue(summary.skipped)
+        XCTAssertEqual(h.plan.state.position.globalStep, 1)
+        XCTAssertEqual(h.plan.state.weights.storage.array, before)
+        XCTAssertTrue(h.events.contains { if case .stepSkipped(step: 0, _) = $0 { true } else { false } })
+    }
 }

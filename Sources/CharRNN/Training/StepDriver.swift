@@ -66,6 +66,8 @@ public enum DealingEvent: Sendable {
     case workerFailed(name: String, message: String)
     /// A check found the worker in the minority on `shard` of `step`; `redone` of its results are computed again.
     case distrusted(name: String, shard: Int, step: Int, redone: Int)
+    /// A step whose shard failed on two workers was given up (`--on-nonfinite skip`).
+    case stepSkipped(step: Int, reason: String)
     /// Two workers disagree on `shard` and no third is live to settle it.
     case needTieBreaker(shard: Int, step: Int)
 }
@@ -138,8 +140,13 @@ public final class StepDriver {
             let fresh = undealt.filter { audit.votes[$0] == nil }
             if !fresh.isEmpty { deal(fresh, of: planned, now: now) }
             if !checks.isEmpty { try dealChecks(checks, of: planned, audit: audit, into: &reduction, now: now) }
-            for event in try pool.poll(until: now + rules.pollInterval) {
-                try handle(event, step: planned.globalStep, audit: &audit, into: &reduction)
+            do {
+                for event in try pool.poll(until: now + rules.pollInterval) {
+                    try handle(event, step: planned.globalStep, audit: &audit, into: &reduction)
+                }
+            } catch DealingError.shardFailed(let step, let shard, let worker, let message) where plan.onNonFinite == .skip {
+                report(.stepSkipped(step: step, reason: "shard \(shard) failed twice, last on worker \(worker): \(message)"))
+                return plan.skip()
             }
         }
         reduction.flush()

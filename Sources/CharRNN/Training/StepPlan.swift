@@ -143,6 +143,16 @@ public final class StepPlan {
             }
         }
 
+        return advance(loss: loss, gradientNorm: norm, skipped: !finite)
+    }
+
+    /// Gives up the step whose shards cannot be computed (distributed: they failed on two workers, as a
+    /// non-finite gradient does), with `onNonFinite` `.skip`: nothing but the position changes.
+    public func skip() -> StepSummary {
+        advance(loss: .nan, gradientNorm: .nan, skipped: true)
+    }
+
+    private func advance(loss: Double, gradientNorm norm: Float, skipped: Bool) -> StepSummary {
         let done = state.position
         var next = done
         next.globalStep += 1
@@ -155,7 +165,7 @@ public final class StepPlan {
         state.position = next
         return StepSummary(
             globalStep: done.globalStep, epoch: done.epoch, stepInEpoch: done.stepInEpoch,
-            loss: loss, gradientNorm: norm, epochEnded: epochEnded, skipped: !finite)
+            loss: loss, gradientNorm: norm, epochEnded: epochEnded, skipped: skipped)
     }
 
     private func epochOrder(_ epoch: Int) -> [Int] {
