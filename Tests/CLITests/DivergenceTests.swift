@@ -34,17 +34,22 @@ final class DivergenceTests: XCTestCase {
                        FileManager.default.contents(atPath: good.appendingPathComponent("model.safetensors").path))
     }
 
-    /// Workers cannot send a non-finite gradient (the wire refuses it), so they report an error; a shard that
-    /// failed twice fails the step. Before, the shards went round the workers forever.
-    func testDistributedRunStopsInsteadOfDealingTheShardsRoundForever() throws {
+    /// A diverging coordinator (with `extra` options) and two workers over ipc, started.
+    func distributedRun(_ extra: [String] = []) throws -> (coordinator: Spawned, workers: [Spawned], checkpoints: URL) {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
         let ckpt = dir.appendingPathComponent("ckpt")
         let group = ProcessGroup(self, dir: dir)
         let endpoint = "ipc://\(dir.path)/c.sock"
         let c = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
-                                                "--min-workers", "2"] + model)
-        let workers = try (0..<2).map { try group.worker(endpoint, name: "w\($0)") }
+                                                "--min-workers", "2"] + model + extra)
+        return (c, try (0..<2).map { try group.worker(endpoint, name: "w\($0)") }, ckpt)
+    }
+
+    /// Workers cannot send a non-finite gradient (the wire refuses it), so they report an error; a shard that
+    /// failed twice fails the step. Before, the shards went round the workers forever.
+    func testDistributedRunStopsInsteadOfDealingTheShardsRoundForever() throws {
+        let (c, workers, ckpt) = try distributedRun()
         XCTAssertEqual(c.waitExit(timeout: 60), 1, c.output)
         // Either the coordinator sees the non-finite update itself, or the workers' errors fail the step.
         let error = c.output.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
@@ -57,14 +62,7 @@ final class DivergenceTests: XCTestCase {
 
     /// With `--on-nonfinite skip` a distributed run goes on to its end, skipping what cannot be computed.
     func testDistributedRunSkipsWhenToldTo() throws {
-        let dir = try CLI.temporaryDirectory(self)
-        let data = try CLI.write(CLI.text(characters: 20_000), in: dir)
-        let ckpt = dir.appendingPathComponent("ckpt")
-        let group = ProcessGroup(self, dir: dir)
-        let endpoint = "ipc://\(dir.path)/c.sock"
-        let c = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
-                                                "--min-workers", "2", "--steps", "6", "--on-nonfinite", "skip"] + model)
-        let workers = try (0..<2).map { try group.worker(endpoint, name: "w\($0)") }
+        let (c, workers, ckpt) = try distributedRun(["--steps", "6", "--on-nonfinite", "skip"])
         XCTAssertEqual(c.waitExit(timeout: 60), 0, c.output)
         XCTAssertEqual(CoordinatorStatusFile.read(ckpt)?.step, 6, c.output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: ckpt.appendingPathComponent("step-000000006").path))
