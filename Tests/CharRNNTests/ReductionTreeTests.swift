@@ -179,6 +179,30 @@ final class ReductionTreeTests: XCTestCase {
         }
     }
 
+    /// A sum goes into a new buffer (two leaves), into the left half's own buffer, or into the right half's:
+    /// three loops, one set of bits.
+    func testEveryWayOfSummingIntoABufferGivesTheSameBits() {
+        let tree = ReductionTree(shards: 4)
+        let count = Parallel.elementsPerBlock + 1_000
+        let g = Self.gradients(4, count: count, seed: 77)
+        let expected = Self.reference(tree, g.map(\.array))
+        var pair = TreeReducer(tree: tree, gradientCount: count)
+        pair.add(Self.leaf(0, g[0]))
+        pair.add(Self.leaf(1, g[1]))
+        let left = pair.drain()[0]
+        // Leaves in order: 0 + 1 and 2 + 3 into new buffers, then the right half into the left half's.
+        var inOrder = TreeReducer(tree: tree, gradientCount: count)
+        for k in 0..<4 { inOrder.add(Self.leaf(k, g[k])) }
+        XCTAssertEqual(inOrder.root().gradient.array, expected)
+        // 2 + 3 first, then 0..<2 summed elsewhere (not the reducer's to overwrite): into the right half's buffer.
+        var rightFirst = TreeReducer(tree: tree, gradientCount: count)
+        rightFirst.add(Self.leaf(3, g[3]))
+        rightFirst.add(Self.leaf(2, g[2]))
+        rightFirst.add(left)
+        XCTAssertEqual(rightFirst.root().gradient.array, expected)
+        XCTAssertEqual(left.gradient.array, zip(g[0].array, g[1].array).map { $0 + $1 }, "a sum handed in is only read")
+    }
+
     /// Leaves in shard order combine like a binary counter: at most ⌈log₂ S⌉ + 1 gradients held at any time
     /// (measured after each arrival; the arriving one included). In random orders many more wait for a
     /// sibling: over 200 random orders per S, the most held was 2, 4, 8, 16 and 31 for S = 4, 8, 16, 32 and 64,
