@@ -113,12 +113,12 @@ public struct ReductionTree: Equatable, Sendable {
 /// A node's summed gradient with the loss and final state of each of its shards: one shard's result (a leaf),
 /// or what a holder of a whole subtree sends instead of its leaves.
 public struct SubtreeSum: Sendable {
-    public var node: ReductionNode
-    public var gradient: FloatBuffer
+    public let node: ReductionNode
+    public let gradient: FloatBuffer
     /// Each shard's mean loss, shards `node.lo..<node.hi` in order.
-    public var losses: [Double]
+    public let losses: [Double]
     /// Each shard's final state, in the same order.
-    public var states: [FloatBuffer]
+    public let states: [FloatBuffer]
 
     public init(node: ReductionNode, gradient: FloatBuffer, losses: [Double], states: [FloatBuffer]) {
         precondition(losses.count == node.count && states.count == node.count, "one loss and one state per shard of the node")
@@ -172,8 +172,6 @@ public struct TreeReducer {
     /// The pending nodes, in shard order.
     public var pendingNodes: [ReductionNode] { pending.keys.sorted { $0.lo < $1.lo } }
     public var isComplete: Bool { pending[tree.root] != nil }
-    /// Whether `shard` is part of a sum already added.
-    public func has(_ shard: Int) -> Bool { states[shard] != nil }
 
     /// Adds a node's sum, and with it every sum it completes up the tree. Each shard must come exactly once.
     public mutating func add(_ part: SubtreeSum) {
