@@ -115,10 +115,12 @@ hosts=$((max_n + 1))
 subnet="10.$((200 + $$ % 50)).$(( ($$ / 50) % 256 ))"
 address() { echo "$subnet.$(($1 + 1))"; }
 work=$(mktemp -d "/tmp/$prefix.XXXXXX")
+measuring=""
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM HUP
+    if [ -n "$measuring" ]; then kill -KILL "$measuring" 2>/dev/null || true; fi
     # Every process still in one of our namespaces is one we started.
     for ((h = 0; h < hosts; h++)); do
         for p in $(ip netns pids "$prefix-h$h" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
@@ -285,7 +287,12 @@ results=()
 for rate in $rates_list; do
     set_rate "$rate"
     for n in $workers_list; do
-        row=$(measure "$rate" "$n")
+        # In the background: bash runs a trap only between commands, and `wait` is one a signal interrupts.
+        measure "$rate" "$n" >"$work/row" &
+        measuring=$!
+        wait "$measuring"
+        measuring=""
+        row=$(cat "$work/row")
         echo "$row"
         results+=("$row")
     done
