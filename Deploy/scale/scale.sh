@@ -304,8 +304,9 @@ bench_cmd=(bench train --batch "$compute_rows" --seq "$compute_seq" --embed "$em
 bench=$("$charrnn" "${bench_cmd[@]}")
 compute_ms=$(echo "$bench" | awk -F'|' '/ms\/step \(median/ { gsub(/ /, "", $3); print $3 }')
 [ -n "$compute_ms" ] || die "could not read ms/step from charrnn bench train"
+core=$(echo "$bench" | awk -F"|" '/OpenBLAS core/ { gsub(/ /, "", $3); print $3 }')
 echo
-echo "Compute of one $compute_rows-row shard (seq $compute_seq, 1 thread; a whole in-process step, Adam included):"
+echo "Compute of one $compute_rows-row shard (seq $compute_seq, 1 thread, OpenBLAS core ${core:-?}; a whole in-process step, Adam included):"
 echo "\`charrnn ${bench_cmd[*]}\`: **$compute_ms ms/step** (median of 3), load $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
 echo "Projected weak scaling, $compute_rows rows per worker: step(N) = compute + comm(N), with comm(N) = a + b·N fitted"
