@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
         --insecure) insecure=1; shift; continue ;;
         -h|--help) usage; exit 0 ;;
     esac
-    [ $# -ge 2 ] || { usage >&2; die "$1 needs a value (or is unknown)"; }
+    [ $# -ge 2 ] || die "$1 needs a value, or is not an option (see --help)"
     case "$1" in
         --charrnn) charrnn=$2 ;;
         --workers) workers_list=$2 ;;
@@ -68,7 +68,7 @@ while [ $# -gt 0 ]; do
         --compute-rows) compute_rows=$2 ;;
         --compute-seq) compute_seq=$2 ;;
         --logs) logs=$2 ;;
-        *) usage >&2; die "unknown option $1" ;;
+        *) die "unknown option $1 (see --help)" ;;
     esac
     shift 2
 done

@@ -39,7 +39,7 @@ final class ScaleHarnessTests: XCTestCase {
         XCTAssertFalse(left.contains("\(prefix)-"), "left behind:\n\(left)")
     }
 
-    /// The cells of the Markdown table rows whose first cell is `first`.
+    /// The cells of the measurement rows whose first cell is `first` (the projection's rows end in percentages).
     func tableRows(_ text: String, first: String) -> [[String]] {
         text.split(separator: "\n").map { line in
             line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast()
