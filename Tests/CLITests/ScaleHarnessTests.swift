@@ -1,0 +1,49 @@
+import Foundation
+import XCTest
+
+/// Deploy/scale/scale.sh, the scaling harness on emulated hosts, on the smallest setup: one rate, one and two
+/// workers, a tiny model, three steps. It must print a row per configuration with a real step time, and leave
+/// no namespace, bridge or veth of its run behind.
+final class ScaleHarnessTests: XCTestCase {
+    func testSmokeRunPrintsTheTableAndCleansUp() throws {
+        guard getuid() == 0 else { throw XCTSkip("network namespaces need root") }
+        guard TestNetwork.sh("command -v ip && command -v tc && command -v nsenter") == 0 else {
+            throw XCTSkip("ip, tc (iproute2) or nsenter is not installed")
+        }
+        let script = CLI.packageRoot.appendingPathComponent("Deploy/scale/scale.sh").path
+        let r = try DeployShell.run(["bash", script, "--charrnn", CLI.executable.path, "--workers", "1 2", "--rates", "1gbit",
+                                     "--steps", "3", "--warmup", "1", "--embed", "8", "--units", "16", "--timeout", "30",
+                                     "--compute-rows", "8", "--compute-seq", "10"])
+        let output = r.stdout + r.stderr
+        XCTAssertEqual(r.status, 0, output)
+
+        let rows = tableRows(r.stdout, first: "1gbit")
+        XCTAssertEqual(rows.map { $0[1] }, ["1", "2"], output)
+        for row in rows {
+            XCTAssertGreaterThan(Double(row[2]) ?? 0, 0, "ms/step in \(row)")
+            XCTAssertEqual(row[3], "3", "steps in \(row)")
+            XCTAssertGreaterThan(Double(row[4]) ?? 0, 0, "bytes out in \(row)")
+            XCTAssertGreaterThan(Double(row[5]) ?? 0, 0, "bytes in in \(row)")
+            XCTAssertEqual(row[8], "0", "lost workers in \(row)")
+            XCTAssertEqual(row.last, "ok", "status in \(row)")
+        }
+        // Two workers receive the weights twice: the coordinator's outgoing bytes grow with N today.
+        if rows.count == 2, let one = Double(rows[0][4]), let two = Double(rows[1][4]) { XCTAssertGreaterThan(two, one, output) }
+        // The projection: one line for the rate, seven efficiencies, 100 % at N = 1.
+        let projection = r.stdout.split(separator: "\n").filter { $0.hasPrefix("| 1gbit |") && $0.contains("%") }
+        XCTAssertEqual(projection.count, 1, output)
+        XCTAssertTrue(projection.first?.contains("| 100 % |") ?? false, output)
+
+        let prefix = try XCTUnwrap(r.stdout.range(of: #"scl[0-9]+"#, options: .regularExpression).map { String(r.stdout[$0]) }, output)
+        let left = try DeployShell.run(["bash", "-c", "ip netns list; ip -o link"]).stdout
+        XCTAssertFalse(left.contains("\(prefix)-"), "left behind:\n\(left)")
+    }
+
+    /// The cells of the measurement rows whose first cell is `first` (the projection's rows end in percentages).
+    func tableRows(_ text: String, first: String) -> [[String]] {
+        text.split(separator: "\n").map { line in
+            line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast()
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+        }.filter { $0.first == first && $0.count == 11 && !$0.contains { $0.hasSuffix("%") } }
+    }
+}
