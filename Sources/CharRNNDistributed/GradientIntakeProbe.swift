@@ -46,6 +46,16 @@ public struct GradientIntakeProbe {
         FloatBuffer(wireChunks: ArraySlice(message.dropFirst().map(\.bytes)))
     }
 
+    /// The one pass decoding makes over the gradient's frames: checksum, finite check and copy fused; true when
+    /// all is well.
+    public func fusedPass(_ message: [ZMQMessage]) -> Bool {
+        var sum = WireChecksum()
+        sum.add(UnsafeRawBufferPointer(rebasing: message[0].bytes[..<32]))
+        sum.add(UnsafeRawBufferPointer(rebasing: message[0].bytes[WireCodec.headerSize...]))
+        let received = WireCodec.checksumChunks(ArraySlice(message.dropFirst().map(\.bytes)), floats: shape.parameterCount, into: &sum)
+        return sum.value != 0 && received?.finite.allSatisfy { $0 } == true
+    }
+
     /// The whole decode, every check included; returns the gradient as the coordinator receives it, renumbered
     /// as shard `index` (the message was encoded once, as shard 0).
     public func decode(_ message: [ZMQMessage], as index: Int) throws(WireError) -> ShardResult {
