@@ -72,7 +72,8 @@ extension WireCodec {
         for (k, frame) in frames.enumerated() {
             let part = k % ranges.count
             if part == 0 {
-                buffers.append(FloatBuffer(count: floats))
+                // Every byte is written below, as the frames cover the vector exactly.
+                buffers.append(FloatBuffer(uninitializedCount: floats))
                 finite.append(true)
             }
             let destination = UnsafeMutableRawPointer(buffers[buffers.count - 1].base) + ranges[part].lowerBound
