@@ -34,10 +34,13 @@ struct WireChecksum {
     }
 
     /// The one loop behind both `add`s (`destination` nil: checksum only, and the finite flag means nothing).
-    /// Bits 31 and 63 of `bad` collect "exponent all ones" (NaN or infinity) of each word's two floats: adding
-    /// the lowest exponent bit to a masked exponent carries into the sign position exactly when the exponent is
-    /// 0xFF, and never across the halves. Branch-free, so it rides in the slots the lanes' multiply chains
-    /// leave idle. Lanes and multiplier live in locals: stores through `destination` could alias `self`.
+    /// Finiteness: adding the lowest exponent bit to a float's masked exponent carries into its sign position
+    /// exactly when the exponent is all ones (NaN or infinity). The 32-byte blocks do it on eight floats at once
+    /// (`badLanes`, bit 31 of each lane), with the copy as two vector stores, so both ride in the slots the
+    /// checksum's multiply chains leave idle (1.93 → 1.45 ms per 16 MB gradient against the same test done on
+    /// the four words as integers); the tail does it on its words, bits 31 and 63 of `bad` (no carry crosses
+    /// the halves; a zero-padded half is finite). Lanes and multiplier live in locals: stores through
+    /// `destination` could alias `self`.
     @inline(__always)
     private mutating func fold(_ bytes: UnsafeRawBufferPointer, copyingTo destination: UnsafeMutableRawPointer?) -> Bool {
         @inline(__always) func exponentAllOnes(_ word: UInt64) -> UInt64 {
@@ -47,6 +50,7 @@ struct WireChecksum {
         let m = multiplier
         var (a, b, c, d) = (l0, l1, l2, l3)
         var bad: UInt64 = 0
+        var badLanes = SIMD8<UInt32>.zero
         var i = 0
         if let base = bytes.baseAddress {
             while n - i >= 32 {
@@ -59,11 +63,9 @@ struct WireChecksum {
                 c = Self.fold(c, w2, m)
                 d = Self.fold(d, w3, m)
                 if let destination {
-                    destination.storeBytes(of: w0, toByteOffset: i, as: UInt64.self)
-                    destination.storeBytes(of: w1, toByteOffset: i + 8, as: UInt64.self)
-                    destination.storeBytes(of: w2, toByteOffset: i + 16, as: UInt64.self)
-                    destination.storeBytes(of: w3, toByteOffset: i + 24, as: UInt64.self)
-                    bad |= exponentAllOnes(w0) | exponentAllOnes(w1) | exponentAllOnes(w2) | exponentAllOnes(w3)
+                    let v = base.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt32>.self)
+                    destination.storeBytes(of: v, toByteOffset: i, as: SIMD8<UInt32>.self)
+                    badLanes |= (v & 0x7F80_0000) &+ 0x0080_0000
                 }
                 i += 32
             }
@@ -88,7 +90,7 @@ struct WireChecksum {
         }
         l0 = Self.fold(a, UInt64(n), m)
         (l1, l2, l3) = (b, c, d)
-        return bad == 0
+        return bad == 0 && (badLanes & 0x8000_0000) == .zero
     }
 
     var value: UInt64 {
