@@ -40,7 +40,8 @@ import CharRNN
 // declared length is within the limit for the type (derived from the welcome's sizes, so nothing is ever
 // sized from an unchecked field), that it equals the bytes present, the checksum, then every count, index and
 // token id of the body, and that every float (weights, states, gradients, losses) is finite. Only then is
-// anything allocated.
+// anything handed out. (A result's gradients are copied during the checksum's pass, into buffers sized from the
+// already-checked length, and dropped if a later check fails: one read of every byte instead of three.)
 
 #if !_endian(little)
 #error("the wire format copies float32 and integers in host order, which must be little-endian")
@@ -216,7 +217,11 @@ public struct WireCodec: Sendable {
         var sum = WireChecksum()
         sum.add(UnsafeRawBufferPointer(rebasing: first[..<32]))
         sum.add(body)
-        for frame in frames.dropFirst() { sum.add(frame) }
+        // A result's gradients are copied and checked for finiteness in the checksum's pass over their frames
+        // (they are the bulk of what a coordinator reads); the checks still apply in the order listed above.
+        let received = type == .result
+            ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("result").parameterCount, into: &sum) : nil
+        if type != .result { for frame in frames.dropFirst() { sum.add(frame) } }
         guard sum.value == checksum else { throw .badChecksum }
         guard let stepValue = Int(exactly: step) else { throw .malformed("step \(step) out of range") }
 
@@ -226,7 +231,7 @@ public struct WireCodec: Sendable {
         case .hello: message = try decodeHello(&reader)
         case .welcome: message = try decodeWelcome(&reader)
         case .work: message = try decodeWork(&reader, weights: frames.dropFirst())
-        case .result: message = try decodeResult(&reader, gradients: frames.dropFirst())
+        case .result: message = try decodeResult(&reader, gradients: frames.dropFirst(), received: received)
         case .ping: message = .ping
         case .shutdown: message = .shutdown
         case .error: message = try decodeError(&reader)

@@ -45,6 +45,44 @@ extension WireCodec {
     }
 }
 
+/// Bulk vectors copied out of their frames during the checksum pass, with whether each is all finite: what the
+/// decoder would otherwise get from three passes over every byte (checksum, finite check, copy).
+struct ReceivedVectors {
+    let buffers: [FloatBuffer]
+    let finite: [Bool]
+}
+
+extension WireCodec {
+    /// Adds `frames` to `sum`, in order. When they are whole vectors of `floats` floats, each cut as
+    /// `chunkRanges` cuts it, the same pass copies each vector into a buffer of its own and checks it for NaN and
+    /// infinity. Otherwise nil: the message is malformed, which the size checks after the checksum will say.
+    /// Buffers are sized from frames whose total length was already checked against the type's limit.
+    static func checksumChunks(
+        _ frames: ArraySlice<UnsafeRawBufferPointer>, floats: Int, into sum: inout WireChecksum
+    ) -> ReceivedVectors? {
+        let ranges = chunkRanges(floats: floats)
+        let fits = frames.count % ranges.count == 0
+            && zip(frames, (0..<frames.count).map { ranges[$0 % ranges.count] }).allSatisfy { $0.count == $1.count }
+        guard fits else {
+            for frame in frames { sum.add(frame) }
+            return nil
+        }
+        var buffers: [FloatBuffer] = []
+        var finite: [Bool] = []
+        for (k, frame) in frames.enumerated() {
+            let part = k % ranges.count
+            if part == 0 {
+                // Every byte is written below, as the frames cover the vector exactly.
+                buffers.append(FloatBuffer(uninitializedCount: floats))
+                finite.append(true)
+            }
+            let destination = UnsafeMutableRawPointer(buffers[buffers.count - 1].base) + ranges[part].lowerBound
+            if !sum.add(floats: frame, copyingTo: destination) { finite[finite.count - 1] = false }
+        }
+        return ReceivedVectors(buffers: buffers, finite: finite)
+    }
+}
+
 extension FloatBuffer {
     /// A buffer holding a copy of a vector that arrived in frames (already checked by `checkChunks`).
     convenience init(wireChunks frames: ArraySlice<UnsafeRawBufferPointer>) {

@@ -25,7 +25,11 @@ extension WireCodec {
         return shards.map(\.gradient)
     }
 
-    func decodeResult(_ reader: inout WireReader, gradients frames: ArraySlice<UnsafeRawBufferPointer>) throws(WireError) -> WireMessage {
+    /// `received`: the gradients as `checksumChunks` copied them out of `frames` (nil when the frames are not
+    /// cut as whole gradients, which the size checks then refuse).
+    func decodeResult(
+        _ reader: inout WireReader, gradients frames: ArraySlice<UnsafeRawBufferPointer>, received: ReceivedVectors?
+    ) throws(WireError) -> WireMessage {
         let shape = try requireShape("result")
         let gradientCount = try reader.u64("gradient count")
         try Self.checkParameters(gradientCount, shape, "gradients")
@@ -47,11 +51,15 @@ extension WireCodec {
         }
         try reader.finish()
         try Self.checkShardIndices(views.map(\.index), shape)
-        for (view, gradient) in zip(views, gradients) {
-            try Self.checkChunks(gradient, floats: shape.parameterCount, "gradient of shard \(view.index)")
+        guard let received else {
+            for (view, gradient) in zip(views, gradients) {
+                try Self.checkChunks(gradient, floats: shape.parameterCount, "gradient of shard \(view.index)")
+            }
+            throw .malformed("gradient frames not cut as the wire format cuts them")
         }
-        return .result(zip(views, gradients).map { view, gradient in
-            ShardResult(index: view.index, loss: view.loss, state: FloatBuffer(wireBytes: view.state), gradient: FloatBuffer(wireChunks: gradient))
+        for (view, finite) in zip(views, received.finite) where !finite { throw .nonFinite("gradient of shard \(view.index)") }
+        return .result(zip(views, received.buffers).map { view, gradient in
+            ShardResult(index: view.index, loss: view.loss, state: FloatBuffer(wireBytes: view.state), gradient: gradient)
         })
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training and generation speed (build with -c release).",
-        subcommands: [BenchTrain.self, BenchGenerate.self, BenchDistributed.self])
+        subcommands: [BenchTrain.self, BenchGenerate.self, BenchDistributed.self, BenchCoordinator.self])
 }
 
 /// Sizes for a benchmark, defaulting to the tutorial's model.

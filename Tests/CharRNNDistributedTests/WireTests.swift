@@ -417,6 +417,106 @@ final class WireTests: XCTestCase {
         assertMalformed(split, with: bigCodec, containing: "2 shards but \(2 * k + 1) gradient frames")
     }
 
+    // MARK: The fused pass over bulk frames
+
+    /// Floats whose exponent is all ones (NaN, quiet or signalling, either sign; ±infinity) and finite
+    /// neighbours at the edges (largest finite, smallest subnormal, −0).
+    private static let nonFiniteBits: [UInt32] = [0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0xFFFF_FFFF, 0x7F80_0000, 0xFF80_0000]
+    private static let finiteEdgeBits: [UInt32] = [0x7F7F_FFFF, 0xFF7F_FFFF, 0x0000_0001, 0x8000_0000, 0x0080_0000]
+
+    /// The fused pass (checksum + copy + finite check) against the three separate passes, for every length of
+    /// 0…40 floats (every tail: whole 32-byte blocks, whole words, a last half word) and for chunk-sized frames,
+    /// after a prefix segment so the lanes carry state in.
+    func testFusedPassIsChecksumCopyAndFiniteCheck() {
+        let lengths = Array(0...40) + [WireCodec.chunkBytes / 4, WireCodec.chunkBytes / 4 - 1, WireCodec.chunkBytes / 4 - 7]
+        for n in lengths {
+            let source = floats(n, seed: UInt64(n))
+            for (i, bits) in Self.finiteEdgeBits.enumerated() where i < n { source[n - 1 - i] = Float(bitPattern: bits) }
+            let prefix: [UInt8] = Array("prefix".utf8)
+            var separate = WireChecksum()
+            prefix.withUnsafeBytes { separate.add($0) }
+            separate.add(source.rawBytes)
+            var fused = WireChecksum()
+            prefix.withUnsafeBytes { fused.add($0) }
+            let copy = FloatBuffer(count: n)
+            XCTAssertTrue(fused.add(floats: source.rawBytes, copyingTo: UnsafeMutableRawPointer(copy.base)), "\(n) finite floats")
+            XCTAssertEqual(fused.value, separate.value, "checksum of \(n) floats")
+            XCTAssert(copy.bitwiseEqual(source), "copy of \(n) floats")
+        }
+    }
+
+    /// A NaN or infinity at any position of frames of 1…40 floats is found, the last float included (alone in a
+    /// zero-padded last word when the count is odd), and the checksum is still the plain one.
+    func testFusedPassFindsEveryNonFiniteFloat() {
+        for n in 1...40 {
+            for position in 0..<n {
+                for bits in Self.nonFiniteBits {
+                    let source = floats(n, seed: 99)
+                    source[position] = Float(bitPattern: bits)
+                    var plain = WireChecksum()
+                    plain.add(source.rawBytes)
+                    var fused = WireChecksum()
+                    let copy = FloatBuffer(count: n)
+                    XCTAssertFalse(fused.add(floats: source.rawBytes, copyingTo: UnsafeMutableRawPointer(copy.base)),
+                                   "\(String(bits, radix: 16)) at \(position) of \(n)")
+                    XCTAssertEqual(fused.value, plain.value)
+                }
+            }
+        }
+    }
+
+    /// A result of two gradients of an odd number of floats in several chunks each, the last chunk ending in
+    /// half a word: the fused decode finds a NaN or infinity in the first float, across a cut, in the last word
+    /// of the last (partial) chunk, of either shard; a corrupted last byte fails the checksum; chunks cut
+    /// otherwise are refused; and a clean message decodes bit for bit.
+    func testResultDecodeChecksEveryFloatOfEveryChunk() throws {
+        let config = try XCTUnwrap((300...360).lazy.map { ModelConfig(vocab: 65, embed: 64, units: $0) }
+            .first { ParameterLayout($0).count % 8 != 0 && ParameterLayout($0).count % 2 == 1 })
+        let shape = try RunShape(config: config, seq: 3, rowsPerShard: 2, shardCount: 4)
+        let codec = WireCodec(runID: runID, shape: shape)
+        let p = shape.parameterCount
+        let k = WireCodec.chunkCount(floats: p)
+        XCTAssertGreaterThanOrEqual(k, 3)
+        XCTAssertEqual((4 * p) % 8, 4, "the last chunk ends in half a word")
+        let sent = (0..<2).map { i in
+            ShardResult(index: 2 * i + 1, loss: 1, state: floats(shape.stateCount, seed: 40), gradient: floats(p, seed: 41 + UInt64(i)))
+        }
+        let wire = bytes(try codec.encode(.result(sent), step: 9))
+        XCTAssertEqual(wire.count, 1 + 2 * k)
+        guard case .result(let back) = try decode(wire, with: codec).message else { return XCTFail("not a result") }
+        XCTAssert(zip(back, sent).allSatisfy { $0.gradient.bitwiseEqual($1.gradient) && $0.index == $1.index })
+
+        let lastChunk = wire[k].count
+        // (frame, byte offset) of floats to poison, and the shard whose gradient it is.
+        let places: [(frame: Int, offset: Int, shard: Int)] = [
+            (1, 0, 1), (2, 0, 1), (1, WireCodec.chunkBytes - 4, 1), (k, lastChunk - 4, 1), (k, lastChunk - 8, 1),
+            (k + 1, 0, 3), (2 * k, lastChunk - 4, 3), (2 * k, lastChunk - 12, 3),
+        ]
+        for place in places {
+            for bits in Self.nonFiniteBits {
+                var frames = wire
+                put(bits, at: place.offset, in: &frames[place.frame])
+                reseal(&frames)
+                assertRejects(frames, with: codec, .nonFinite("gradient of shard \(place.shard)"))
+            }
+        }
+        for frame in [k, 2 * k] {
+            var corrupted = wire
+            corrupted[frame][lastChunk - 1] ^= 0x01
+            assertRejects(corrupted, with: codec, .badChecksum)
+        }
+        // The last chunk one float short, the first one float long: the right total, cut wrong.
+        var recut = wire
+        recut[1] += recut[k][..<4]
+        recut[k].removeFirst(4)
+        reseal(&recut)
+        assertMalformed(recut, with: codec, containing: "frame 1 of gradient of shard 1 has \(WireCodec.chunkBytes + 4) bytes")
+        // The same, with a NaN as well: the sizes are reported first, as before the fused pass.
+        put(Self.nonFiniteBits[0], at: 0, in: &recut[1])
+        reseal(&recut)
+        assertMalformed(recut, with: codec, containing: "frame 1 of gradient of shard 1")
+    }
+
     // MARK: Fuzzing
 
     /// Thousands of mutated valid frames: every outcome must be a clean decode or a `WireError` (the

@@ -245,6 +245,38 @@ final class ReductionTreeTests: XCTestCase {
         }
     }
 
+    /// Gradients nobody else holds (as a coordinator's freshly decoded ones) are adopted: in shard order the
+    /// reducer sums every pair of leaves over the one that waited and allocates nothing, with the bits of the
+    /// tree; a one-shard root is handed back without a copy. A gradient still held elsewhere is only read.
+    func testUnsharedGradientsAreSummedInPlace() {
+        for s in [1, 2, 5, 16] {
+            let tree = ReductionTree(shards: s)
+            let count = Parallel.elementsPerBlock + 1_000
+            let expected = Self.reference(tree, Self.gradients(s, count: count).map(\.array))
+            var r = TreeReducer(tree: tree, gradientCount: count)
+            var last: ObjectIdentifier?
+            var leaves = Self.gradients(s, count: count)
+            for k in 0..<s {
+                // Taken out of the array, so the reducer ends up with the only reference.
+                let g = leaves.removeFirst()
+                last = ObjectIdentifier(g)
+                r.add(Self.leaf(k, g))
+            }
+            let root = r.root().gradient
+            XCTAssertEqual(root.array, expected, "S = \(s)")
+            XCTAssertEqual(r.allocated, 0, "S = \(s): no buffer of its own needed")
+            if s == 1 { XCTAssertEqual(ObjectIdentifier(root), last, "a lone unshared leaf is the root, uncopied") }
+        }
+        // The same leaves, still held by the caller: read only, summed into the reducer's buffers.
+        let g = Self.gradients(2)
+        let before = g.map(\.array)
+        var r = TreeReducer(tree: ReductionTree(shards: 2), gradientCount: g[0].count)
+        for k in 0..<2 { r.add(Self.leaf(k, g[k])) }
+        XCTAssertEqual(r.root().gradient.array, Self.reference(ReductionTree(shards: 2), before))
+        XCTAssertEqual(g.map(\.array), before, "held gradients are not overwritten")
+        XCTAssertEqual(r.allocated, 1)
+    }
+
     /// The step driver with results arriving in reverse shard order (one worker per shard, the later shards
     /// answering sooner): the weights of the in-process run, in which they arrive in order.
     func testStepDriverResultsInReverseOrderGiveTheInOrderBits() throws {

@@ -7,13 +7,20 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let base: UnsafeMutablePointer<Float>
 
-    public init(count: Int) {
+    /// `count` zeros.
+    public convenience init(count: Int) {
+        self.init(uninitializedCount: count)
+        base.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    /// `count` floats of whatever the memory held, for a caller that writes every one before anything reads
+    /// it: a received 16 MB gradient is copied in whole, and zeroing it first was a pass of its own.
+    public init(uninitializedCount count: Int) {
         precondition(count >= 0, "negative buffer size")
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        base.initialize(repeating: 0, count: max(count, 1))
     }
 
     public convenience init(_ values: [Float]) {

@@ -138,16 +138,25 @@ public struct SubtreeSum: Sendable {
 /// soon as both its halves are in, so only pending nodes (whose sibling is not complete yet) are held. The root's
 /// bits are those of the tree, whatever the arrival order and however the inputs were grouped.
 ///
-/// Gradients handed in stay their owner's and are only read; sums go into the reducer's own buffers, which
-/// return to a small free list once used, so a steady run allocates none after its first step.
+/// Gradients handed in are only read while anyone else holds them; sums go into the reducer's own buffers, which
+/// return to a small free list once used, so a steady run allocates none after its first step. A gradient the
+/// reducer holds the only reference to (a freshly decoded one, whose sender let go) it adopts: the sum of two
+/// leaves is written over the one that waited, saving a buffer and the write-allocate of a third stream.
+/// Whether a buffer is overwritten never changes a bit: each element is `left + right` either way.
 public struct TreeReducer {
     public let tree: ReductionTree
     public let gradientCount: Int
 
     private struct Held {
         var gradient: FloatBuffer
-        /// The reducer's own buffer (a sum it made), which it may overwrite and recycle.
+        /// The reducer's own buffer (a sum it made, or a gradient nobody else holds), which it may overwrite
+        /// and recycle.
         var owned: Bool
+
+        /// Takes the gradient over when this is its only reference: nobody can see it change.
+        mutating func adoptIfUnshared() {
+            if !owned && isKnownUniquelyReferenced(&gradient) { owned = true }
+        }
     }
 
     private var pending: [ReductionNode: Held] = [:]
@@ -184,7 +193,8 @@ public struct TreeReducer {
         }
         var node = part.node
         var sum = Held(gradient: part.gradient, owned: false)
-        while let (parent, sibling) = tree.parentAndSibling(of: node), let other = pending.removeValue(forKey: sibling) {
+        while let (parent, sibling) = tree.parentAndSibling(of: node), var other = pending.removeValue(forKey: sibling) {
+            other.adoptIfUnshared()
             sum = node.lo < sibling.lo ? combine(sum, other) : combine(other, sum)
             node = parent
         }
@@ -192,9 +202,12 @@ public struct TreeReducer {
     }
 
     /// The whole tree's sum, with every shard's loss and final state in shard order. The gradient is the
-    /// reducer's own (copied if it was handed in whole), for the caller to scale in place until `reset`.
+    /// reducer's own (copied if it was handed in whole and is still held elsewhere), for the caller to scale in
+    /// place until `reset`.
     public mutating func root() -> (gradient: FloatBuffer, losses: [Double], states: [FloatBuffer]) {
-        guard var top = pending[tree.root] else { preconditionFailure("the reduction is not complete") }
+        guard var top = pending.removeValue(forKey: tree.root) else { preconditionFailure("the reduction is not complete") }
+        top.adoptIfUnshared()
+        pending[tree.root] = top
         if !top.owned {
             let copy = buffer()
             copy.assign(from: top.gradient)
