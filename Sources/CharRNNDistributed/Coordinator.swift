@@ -107,9 +107,8 @@ public final class Coordinator: ShardPool {
         try socket.setOption(.routerMandatory, 1)
         try socket.setOption(.heartbeatInterval, 250)
         try socket.setOption(.heartbeatTimeout, 1500)
-        // A single frame is at most one shard's gradient (4·P bytes) plus a little; refuse anything larger
-        // before libzmq allocates it.
-        try socket.setOption(.maxMessageSize, 4 * shape.parameterCount + (1 << 20) + 64 * shape.shardCount * (shape.stateCount + 2 * shape.tokenCount))
+        // Refuse any frame larger than a result's first frame or a chunk before libzmq allocates it.
+        try socket.setOption(.maxMessageSize, WireCodec.largestFrame(shape))
         do {
             try IPCEndpoint.requireFree(options.endpoint)
             try socket.bind(options.endpoint)

@@ -1,15 +1,16 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 4 (4 added the numerics identity to hello). Every message is one ZeroMQ multipart message:
-// frame 0 holds a fixed header and a body; bulk float vectors (weights, gradients) travel as frames of their
-// own so they can be sent zero-copy straight from the trainer's buffers. All integers and floats are
-// little-endian; floats are IEEE float32 unless marked f64.
+// The coordinator<->worker wire format, version 5 (4 added the numerics identity to hello; 5 cut bulk vectors
+// into frames of at most 512 KiB, see WireChunks.swift). Every message is one ZeroMQ multipart message:
+// frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
+// own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
+// the last. All integers and floats are little-endian; floats are IEEE float32 unless marked f64.
 //
 // Header (first 40 bytes of frame 0)
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 4                                                              |
+// | 4      | 2    | version        | u16, 5                                                              |
 // | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
@@ -21,14 +22,14 @@ import CharRNN
 // |----------|-----------------------------------------------------------------------|------------------------|
 // | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity); the header's version is the worker's protocol version | none |
 // | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
-// | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | 1: P f32 weights |
-// | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n: P f32 gradient of each shard, in body order |
+// | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames |
+// | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n·k: P f32 gradient of each shard, in body order, k frames each |
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
 // | error    | u32 length (≤ 4096), message (UTF-8)                                  | none                   |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
-// header bytes 0..<32, the body, then each extra frame in order. Four u64 lanes start at
+// header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
 // 0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89. Within a segment of n bytes,
 // little-endian u64 word k (the last one zero-padded) is folded into lane k mod 4 by
 // lane = rotl64((lane ^ word) · 0x9E3779B97F4A7C15, 29); then n is folded into lane 0 the same way. The
@@ -112,7 +113,7 @@ private enum MessageType: UInt16 {
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 4
+    public static let version: UInt16 = 5
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -169,10 +170,12 @@ public struct WireCodec: Sendable {
         var checksum = WireChecksum()
         frame.output.withUnsafeBytes { checksum.add($0) }
         body.output.withUnsafeBytes { checksum.add($0) }
-        for buffer in bulk { checksum.add(buffer.rawBytes) }
+        for buffer in bulk {
+            for segment in Self.chunkSegments(buffer) { checksum.add(segment) }
+        }
         frame.u64(checksum.value)
         frame.output.append(contentsOf: body.output)
-        return [.bytes(frame.output)] + bulk.map { .zeroCopy($0.rawBytes, owner: $0) }
+        return [.bytes(frame.output)] + bulk.flatMap(Self.chunkFrames)
     }
 
     // MARK: Decoding
@@ -222,8 +225,8 @@ public struct WireCodec: Sendable {
         switch type {
         case .hello: message = try decodeHello(&reader)
         case .welcome: message = try decodeWelcome(&reader)
-        case .work: message = try decodeWork(&reader, weights: frames[1])
-        case .result: message = try decodeResult(&reader, gradients: Array(frames.dropFirst()))
+        case .work: message = try decodeWork(&reader, weights: frames.dropFirst())
+        case .result: message = try decodeResult(&reader, gradients: frames.dropFirst())
         case .ping: message = .ping
         case .shutdown: message = .shutdown
         case .error: message = try decodeError(&reader)
@@ -241,13 +244,24 @@ public struct WireCodec: Sendable {
         case .error: return (4 + Self.maxErrorBytes, 1...1)
         case .work:
             let s = try requireShape("work")
-            let shard = 16 + 4 * s.stateCount + 8 * s.tokenCount
-            return (20 + s.shardCount * shard + 4 * s.parameterCount, 2...2)
+            let k = Self.chunkCount(floats: s.parameterCount)
+            return (Self.largestBody(.work, s) + 4 * s.parameterCount, (1 + k)...(1 + k))
         case .result:
             let s = try requireShape("result")
-            let shard = 16 + 4 * s.stateCount + 4 * s.parameterCount
-            return (12 + s.shardCount * shard, 2...(s.shardCount + 1))
+            let k = Self.chunkCount(floats: s.parameterCount)
+            return (Self.largestBody(.result, s) + s.shardCount * 4 * s.parameterCount, (1 + k)...(1 + s.shardCount * k))
         }
+    }
+
+    /// The largest body (frame 0 after the header) of a work order or result of a run of `s`'s sizes.
+    private static func largestBody(_ type: MessageType, _ s: RunShape) -> Int {
+        type == .work ? 20 + s.shardCount * (16 + 4 * s.stateCount + 8 * s.tokenCount) : 12 + s.shardCount * (16 + 4 * s.stateCount)
+    }
+
+    /// The largest single frame a peer of a run of `shape`'s sizes can need to send: a work order's or a
+    /// result's first frame, or a chunk. Anything larger is refused by libzmq before it is buffered.
+    public static func largestFrame(_ shape: RunShape) -> Int {
+        headerSize + max(chunkBytes, largestBody(.work, shape), largestBody(.result, shape))
     }
 
     func requireShape(_ what: String) throws(WireError) -> RunShape {

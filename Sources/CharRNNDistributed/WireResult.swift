@@ -3,7 +3,7 @@ import CharRNN
 // The message's value (`ShardResult`: `Training/ShardWork.swift` in the core) and its encoding.
 
 extension WireCodec {
-    /// Writes the body; returns the bulk frames (one gradient per shard).
+    /// Writes the body; returns the bulk vectors (one gradient per shard).
     func encodeResult(_ shards: [ShardResult], into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
         let shape = try requireShape("result")
         try Self.checkShardIndices(shards.map(\.index), shape)
@@ -25,14 +25,16 @@ extension WireCodec {
         return shards.map(\.gradient)
     }
 
-    func decodeResult(_ reader: inout WireReader, gradients: [UnsafeRawBufferPointer]) throws(WireError) -> WireMessage {
+    func decodeResult(_ reader: inout WireReader, gradients frames: ArraySlice<UnsafeRawBufferPointer>) throws(WireError) -> WireMessage {
         let shape = try requireShape("result")
         let gradientCount = try reader.u64("gradient count")
         try Self.checkParameters(gradientCount, shape, "gradients")
         let shardCount = try Self.shardCount(&reader, shape)
-        guard gradients.count == shardCount else {
-            throw .malformed("\(shardCount) shards but \(gradients.count) gradient frames")
+        let k = Self.chunkCount(floats: shape.parameterCount)
+        guard frames.count == shardCount * k else {
+            throw .malformed("\(shardCount) shards but \(frames.count) gradient frames, expected \(shardCount * k)")
         }
+        let gradients = (0..<shardCount).map { n in frames.dropFirst(n * k).prefix(k) }
         var views: [(index: Int, loss: Double, state: UnsafeRawBufferPointer)] = []
         for _ in 0..<shardCount {
             let index = Int(try reader.u32("shard index"))
@@ -46,13 +48,10 @@ extension WireCodec {
         try reader.finish()
         try Self.checkShardIndices(views.map(\.index), shape)
         for (view, gradient) in zip(views, gradients) {
-            guard gradient.count == 4 * shape.parameterCount else {
-                throw .malformed("gradient frame of shard \(view.index) has \(gradient.count) bytes, expected \(4 * shape.parameterCount)")
-            }
-            try Self.checkFinite(gradient, "gradient of shard \(view.index)")
+            try Self.checkChunks(gradient, floats: shape.parameterCount, "gradient of shard \(view.index)")
         }
         return .result(zip(views, gradients).map { view, gradient in
-            ShardResult(index: view.index, loss: view.loss, state: FloatBuffer(wireBytes: view.state), gradient: FloatBuffer(wireBytes: gradient))
+            ShardResult(index: view.index, loss: view.loss, state: FloatBuffer(wireBytes: view.state), gradient: FloatBuffer(wireChunks: gradient))
         })
     }
 }

@@ -3,7 +3,7 @@ import CharRNN
 // The message's values (`WorkOrder`, `WorkShard`: `Training/ShardWork.swift` in the core) and its encoding.
 
 extension WireCodec {
-    /// Writes the body; returns the bulk frame (the weights).
+    /// Writes the body; returns the bulk vector (the weights).
     func encodeWork(_ order: WorkOrder, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
         let shape = try requireShape("work")
         guard order.epoch >= 0 else { throw .malformed("negative epoch \(order.epoch)") }
@@ -39,15 +39,12 @@ extension WireCodec {
         return [order.weights]
     }
 
-    func decodeWork(_ reader: inout WireReader, weights: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
+    func decodeWork(_ reader: inout WireReader, weights: ArraySlice<UnsafeRawBufferPointer>) throws(WireError) -> WireMessage {
         let shape = try requireShape("work")
         let epoch = try reader.u64("epoch")
         guard let epochValue = Int(exactly: epoch) else { throw .malformed("epoch \(epoch) out of range") }
         let weightCount = try reader.u64("weight count")
         try Self.checkParameters(weightCount, shape, "weights")
-        guard weights.count == 4 * shape.parameterCount else {
-            throw .malformed("weights frame of \(weights.count) bytes, expected \(4 * shape.parameterCount)")
-        }
         let shardCount = try Self.shardCount(&reader, shape)
 
         // First pass: locate and check every part; the second pass only copies.
@@ -70,13 +67,13 @@ extension WireCodec {
         }
         try reader.finish()
         try Self.checkShardIndices(views.map(\.index), shape)
-        try Self.checkFinite(weights, "weights")
+        try Self.checkChunks(weights, floats: shape.parameterCount, "weights")
 
         let shards = views.map { view in
             WorkShard(
                 index: view.index, state: view.state.map(FloatBuffer.init(wireBytes:)),
                 rows: ShardRows(rows: shape.rowsPerShard, seq: shape.seq, inputs: Self.int32s(view.inputs), targets: Self.int32s(view.targets)))
         }
-        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: FloatBuffer(wireBytes: weights)))
+        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: FloatBuffer(wireChunks: weights)))
     }
 }

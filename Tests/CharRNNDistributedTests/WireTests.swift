@@ -242,9 +242,9 @@ final class WireTests: XCTestCase {
         assertRejects(badMagic, .badMagic)
 
         var newer = frames
-        put(UInt16(5), at: 4, in: &newer[0])
-        assertRejects(newer, .unsupportedVersion(5))
-        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks 4)")
+        put(WireCodec.version + 1, at: 4, in: &newer[0])
+        assertRejects(newer, .unsupportedVersion(WireCodec.version + 1))
+        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks 5)")
 
         var unknown = frames
         put(UInt16(99), at: 6, in: &unknown[0])
@@ -362,6 +362,59 @@ final class WireTests: XCTestCase {
         frames[0][40 + 8] = 0xFF
         reseal(&frames)
         assertMalformed(frames, containing: "worker name is not UTF-8")
+    }
+
+    // MARK: Chunks
+
+    /// Weights and gradients that take three frames each (a little over 1 MiB).
+    private lazy var bigShape = try! RunShape(config: ModelConfig(vocab: 65, embed: 64, units: 256), seq: 3, rowsPerShard: 2, shardCount: 4)
+    private lazy var bigCodec = WireCodec(runID: runID, shape: bigShape)
+
+    func testBulkVectorsTravelInZeroCopyChunksOfAtMost512KiB() throws {
+        let p = bigShape.parameterCount
+        let k = WireCodec.chunkCount(floats: p)
+        XCTAssertEqual(k, 3)
+        let weights = floats(p, seed: 5)
+        let tokens = [Int32](repeating: 7, count: bigShape.tokenCount)
+        let order = WorkOrder(epoch: 1, shards: [WorkShard(index: 3, state: nil, rows: ShardRows(rows: 2, seq: 3, inputs: tokens, targets: tokens))], weights: weights)
+        let frames = try bigCodec.encode(.work(order), step: 7)
+        XCTAssertEqual(frames.count, 1 + k)
+        var offset = 0
+        for frame in frames.dropFirst() {
+            guard case .zeroCopy(let chunk, let owner) = frame else { return XCTFail("a chunk is not zero-copy") }
+            XCTAssert(owner === weights)
+            XCTAssertEqual(chunk.baseAddress, UnsafeRawPointer(weights.base) + offset)
+            XCTAssertLessThanOrEqual(chunk.count, WireCodec.chunkBytes)
+            offset += chunk.count
+        }
+        XCTAssertEqual(offset, 4 * p)
+        let wire = bytes(frames)
+        XCTAssert(wire.allSatisfy { $0.count <= WireCodec.largestFrame(bigShape) })
+        guard case .work(let received) = try decode(wire, with: bigCodec).message else { return XCTFail("not work") }
+        XCTAssert(received.weights.bitwiseEqual(weights))
+
+        let sent = (0..<2).map { i in
+            ShardResult(index: i, loss: 1, state: floats(bigShape.stateCount, seed: 30), gradient: floats(p, seed: 31 + UInt64(i)))
+        }
+        let result = bytes(try bigCodec.encode(.result(sent), step: 7))
+        XCTAssertEqual(result.count, 1 + 2 * k)
+        guard case .result(let back) = try decode(result, with: bigCodec).message else { return XCTFail("not a result") }
+        XCTAssert(zip(back, sent).allSatisfy { $0.gradient.bitwiseEqual($1.gradient) })
+
+        // A vector cut any other way is refused: two chunks merged, a byte moved across a cut, a chunk split.
+        var merged = wire
+        merged[1] += merged.remove(at: 2)
+        reseal(&merged)
+        assertMalformed(merged, with: bigCodec, containing: "work message in \(k) frames")
+        var moved = wire
+        moved[2].insert(moved[1].removeLast(), at: 0)
+        reseal(&moved)
+        assertMalformed(moved, with: bigCodec, containing: "frame 1 of weights has \(WireCodec.chunkBytes - 1) bytes")
+        var split = result
+        let last = split.removeLast()
+        split += [Array(last[..<4]), Array(last[4...])]
+        reseal(&split)
+        assertMalformed(split, with: bigCodec, containing: "2 shards but \(2 * k + 1) gradient frames")
     }
 
     // MARK: Fuzzing
