@@ -63,7 +63,7 @@ struct CoordinatorCommand: ParsableCommand {
         try loop.run()
         publish()
         let (d, t) = (driver.stats, coordinator.stats)
-        logger.info("workers lost \(d.lostWorkers), shards reassigned \(d.reassignedShards), stale results \(d.staleResults), duplicate results \(d.duplicateResults), bad frames \(t.badFrames), undealt results \(d.undealtResults), peers ignored \(t.bannedPeers)")
+        logger.info("workers lost \(d.lostWorkers), shards reassigned \(d.reassignedShards), stale results \(d.staleResults), duplicate results \(d.duplicateResults), speculative shards \(d.speculativeShards), bad frames \(t.badFrames), undealt results \(d.undealtResults), peers ignored \(t.bannedPeers)")
         try stop.exitIfStopped()
     }
 }
