@@ -20,8 +20,9 @@ public struct Membership {
         /// When its orders of earlier steps that it has not answered were dealt, oldest first (it is still
         /// computing one, or stalled): it is dealt after the others, and lost once the oldest is past the deadline.
         public var earlier: [Double] = []
-        /// How long its recent shards took, from the start of computing to the answer (a moving average); nil
-        /// before its first answer.
+        /// How long its shards take, from the start of computing to the answer: it follows a longer shard at
+        /// once and a shorter one slowly, so ordinary jitter does not make the worker look late. Nil before its
+        /// first answer.
         public var shardTime: Double?
         /// Since when its front shard has been computing; nil with nothing held.
         var busySince: Double?
@@ -103,7 +104,7 @@ public struct Membership {
         queues[worker]!.remove(at: k)
         if let since = byID[worker]?.busySince {
             let took = max(0, now - since)
-            byID[worker]!.shardTime = byID[worker]!.shardTime.map { ($0 + took) / 2 } ?? took
+            byID[worker]!.shardTime = byID[worker]!.shardTime.map { took > $0 ? took : 0.8 * $0 + 0.2 * took } ?? took
         }
         byID[worker]?.busySince = queues[worker]!.isEmpty ? nil : now
     }
@@ -131,14 +132,14 @@ public struct Membership {
     }
 
     /// Members whose front shard has been computing for more than `factor` times their usual shard time (or,
-    /// for a worker with no answer yet, the median of the others'): a copy of what they hold may be dealt to
-    /// an idle worker. Empty while nobody has answered anything.
-    public func straggling(now: Double, factor: Double) -> [WorkerID] {
+    /// for a worker with no answer yet, the median of the others'), and `margin` seconds longer than it: a copy
+    /// of what they hold may be dealt to an idle worker. Empty while nobody has answered anything.
+    public func straggling(now: Double, factor: Double, margin: Double = 0) -> [WorkerID] {
         let known = byID.values.compactMap(\.shardTime).sorted()
         let median = known.isEmpty ? nil : known[known.count / 2]
         return live.filter { m in
             guard let since = m.busySince, let usual = m.shardTime ?? median else { return false }
-            return now - since > factor * usual
+            return now - since > max(factor * usual, usual + margin)
         }.map(\.id)
     }
 

@@ -203,7 +203,8 @@ public final class StepDriver {
     /// straggler alone, the one dealt the longest ago first. Which copy's result counts changes no bit.
     private func speculate(_ planned: PlannedStep, audit: Audit, now: Double) {
         guard members.count >= rules.minWorkers, rules.speculateAfter.isFinite else { return }
-        let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter))
+        // A shard a poll interval late is no straggler: on shards of a few milliseconds that is scheduling noise.
+        let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
         guard !stragglers.isEmpty else { return }
         var candidates = members.inFlight.values.compactMap { holders in
             holders.count == 1 && stragglers.contains(holders[0].worker) ? holders[0] : nil
