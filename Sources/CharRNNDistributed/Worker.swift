@@ -26,6 +26,8 @@ public struct WorkerOptions: Sendable {
     public var poisonFromStep: Int? = nil
     /// Test-only fault injection: from this global step on, report finite but wrong gradients (a forger).
     public var forgeFromStep: Int? = nil
+    /// Test-only: take this many times as long per work order as the computing takes (a slower machine).
+    public var slowdown = 1.0
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
     public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
 
@@ -59,6 +61,9 @@ public final class Worker {
     private var queue: [(order: WorkOrder, step: Int)] = []
     /// The weights of the newest step this worker was sent, for its orders that come without them.
     private var stepWeights: (step: Int, weights: FloatBuffer)?
+    /// The weights `shardStep` last computed with (received buffers are never written): the step's later
+    /// orders skip regrouping them.
+    private var loadedWeights: FloatBuffer?
     private let handshakes: HandshakeWatch?
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
@@ -173,6 +178,7 @@ public final class Worker {
                     || shardStep?.dropout != shape.dropout
                 {
                     shardStep = ShardStep(config: shape.config, maxRows: shape.rowsPerShard, seq: shape.seq, dropout: shape.dropout)
+                    loadedWeights = nil
                 }
                 joined = true
             case .work(let order):
@@ -223,8 +229,10 @@ public final class Worker {
         let (order, step) = queue.removeFirst()
         // Used by the finishing thread only, one computation at a time (the handoff is the thread start).
         let signal = finishedSignal
+        let loaded = loadedWeights === order.weights
+        loadedWeights = order.weights
         let computation = ShardComputation(
-            order, step: step, shardStep: shardStep, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep),
+            order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep, options.slowdown),
             finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
         computing = (computation, codec.runID)
     }

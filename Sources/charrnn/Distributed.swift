@@ -142,6 +142,8 @@ struct WorkerCommand: ParsableCommand {
     var maxMemory: Double?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
+    @Option(help: ArgumentHelp("Test only: take this many times as long per work order (a slower machine).", visibility: .hidden))
+    var faultSlowdown: Double = 1
     @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
     @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
     var handshakeTimeout: Double = 30
@@ -151,6 +153,7 @@ struct WorkerCommand: ParsableCommand {
         if !(rejoinAfter > 0) { throw ValidationError("--rejoin-after must be positive") }
         if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw ValidationError("--give-up-after must be a positive number of seconds") }
         if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
+        if !(1...1000).contains(faultSlowdown) { throw ValidationError("--fault-slowdown must be from 1 to 1000") }
     }
 
     func run() throws {
@@ -167,6 +170,7 @@ struct WorkerCommand: ParsableCommand {
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
         options.forgeFromStep = faultForgeFromStep
+        options.slowdown = faultSlowdown
         options.receiveQueue = receiveQueue
         options.handshakeTimeout = handshakeTimeout
         if let secretKey, let coordinatorKey {
