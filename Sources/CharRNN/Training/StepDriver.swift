@@ -82,8 +82,8 @@ public enum DealingEvent: Sendable {
 }
 
 /// One training step, whoever computes the shards: take the plan's next step, deal its shards to the pool's
-/// live workers, collect exactly one result per shard, and reduce them in shard order into the plan, which
-/// applies Adam. The rules, all here and all on the injected clock:
+/// live workers, collect exactly one result per shard, and hand them to the plan, which sums them along its
+/// fixed reduction tree as they come and applies Adam. The rules, all here and all on the injected clock:
 /// - workers pull work: each holds at most `maxHeld` shards (one order per shard), and as its results come
 ///   back it is dealt the next undealt shards, lowest index first, so faster workers compute more. The least
 ///   loaded worker is dealt first (ties: join order), and workers still busy with orders of an earlier step last;
@@ -139,7 +139,7 @@ public final class StepDriver {
         var audit = Audit(step: planned.globalStep, shardCount: plan.shardCount, fraction: rules.verify, seed: rules.verifySeed)
         // A checked shard can expose a worker whose other results of the step are then thrown away: with checks,
         // nothing is reduced until every shard is settled.
-        var reduction = OrderedReduction(plan: plan, holdAll: !audit.shards.isEmpty)
+        var reduction = StepReduction(plan: plan, holdAll: !audit.shards.isEmpty)
         members.beginStep()
         failures = [:]
         tieBreakersAsked = []
@@ -222,7 +222,7 @@ public final class StepDriver {
     /// loaded with room, earlier joiners first. A shard nobody else can check while one worker alone is live is
     /// taken as it is.
     private func dealChecks(
-        _ shards: [Int], of planned: PlannedStep, audit: Audit, into reduction: inout OrderedReduction, now: Double
+        _ shards: [Int], of planned: PlannedStep, audit: Audit, into reduction: inout StepReduction, now: Double
     ) throws(DealingError) {
         for s in shards {
             let voters = audit.voters(of: s)
@@ -246,7 +246,7 @@ public final class StepDriver {
     }
 
     private func handle(
-        _ event: PoolEvent, step: Int, audit: inout Audit, into reduction: inout OrderedReduction
+        _ event: PoolEvent, step: Int, audit: inout Audit, into reduction: inout StepReduction
     ) throws(DealingError) {
         switch event {
         case .joined(let worker, let name):
@@ -311,7 +311,7 @@ public final class StepDriver {
         }
     }
 
-    private func distrust(_ worker: WorkerID, shard: Int, step: Int, audit: inout Audit, reduction: inout OrderedReduction) {
+    private func distrust(_ worker: WorkerID, shard: Int, step: Int, audit: inout Audit, reduction: inout StepReduction) {
         guard distrusted.insert(worker).inserted else { return }
         let name = members.byID[worker]?.name ?? "unknown"
         members.remove(worker)
@@ -329,58 +329,5 @@ public final class StepDriver {
         stats.lostWorkers += 1
         stats.reassignedShards += orphans.count
         report(.lost(name: member.name, reason: reason, shards: orphans, live: members.count))
-    }
-}
-
-/// Results reduced into the plan in shard order as soon as every earlier shard is in, so only results that
-/// arrived ahead of an earlier shard wait in memory; or, with `holdAll`, only once every shard is settled, so
-/// that the results of a worker found lying can still be thrown away.
-struct OrderedReduction {
-    private let plan: StepPlan
-    private let holdAll: Bool
-    private var waiting: [Int: ShardResult] = [:]
-    /// Shard → the one worker whose result it holds (nil: agreed on by several, or taken unchecked).
-    private var source: [Int: WorkerID] = [:]
-    private var received: Set<Int> = []
-    private var next = 0
-
-    init(plan: StepPlan, holdAll: Bool = false) {
-        self.plan = plan
-        self.holdAll = holdAll
-    }
-
-    var isComplete: Bool { received.count == plan.shardCount }
-    /// Shards whose result is not in yet, in order.
-    var missing: [Int] { (0..<plan.shardCount).filter { !received.contains($0) } }
-    func has(_ shard: Int) -> Bool { received.contains(shard) }
-
-    /// False for a shard whose result is already in.
-    mutating func add(_ r: ShardResult, by worker: WorkerID?) -> Bool {
-        guard received.insert(r.index).inserted else { return false }
-        waiting[r.index] = r
-        source[r.index] = worker
-        if !holdAll { reduceReady() }
-        return true
-    }
-
-    /// Throws away the held results that came from `worker` alone; returns their shards, missing again.
-    mutating func discard(from worker: WorkerID) -> [Int] {
-        let shards = source.filter { $0.value == worker && waiting[$0.key] != nil }.map(\.key).sorted()
-        for s in shards {
-            waiting[s] = nil
-            source[s] = nil
-            received.remove(s)
-        }
-        return shards
-    }
-
-    /// Reduces whatever is held (the end of a step with `holdAll`).
-    mutating func flush() { reduceReady() }
-
-    private mutating func reduceReady() {
-        while let ready = waiting.removeValue(forKey: next) {
-            plan.accumulate(ready)
-            next += 1
-        }
     }
 }

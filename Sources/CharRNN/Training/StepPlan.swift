@@ -28,13 +28,14 @@ public enum NonFinitePolicy: String, CaseIterable, Sendable {
 
 /// The step plan: the training state and what happens to it each step. It takes the next shuffled global
 /// batch, cuts it into S logical shards of B/S rows (each with its rows' hidden states), reduces the shards'
-/// results in shard order, applies Adam and advances the position. It never computes a gradient itself; the
-/// step driver feeds it results, whoever computed them, which is why in-process and distributed training
-/// cannot drift apart.
+/// results, applies Adam and advances the position. It never computes a gradient itself; the step driver
+/// feeds it results, whoever computed them, which is why in-process and distributed training cannot drift
+/// apart.
 ///
-/// Reduction: g = g₀ + g₁ + … + g_{S−1} (in that order), then g · (1/S). A shard's g is the gradient of its
-/// own mean loss, so g is the gradient of the batch's mean loss, and it depends on S, never on who computed
-/// which shard.
+/// Reduction: g = the sum of g₀ … g_{S−1} along the fixed `ReductionTree` over S shards, then g · (1/S). A
+/// shard's g is the gradient of its own mean loss, so g is the gradient of the batch's mean loss; the tree
+/// depends on S alone, so g depends on S, never on who computed which shard, who summed which subtree, or in
+/// what order results came. The loss is the shards' mean, added in shard order.
 public final class StepPlan {
     public private(set) var state: TrainingState
     public let sequences: SequenceSet
@@ -43,12 +44,10 @@ public final class StepPlan {
     public let finalStep: Int
 
     private var order: (epoch: Int, indices: [Int])?
-    private let sum: Parameters
-    private var reduced = 0
-    private var losses: [Double] = []
-    /// The reduced shards' final states, written into `state.hidden` only when the step finishes, so an
-    /// abandoned step leaves the state as it was.
-    private var finalStates: [FloatBuffer] = []
+    private let layout: ParameterLayout
+    /// The step's results so far, with their losses and final states: the states are written into
+    /// `state.hidden` only when the step finishes, so an abandoned step leaves the state as it was.
+    private var reduction: TreeReducer
 
     public init(state: TrainingState, ids: [Int32], stopAfter: Int? = nil) throws {
         let o = state.options
@@ -62,7 +61,8 @@ public final class StepPlan {
         if let s = stopAfter, s <= 0 { throw CharRNNError.invalidOption("--steps must be positive, got \(s)") }
         finalStep = min(o.epochs * stepsPerEpoch, stopAfter ?? .max)
         self.state = state
-        sum = Parameters(state.config)
+        layout = ParameterLayout(state.config)
+        reduction = TreeReducer(tree: ReductionTree(shards: o.shards), gradientCount: layout.count)
     }
 
     public var options: TrainingOptions { state.options }
@@ -92,36 +92,28 @@ public final class StepPlan {
             }
             return WorkShard(index: s, state: start, rows: ShardRows(rows: rows, seq: seq, inputs: inputs, targets: targets))
         }
-        reduced = 0
-        losses = []
-        finalStates = []
+        reduction.reset()
         return PlannedStep(globalStep: p.globalStep, epoch: p.epoch, stepInEpoch: p.stepInEpoch, shards: shards)
     }
 
-    /// Adds a shard's result: its gradient, mean loss and final state. Shards must come in order 0, 1, …, S−1.
-    public func accumulate(_ result: ShardResult) {
-        let s = result.index
-        precondition(s == reduced, "shard results must be reduced in shard order")
-        precondition(result.gradient.count == sum.count && result.state.count == state.config.stateCount(rows: rowsPerShard),
-                     "a result of another model")
-        if s == 0 {
-            sum.storage.assign(from: result.gradient)
-        } else {
-            let (a, b) = (sum.storage.base, result.gradient.base)
-            Parallel.forEachRange(of: sum.count) { range in
-                for i in range { a[i] += b[i] }
-            }
-        }
-        losses.append(result.loss)
-        finalStates.append(result.state)
-        reduced += 1
+    /// Adds a shard's result: its gradient, mean loss and final state. Shards may come in any order, each once.
+    public func accumulate(_ result: ShardResult) { accumulate(SubtreeSum(result)) }
+
+    /// Adds the sum of a whole subtree of the reduction tree (`ReductionTree(shards: shardCount)`), as summed by
+    /// whoever held all its shards, with each shard's loss and final state. Each shard must come exactly once.
+    public func accumulate(_ part: SubtreeSum) {
+        let width = state.config.stateCount(rows: rowsPerShard)
+        precondition(part.gradient.count == layout.count && part.states.allSatisfy { $0.count == width }, "a result of another model")
+        reduction.add(part)
     }
 
     /// With every shard reduced: scale, clip, apply Adam, advance. Returns the step's summary. A loss or
     /// gradient that is not finite throws `.diverged` before anything changes (with `onNonFinite` `.stop`), or
     /// skips the update (`.skip`).
     public func finish() throws(CharRNNError) -> StepSummary {
-        precondition(reduced == shardCount, "finish() before every shard was reduced")
+        precondition(reduction.isComplete, "finish() before every shard was reduced")
+        let (total, losses, finalStates) = reduction.root()
+        let sum = Parameters(layout: layout, storage: total)
         if shardCount > 1 {
             let (a, scale) = (sum.storage.base, 1 / Float(shardCount))
             Parallel.forEachRange(of: sum.count) { range in
