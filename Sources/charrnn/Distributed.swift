@@ -103,6 +103,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
+    @Option(help: ArgumentHelp("Benchmarks only: shards a worker holds at most (as many as the step has: all dealt at once).", visibility: .hidden))
+    var maxHeld = 2
     @Option(help: ArgumentHelp(threadsHelp + " They do the coordinator's own work (reduction, Adam, validation) while the workers wait."))
     var threads: Int?
 
@@ -110,6 +112,7 @@ struct ClusterOptions: ParsableArguments {
     func dealingRules() -> DealingRules {
         var r = DealingRules(minWorkers: minWorkers, deadline: deadline)
         r.verify = verify
+        r.maxHeld = maxHeld
         var secret = SystemRandomNumberGenerator()
         r.verifySeed = secret.next()
         return r
@@ -118,6 +121,7 @@ struct ClusterOptions: ParsableArguments {
     func validate() throws {
         try requirePositive("--min-workers", minWorkers)
         try requirePositive("--threads", threads)
+        try requirePositive("--max-held", maxHeld)
         if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
         if !(0...1).contains(verify) { throw ValidationError("--verify must be a fraction from 0 to 1, got \(verify)") }
         if (secretKey == nil) != (authorizedKeys == nil) { throw ValidationError("--secret-key and --authorized-keys go together") }
