@@ -67,6 +67,10 @@ public final class Coordinator: ShardPool {
     /// The weights of the step being dealt, copied once per step: work orders send them zero-copy, and the
     /// plan's own weights change (Adam) while libzmq may still hold a reference.
     private var snapshot: (step: Int, weights: FloatBuffer)?
+    /// Worker → the step whose weights it was last sent: its later orders of that step go without them (a
+    /// worker pulls several orders a step; the weights are most of each). Cleared when the worker is forgotten
+    /// or says hello, so a worker that may have lost its state gets them again.
+    private var weightsSent: [WorkerID: Int] = [:]
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
     /// so this never locks out an honest worker for good).
     private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
@@ -130,9 +134,12 @@ public final class Coordinator: ShardPool {
 
     public func send(_ order: WorkOrder, step: Int, to worker: WorkerID) -> Bool {
         if snapshot?.step != step { snapshot = (step, order.weights.copy()) }
-        var stable = order
-        stable.weights = snapshot!.weights
-        return transmit(.work(stable), step: step, to: worker) == nil
+        let message: WireMessage = weightsSent[worker] == step
+            ? .workSameWeights(epoch: order.epoch, shards: order.shards)
+            : .work(WorkOrder(epoch: order.epoch, shards: order.shards, weights: snapshot!.weights))
+        guard transmit(message, step: step, to: worker) == nil else { return false }
+        weightsSent[worker] = step
+        return true
     }
 
     public func poll(until deadline: Double) throws -> [PoolEvent] {
@@ -149,6 +156,7 @@ public final class Coordinator: ShardPool {
 
     public func forget(_ worker: WorkerID) {
         peers.remove(worker)
+        weightsSent[worker] = nil
         strikes.forget(worker.bytes)
         if forgotten.count < Self.forgottenLimit { forgotten.insert(worker) }
     }
@@ -224,6 +232,7 @@ public final class Coordinator: ShardPool {
                 return
             }
             // Every hello is answered: a worker the driver declared lost comes back this way.
+            weightsSent[peer] = nil
             if let reason = transmit(.welcome(shape), step: 0, to: peer) {
                 pending.append(.left(peer, reason: reason))
             } else {
@@ -234,10 +243,12 @@ public final class Coordinator: ShardPool {
         case .result(let results):
             pending.append(.results(peer, step: envelope.step, results))
         case .error(let message):
-            pending.append(.failed(peer, message: message))
+            weightsSent[peer] = nil
+            // An order that found no weights was a delivery problem, not a shard that cannot be computed.
+            pending.append(message == Worker.missingWeights ? .left(peer, reason: message) : .failed(peer, message: message))
         case .ping:
             break
-        case .welcome, .work, .shutdown:
+        case .welcome, .work, .workSameWeights, .shutdown:
             stats.badFrames += 1
             strike(peer)
         }

@@ -14,14 +14,15 @@ final class ShardComputation: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     /// Starts the thread; `finished` is called on it once the results are ready.
+    /// `loaded`: `order`'s weights are the buffer `shardStep` computed its previous order with.
     init(
-        _ order: WorkOrder, step: Int, shardStep: ShardStep, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?),
+        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double),
         finished notify: @escaping @Sendable () -> Void
     ) {
         self.step = step
         nonisolated(unsafe) let shardStep = shardStep
         Thread.detachNewThread { [self] in
-            let results = Self.run(order, step: step, shardStep: shardStep, shape: shape, faults: faults)
+            let results = Self.run(order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: faults)
             lock.withLock { finished = results }
             done.signal()
             notify()
@@ -37,11 +38,14 @@ final class ShardComputation: @unchecked Sendable {
         done.signal()
     }
 
-    /// `faults` (tests only): from these steps on, return NaN gradients, or finite but wrong ones (a forger).
+    /// `faults` (tests only): from these steps on, return NaN gradients, or finite but wrong ones (a forger);
+    /// and take `slowdown` times as long as the computing took (a slower machine).
     private static func run(
-        _ order: WorkOrder, step: Int, shardStep: ShardStep, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?)
+        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double)
     ) -> [ShardResult] {
-        let results = shardStep.compute(order, step: step) { FloatBuffer(count: shape.parameterCount) }
+        let started = PhaseClock.now()
+        let results = shardStep.compute(order, step: step, loaded: loaded) { FloatBuffer(count: shape.parameterCount) }
+        if faults.slowdown > 1 { Thread.sleep(forTimeInterval: (faults.slowdown - 1) * (PhaseClock.now() - started)) }
         for r in results {
             if let from = faults.nanFrom, step >= from { r.gradient[0] = .nan }
             if let from = faults.forgeFrom, step >= from { r.gradient[0] += 0.01 }

@@ -22,7 +22,7 @@ import CharRNN
 // |----------|-----------------------------------------------------------------------|------------------------|
 // | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity); the header's version is the worker's protocol version | none |
 // | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
-// | work     | u64 epoch, u64 weight count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames |
+// | work     | u64 epoch, u64 weight count (= P; or 0: no weight frames, the worker computes with the weights of the same step it was sent last, and answers with an error if it has none), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames (none with weight count 0) |
 // | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n·k: P f32 gradient of each shard, in body order, k frames each |
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
@@ -90,6 +90,9 @@ public enum WireMessage: Sendable {
     case welcome(RunShape)
     /// coordinator → worker.
     case work(WorkOrder)
+    /// coordinator → worker: an order of a step whose weights the worker was sent with an earlier order of the
+    /// step (on the wire: a work message with weight count 0 and no weight frames).
+    case workSameWeights(epoch: Int, shards: [WorkShard])
     /// worker → coordinator: one entry per shard of the work order.
     case result([ShardResult])
     /// either way: liveness.
@@ -148,7 +151,10 @@ public struct WireCodec: Sendable {
             Self.encodeWelcome(shape, into: &body)
         case .work(let order):
             type = .work
-            bulk = try encodeWork(order, into: &body)
+            bulk = try encodeWork(epoch: order.epoch, shards: order.shards, weights: order.weights, into: &body)
+        case .workSameWeights(let epoch, let shards):
+            type = .work
+            bulk = try encodeWork(epoch: epoch, shards: shards, weights: nil, into: &body)
         case .result(let shards):
             type = .result
             bulk = try encodeResult(shards, into: &body)
@@ -250,7 +256,7 @@ public struct WireCodec: Sendable {
         case .work:
             let s = try requireShape("work")
             let k = Self.chunkCount(floats: s.parameterCount)
-            return (Self.largestBody(.work, s) + 4 * s.parameterCount, (1 + k)...(1 + k))
+            return (Self.largestBody(.work, s) + 4 * s.parameterCount, 1...(1 + k))
         case .result:
             let s = try requireShape("result")
             let k = Self.chunkCount(floats: s.parameterCount)

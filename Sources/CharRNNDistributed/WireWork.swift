@@ -3,16 +3,16 @@ import CharRNN
 // The message's values (`WorkOrder`, `WorkShard`: `Training/ShardWork.swift` in the core) and its encoding.
 
 extension WireCodec {
-    /// Writes the body; returns the bulk vector (the weights).
-    func encodeWork(_ order: WorkOrder, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
+    /// Writes the body; returns the bulk vector (the weights), none for an order without them.
+    func encodeWork(epoch: Int, shards: [WorkShard], weights: FloatBuffer?, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
         let shape = try requireShape("work")
-        guard order.epoch >= 0 else { throw .malformed("negative epoch \(order.epoch)") }
-        try Self.checkShardIndices(order.shards.map(\.index), shape)
-        try Self.checkParameters(order.weights.count, shape, "weights")
-        body.u64(order.epoch)
-        body.u64(order.weights.count)
-        body.u32(order.shards.count)
-        for shard in order.shards {
+        guard epoch >= 0 else { throw .malformed("negative epoch \(epoch)") }
+        try Self.checkShardIndices(shards.map(\.index), shape)
+        if let weights { try Self.checkParameters(weights.count, shape, "weights") }
+        body.u64(epoch)
+        body.u64(weights?.count ?? 0)
+        body.u32(shards.count)
+        for shard in shards {
             guard shard.rows.rows == shape.rowsPerShard, shard.rows.seq == shape.seq else {
                 throw .malformed("shard \(shard.index) is \(shard.rows.rows)×\(shard.rows.seq), expected \(shape.rowsPerShard)×\(shape.seq)")
             }
@@ -35,8 +35,9 @@ extension WireCodec {
             shard.rows.inputs.withUnsafeBytes { body.bytes($0) }
             shard.rows.targets.withUnsafeBytes { body.bytes($0) }
         }
-        try Self.checkFinite(order.weights.rawBytes, "weights")
-        return [order.weights]
+        guard let weights else { return [] }
+        try Self.checkFinite(weights.rawBytes, "weights")
+        return [weights]
     }
 
     func decodeWork(_ reader: inout WireReader, weights: ArraySlice<UnsafeRawBufferPointer>) throws(WireError) -> WireMessage {
@@ -44,7 +45,8 @@ extension WireCodec {
         let epoch = try reader.u64("epoch")
         guard let epochValue = Int(exactly: epoch) else { throw .malformed("epoch \(epoch) out of range") }
         let weightCount = try reader.u64("weight count")
-        try Self.checkParameters(weightCount, shape, "weights")
+        // 0: the worker was sent this step's weights with an earlier order.
+        if weightCount != 0 { try Self.checkParameters(weightCount, shape, "weights") }
         let shardCount = try Self.shardCount(&reader, shape)
 
         // First pass: locate and check every part; the second pass only copies.
@@ -67,13 +69,18 @@ extension WireCodec {
         }
         try reader.finish()
         try Self.checkShardIndices(views.map(\.index), shape)
-        try Self.checkChunks(weights, floats: shape.parameterCount, "weights")
+        if weightCount == 0 {
+            guard weights.isEmpty else { throw .malformed("a work order without weights has \(weights.count) weight frames") }
+        } else {
+            try Self.checkChunks(weights, floats: shape.parameterCount, "weights")
+        }
 
         let shards = views.map { view in
             WorkShard(
                 index: view.index, state: view.state.map(FloatBuffer.init(wireBytes:)),
                 rows: ShardRows(rows: shape.rowsPerShard, seq: shape.seq, inputs: Self.int32s(view.inputs), targets: Self.int32s(view.targets)))
         }
+        if weightCount == 0 { return .workSameWeights(epoch: epochValue, shards: shards) }
         return .work(WorkOrder(epoch: epochValue, shards: shards, weights: FloatBuffer(wireChunks: weights)))
     }
 }

@@ -26,6 +26,8 @@ public struct WorkerOptions: Sendable {
     public var poisonFromStep: Int? = nil
     /// Test-only fault injection: from this global step on, report finite but wrong gradients (a forger).
     public var forgeFromStep: Int? = nil
+    /// Test-only: take this many times as long per work order as the computing takes (a slower machine).
+    public var slowdown = 1.0
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
     public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
 
@@ -39,7 +41,9 @@ public struct WorkerOptions: Sendable {
 /// A worker: connects (and reconnects, with back-off, for as long as it runs), says hello, then computes
 /// the shards it is sent with the same `ShardStep` the in-process trainer uses, and returns each shard's
 /// loss, final hidden state and gradient. It keeps nothing between steps that the coordinator does not also
-/// have: every work order carries its shards' starting states, so any worker can take over any shard.
+/// have: every work order carries its shards' starting states, so any worker can take over any shard. Orders
+/// are computed one at a time, in arrival order; a step's weights come with its first order to this worker and
+/// serve its later orders of the step.
 public final class Worker {
     private let options: WorkerOptions
     private let log: (String) -> Void
@@ -52,11 +56,21 @@ public final class Worker {
     /// A computation that finishes sends an empty message here, waking the loop's poll at once.
     private let finishedSignal: ZMQSocket
     private let finishedEvents: ZMQSocket
-    private var waiting: (order: WorkOrder, step: Int)?
+    /// Orders waiting their turn, in arrival order, all of one step (an order of a newer step drops the others:
+    /// the coordinator has moved on).
+    private var queue: [(order: WorkOrder, step: Int)] = []
+    /// The weights of the newest step this worker was sent, for its orders that come without them.
+    private var stepWeights: (step: Int, weights: FloatBuffer)?
+    /// The weights `shardStep` last computed with (received buffers are never written): the step's later
+    /// orders skip regrouping them.
+    private var loadedWeights: FloatBuffer?
     private let handshakes: HandshakeWatch?
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
     static let sendQueue = 4
+    /// The error answering an order without weights of a step whose weights this worker was not sent (one of
+    /// the step's orders was lost): the coordinator forgets us, and we introduce ourselves again.
+    static let missingWeights = "no weights for this step: the order that carried them never arrived"
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
@@ -156,19 +170,28 @@ public final class Worker {
                     try? socket.setOption(.linger, 200)
                     throw error
                 }
-                // An order waiting from another run cannot be computed with this run's sizes.
-                if codec.runID != envelope.runID { waiting = nil }
+                // Orders waiting from another run cannot be computed with this run's sizes.
+                if codec.runID != envelope.runID { (queue, stepWeights) = ([], nil) }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
                 if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq
                     || shardStep?.dropout != shape.dropout
                 {
                     shardStep = ShardStep(config: shape.config, maxRows: shape.rowsPerShard, seq: shape.seq, dropout: shape.dropout)
+                    loadedWeights = nil
                 }
                 joined = true
             case .work(let order):
                 guard joined else { continue }
-                start(order, step: envelope.step)
+                if envelope.step >= stepWeights?.step ?? 0 { stepWeights = (envelope.step, order.weights) }
+                enqueue(order, step: envelope.step)
+            case .workSameWeights(let epoch, let shards):
+                guard joined else { continue }
+                guard let known = stepWeights, known.step == envelope.step else {
+                    send(.error(Worker.missingWeights), step: envelope.step)
+                    continue
+                }
+                enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step)
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return
@@ -192,33 +215,36 @@ public final class Worker {
         return Array(sha.hexDigest().utf8.prefix(32))
     }
 
-    /// Starts computing `order`, unless a computation is running: then it waits its turn (only the newest
-    /// waits; an older one belongs to a step the coordinator has since dealt again).
-    private func start(_ order: WorkOrder, step: Int) {
-        guard computing == nil else {
-            waiting = (order, step)
-            return
-        }
-        guard let shardStep, let shape = codec.shape else { return }
+    /// Queues `order` behind the others of its step (dropping those of earlier steps: the coordinator has
+    /// dealt them again) and starts the next order if nothing is computing.
+    private func enqueue(_ order: WorkOrder, step: Int) {
+        queue.removeAll { $0.step < step }
+        queue.append((order, step))
+        startNext()
+    }
+
+    /// Starts computing the first waiting order, unless a computation is running.
+    private func startNext() {
+        guard computing == nil, !queue.isEmpty, let shardStep, let shape = codec.shape else { return }
+        let (order, step) = queue.removeFirst()
         // Used by the finishing thread only, one computation at a time (the handoff is the thread start).
         let signal = finishedSignal
+        let loaded = loadedWeights === order.weights
+        loadedWeights = order.weights
         let computation = ShardComputation(
-            order, step: step, shardStep: shardStep, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep),
+            order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep, options.slowdown),
             finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
         computing = (computation, codec.runID)
     }
 
-    /// Sends the results of a finished computation and starts the waiting order, if any.
+    /// Sends the results of a finished computation and starts the next waiting order, if any.
     private func collect() {
         guard let (computation, runID) = computing, let results = computation.results else { return }
         computing = nil
         stepsComputed += 1
         // Results of a run we have since left (its coordinator restarted) would only be refused.
         if runID == codec.runID { send(.result(results), step: computation.step) }
-        if let (order, step) = waiting {
-            waiting = nil
-            start(order, step: step)
-        }
+        startNext()
     }
 
     private func send(_ message: WireMessage, step: Int) {

@@ -24,6 +24,7 @@ struct CoordinatorStatus: Codable, Equatable {
     var reassignedShards = 0
     var staleResults = 0
     var duplicateResults = 0
+    var speculativeShards = 0
     var undealtResults = 0
     var verifiedShards = 0
     var unverifiedShards = 0
@@ -43,6 +44,7 @@ struct CoordinatorStatus: Codable, Equatable {
         workers = driver.workers.map { Worker(name: $0.name, shards: $0.shardsComputed) }
         (joins, lostWorkers, reassignedShards) = (d.joins, d.lostWorkers, d.reassignedShards)
         (staleResults, duplicateResults, undealtResults) = (d.staleResults, d.duplicateResults, d.undealtResults)
+        speculativeShards = d.speculativeShards
         (verifiedShards, unverifiedShards, mismatches, distrustedWorkers) = (d.verifiedShards, d.unverifiedShards, d.mismatches, d.distrustedWorkers)
         (badFrames, bannedPeers) = (transport.badFrames, transport.bannedPeers)
     }

@@ -63,7 +63,7 @@ struct CoordinatorCommand: ParsableCommand {
         try loop.run()
         publish()
         let (d, t) = (driver.stats, coordinator.stats)
-        logger.info("workers lost \(d.lostWorkers), shards reassigned \(d.reassignedShards), stale results \(d.staleResults), duplicate results \(d.duplicateResults), bad frames \(t.badFrames), undealt results \(d.undealtResults), peers ignored \(t.bannedPeers)")
+        logger.info("workers lost \(d.lostWorkers), shards reassigned \(d.reassignedShards), stale results \(d.staleResults), duplicate results \(d.duplicateResults), speculative shards \(d.speculativeShards), bad frames \(t.badFrames), undealt results \(d.undealtResults), peers ignored \(t.bannedPeers)")
         try stop.exitIfStopped()
     }
 }
@@ -103,6 +103,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
+    @Option(help: ArgumentHelp("Benchmarks only: shards a worker holds at most (as many as the step has: all dealt at once).", visibility: .hidden))
+    var maxHeld = 2
     @Option(help: ArgumentHelp(threadsHelp + " They do the coordinator's own work (reduction, Adam, validation) while the workers wait."))
     var threads: Int?
 
@@ -110,6 +112,7 @@ struct ClusterOptions: ParsableArguments {
     func dealingRules() -> DealingRules {
         var r = DealingRules(minWorkers: minWorkers, deadline: deadline)
         r.verify = verify
+        r.maxHeld = maxHeld
         var secret = SystemRandomNumberGenerator()
         r.verifySeed = secret.next()
         return r
@@ -118,6 +121,7 @@ struct ClusterOptions: ParsableArguments {
     func validate() throws {
         try requirePositive("--min-workers", minWorkers)
         try requirePositive("--threads", threads)
+        try requirePositive("--max-held", maxHeld)
         if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
         if !(0...1).contains(verify) { throw ValidationError("--verify must be a fraction from 0 to 1, got \(verify)") }
         if (secretKey == nil) != (authorizedKeys == nil) { throw ValidationError("--secret-key and --authorized-keys go together") }
@@ -142,6 +146,8 @@ struct WorkerCommand: ParsableCommand {
     var maxMemory: Double?
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
+    @Option(help: ArgumentHelp("Test only: take this many times as long per work order (a slower machine).", visibility: .hidden))
+    var faultSlowdown: Double = 1
     @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
     @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
     var handshakeTimeout: Double = 30
@@ -151,6 +157,7 @@ struct WorkerCommand: ParsableCommand {
         if !(rejoinAfter > 0) { throw ValidationError("--rejoin-after must be positive") }
         if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw ValidationError("--give-up-after must be a positive number of seconds") }
         if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
+        if !(1...1000).contains(faultSlowdown) { throw ValidationError("--fault-slowdown must be from 1 to 1000") }
     }
 
     func run() throws {
@@ -167,6 +174,7 @@ struct WorkerCommand: ParsableCommand {
         options.giveUpAfter = giveUpAfter
         options.poisonFromStep = faultNanFromStep
         options.forgeFromStep = faultForgeFromStep
+        options.slowdown = faultSlowdown
         options.receiveQueue = receiveQueue
         options.handshakeTimeout = handshakeTimeout
         if let secretKey, let coordinatorKey {

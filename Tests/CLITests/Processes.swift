@@ -155,6 +155,7 @@ struct CoordinatorStatusFile: Decodable {
     var reassignedShards: Int
     var staleResults: Int
     var duplicateResults: Int
+    var speculativeShards: Int
     var undealtResults: Int
     var verifiedShards: Int
     var unverifiedShards: Int

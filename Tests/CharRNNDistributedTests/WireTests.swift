@@ -405,7 +405,7 @@ final class WireTests: XCTestCase {
         var merged = wire
         merged[1] += merged.remove(at: 2)
         reseal(&merged)
-        assertMalformed(merged, with: bigCodec, containing: "work message in \(k) frames")
+        assertMalformed(merged, with: bigCodec, containing: "weights in \(k - 1) frames, expected \(k)")
         var moved = wire
         moved[2].insert(moved[1].removeLast(), at: 0)
         reseal(&moved)

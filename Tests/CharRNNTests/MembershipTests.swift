@@ -5,46 +5,87 @@ import XCTest
 final class MembershipTests: XCTestCase {
     let (a, b, c) = (WorkerID([1]), WorkerID([2]), WorkerID([3]))
 
-    func testContiguousBlocksInJoinOrderWithTheRemainderToEarlierJoiners() {
+    func testMembersInJoinOrderAndQueuesInDealOrder() {
         var m = Membership()
         m.admit(b, name: "b")
         m.admit(a, name: "a")
-        m.admit(c, name: "c")
         XCTAssertFalse(m.admit(a, name: "a again"), "a member is admitted once")
-        let deal = m.assign([0, 1, 2, 3, 4, 5, 6], now: 0)
-        XCTAssertEqual(deal.map(\.worker), [b, a, c])
-        XCTAssertEqual(deal.map(\.shards), [[0, 1, 2], [3, 4], [5, 6]])
-        // More workers than shards: the later joiners get none.
-        XCTAssertEqual(m.assign([7], now: 0).map(\.worker), [b])
+        XCTAssertEqual(m.live.map(\.id), [b, a])
+        m.assign(3, to: a, now: 0)
+        m.assign(1, to: a, now: 0)
+        m.assign(2, to: c, now: 0)
+        XCTAssertEqual(m.held(by: a), [3, 1], "the order it computes them in")
+        XCTAssertEqual(m.held(by: c), [], "nothing is dealt to a non-member")
+        XCTAssertNil(m.inFlight[2])
     }
 
-    func testRemovingAWorkerReturnsTheShardsItHeldButItsResultsStillCount() {
+    func testRemovingAWorkerReturnsTheShardsOnlyItHeldButItsResultsStillCount() {
         var m = Membership()
         m.admit(a, name: "a")
         m.admit(b, name: "b")
-        _ = m.assign([0, 1, 2, 3], now: 0)
-        m.completed(2, by: b)
-        XCTAssertEqual(m.remove(b), [3])
-        XCTAssertNil(m.inFlight[3])
+        for s in 0..<2 { m.assign(s, to: a, now: 0) }
+        for s in 2..<4 { m.assign(s, to: b, now: 0) }
+        m.assign(2, to: a, now: 1)   // a speculative copy
+        m.answered(3, by: b, now: 1)
+        m.completed(3, by: b)
+        XCTAssertEqual(m.remove(b), [], "shard 2 is still out with a")
+        XCTAssertEqual(m.inFlight[2]?.map(\.worker), [a])
         XCTAssertEqual(m.live.map(\.name), ["a"])
         // Its results are bitwise those anyone would compute: one for a shard it was dealt still counts.
-        XCTAssertTrue(m.wasDealt(3, to: b))
+        XCTAssertTrue(m.wasDealt(2, to: b))
         XCTAssertFalse(m.wasDealt(0, to: b))
+        XCTAssertEqual(m.remove(a), [0, 1, 2])
         m.beginStep()
-        XCTAssertFalse(m.wasDealt(3, to: b), "a new step forgets who was dealt what")
+        XCTAssertFalse(m.wasDealt(2, to: b), "a new step forgets who was dealt what")
     }
 
     func testOverdueIsMeasuredFromEachDealing() {
         var m = Membership()
         m.admit(a, name: "a")
         m.admit(b, name: "b")
-        _ = m.assign([0, 1], now: 0)
+        m.assign(0, to: a, now: 0)
+        m.assign(1, to: b, now: 0)
         XCTAssertEqual(m.overdue(now: 10, deadline: 10), [], "exactly at the deadline is not late")
         XCTAssertEqual(m.overdue(now: 10.5, deadline: 10), [a, b])
-        _ = m.assign([1], now: 5)     // dealt again to a, later
+        m.answered(1, by: b, now: 2)
+        m.completed(1, by: b)
+        m.assign(1, to: a, now: 5)
+        m.answered(0, by: a, now: 6)
         m.completed(0, by: a)
         XCTAssertEqual(m.overdue(now: 10.5, deadline: 10), [])
         XCTAssertEqual(m.overdue(now: 15.5, deadline: 10), [a])
         XCTAssertEqual(m.live.first { $0.id == a }?.shardsComputed, 1)
+    }
+
+    func testUnansweredOrdersCarryIntoTheNextStepAndCountTowardsTheLoad() {
+        var m = Membership()
+        m.admit(a, name: "a")
+        m.assign(0, to: a, now: 0)
+        m.assign(1, to: a, now: 0)
+        m.beginStep()
+        XCTAssertEqual(m.live[0].earlier, [0, 0])
+        XCTAssertEqual(m.load(of: a), 2)
+        m.assign(2, to: a, now: 1)
+        XCTAssertEqual(m.live[0].earlier, [0], "a newer order drops the queued old one; the computing one remains")
+        XCTAssertEqual(m.overdue(now: 10.5, deadline: 10), [a], "an old order past the deadline is late too")
+        m.answeredEarlier(1, by: a, now: 2)
+        XCTAssertEqual(m.load(of: a), 1)
+    }
+
+    func testStragglersAreMeasuredAgainstTheirOwnShardTime() {
+        var m = Membership()
+        m.admit(a, name: "a")
+        m.admit(b, name: "b")
+        m.assign(0, to: a, now: 0)
+        m.assign(1, to: b, now: 0)
+        XCTAssertEqual(m.straggling(now: 100, factor: 1.5), [], "no shard time known yet")
+        m.answered(0, by: a, now: 1)
+        m.answered(1, by: b, now: 2)
+        XCTAssertEqual(m.live.map(\.shardTime), [1, 2])
+        m.assign(2, to: a, now: 2)
+        m.assign(3, to: b, now: 2)
+        XCTAssertEqual(m.straggling(now: 3.4, factor: 1.5), [], "b, half as fast, is not late at 1.4 s")
+        XCTAssertEqual(m.straggling(now: 3.6, factor: 1.5), [a])
+        XCTAssertEqual(m.straggling(now: 5.1, factor: 1.5), [a, b])
     }
 }

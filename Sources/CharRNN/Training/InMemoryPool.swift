@@ -1,5 +1,6 @@
 /// A pool of one worker that is this process: `charrnn train` and the tests run the step driver over it.
-/// A work order is computed inline at the next poll, with the same `ShardStep` a distributed worker uses.
+/// A work order is computed inline at the next poll, with the same `ShardStep` a distributed worker uses; it
+/// holds any number of shards (`maxHeld`), so a step is one dealing and one poll.
 public final class InMemoryPool: ShardPool {
     public static let worker = WorkerID(Array("in-process".utf8))
 
@@ -31,7 +32,17 @@ public final class InMemoryPool: ShardPool {
         }
         let work = queue
         queue = []
-        return work.map { order, step in
+        // The driver deals one shard per order; the orders of a step share its weights, so they are computed as
+        // one order, loading the weights once.
+        var merged: [(order: WorkOrder, step: Int)] = []
+        for (order, step) in work {
+            if let last = merged.last, last.step == step, last.order.weights === order.weights {
+                merged[merged.count - 1].order.shards += order.shards
+            } else {
+                merged.append((order, step))
+            }
+        }
+        return merged.map { order, step in
             .results(Self.worker, step: step, shardStep.compute(order, step: step, gradient: recycledGradient))
         }
     }
@@ -55,7 +66,8 @@ extension StepDriver {
     public static func inProcess(
         plan: StepPlan, pool: InMemoryPool? = nil, shouldStop: @escaping () -> Bool = { false }
     ) -> StepDriver {
-        StepDriver(plan: plan, pool: pool ?? InMemoryPool(plan: plan), rules: DealingRules(minWorkers: 1, deadline: .infinity),
-                   shouldStop: shouldStop)
+        var rules = DealingRules(minWorkers: 1, deadline: .infinity)
+        rules.maxHeld = .max
+        return StepDriver(plan: plan, pool: pool ?? InMemoryPool(plan: plan), rules: rules, shouldStop: shouldStop)
     }
 }

@@ -4,6 +4,11 @@
 /// A worker is a member from the moment it joins until it is declared lost (the pool says it left, a send to
 /// it fails, or shards it holds are not back within the deadline). A worker wrongly declared lost hears no
 /// more from the pool, introduces itself again and is a member again.
+///
+/// A worker computes its orders one at a time in the order they arrive, and answers each; an order of a newer
+/// step makes it drop the orders of earlier steps still queued (not the one it is computing). So a worker's
+/// shards of the step are its queue, front first, and the front has been computing since the worker's previous
+/// answer (or since it was dealt, when the queue was empty).
 public struct Membership {
     public struct Member: Equatable {
         public let id: WorkerID
@@ -12,18 +17,38 @@ public struct Membership {
         public let joined: Int
         /// Shards whose result from this worker counted, since it joined.
         public var shardsComputed = 0
+        /// When its orders of earlier steps that it has not answered were dealt, oldest first (it is still
+        /// computing one, or stalled): it is dealt after the others, and lost once the oldest is past the deadline.
+        public var earlier: [Double] = []
+        /// How long its shards take, from the start of computing to the answer: it follows a longer shard at
+        /// once and a shorter one slowly, so ordinary jitter does not make the worker look late. Nil before its
+        /// first answer.
+        public var shardTime: Double?
+        /// Since when its front shard has been computing; nil with nothing held.
+        var busySince: Double?
+    }
+
+    /// One dealing of a shard to a worker.
+    public struct Holding: Equatable {
+        public let shard: Int
+        public let worker: WorkerID
+        public let since: Double
     }
 
     public private(set) var byID: [WorkerID: Member] = [:]
-    /// shard → (worker, when it was dealt): shards of the current step out with a worker.
-    public private(set) var inFlight: [Int: (worker: WorkerID, since: Double)] = [:]
+    /// shard → its holders in this step, earliest dealt first (a second one only for a speculative copy), while
+    /// its result is not in.
+    public private(set) var inFlight: [Int: [Holding]] = [:]
+    /// worker → the shards of this step it holds, in the order it computes them (including shards whose result
+    /// came from another worker meanwhile: it is still busy with them).
+    private var queues: [WorkerID: [Holding]] = [:]
     /// shard → every worker it was dealt to in the current step: the only workers whose result for it counts.
     private var dealt: [Int: Set<WorkerID>] = [:]
     private var joinCounter = 0
 
     public init() {}
 
-    /// Members in join order: the order shards are dealt in.
+    /// Members in join order.
     public var live: [Member] { byID.values.sorted { $0.joined < $1.joined } }
     public var count: Int { byID.count }
 
@@ -36,47 +61,61 @@ public struct Membership {
         return true
     }
 
-    /// Removes a worker; the shards it held are out no longer. Returns them.
+    /// Removes a worker. Returns the shards it held that nobody else holds: out no longer.
     @discardableResult
     public mutating func remove(_ id: WorkerID) -> [Int] {
         byID[id] = nil
-        let orphans = held(by: id)
-        for s in orphans { inFlight[s] = nil }
-        return orphans
-    }
-
-    /// The shards out with `id`, in order.
-    public func held(by id: WorkerID) -> [Int] { inFlight.filter { $0.value.worker == id }.map(\.key).sorted() }
-
-    /// Deals `shards` to the members in contiguous blocks (earlier joiners get the earlier blocks, and one
-    /// more shard when they do not divide evenly). Returns worker → shards.
-    public mutating func assign(_ shards: [Int], now: Double) -> [(worker: WorkerID, shards: [Int])] {
-        let workers = live
-        guard !workers.isEmpty, !shards.isEmpty else { return [] }
-        var out: [(worker: WorkerID, shards: [Int])] = []
-        var start = 0
-        for (k, w) in workers.enumerated() {
-            let count = shards.count / workers.count + (k < shards.count % workers.count ? 1 : 0)
-            guard count > 0 else { continue }
-            let block = Array(shards[start..<(start + count)])
-            start += count
-            for s in block {
-                inFlight[s] = (w.id, now)
-                dealt[s, default: []].insert(w.id)
-            }
-            out.append((w.id, block))
+        let held = queues.removeValue(forKey: id)?.map(\.shard) ?? []
+        var orphans: [Int] = []
+        for s in held {
+            guard var holders = inFlight[s] else { continue }
+            holders.removeAll { $0.worker == id }
+            inFlight[s] = holders.isEmpty ? nil : holders
+            if holders.isEmpty { orphans.append(s) }
         }
-        return out
+        return orphans.sorted()
     }
 
-    /// Deals one shard to one member (a check of another worker's result).
+    /// The shards of this step `id` holds, in the order it computes them.
+    public func held(by id: WorkerID) -> [Int] { queues[id]?.map(\.shard) ?? [] }
+
+    /// Orders `id` has not answered, of this step and earlier ones.
+    public func load(of id: WorkerID) -> Int { held(by: id).count + (byID[id]?.earlier.count ?? 0) }
+
+    /// Deals `shard` to `worker` (a member).
     public mutating func assign(_ shard: Int, to worker: WorkerID, now: Double) {
-        inFlight[shard] = (worker, now)
+        guard byID[worker] != nil else { return }
+        let holding = Holding(shard: shard, worker: worker, since: now)
+        inFlight[shard, default: []].append(holding)
         dealt[shard, default: []].insert(worker)
+        if queues[worker, default: []].isEmpty { byID[worker]?.busySince = now }
+        queues[worker, default: []].append(holding)
+        // The new order makes the worker drop its queued orders of earlier steps: only the one it computes is left.
+        if let m = byID[worker], m.earlier.count > 1 { byID[worker]!.earlier = [m.earlier[0]] }
     }
 
     /// Whether `worker` was dealt `shard` in this step (even if it was declared lost since).
     public func wasDealt(_ shard: Int, to worker: WorkerID) -> Bool { dealt[shard]?.contains(worker) ?? false }
+
+    /// `worker` answered `shard` of this step (whether or not its result counted): it is no longer busy with it,
+    /// and the time it took updates its `shardTime`.
+    public mutating func answered(_ shard: Int, by worker: WorkerID, now: Double) {
+        guard let k = queues[worker]?.firstIndex(where: { $0.shard == shard }) else { return }
+        queues[worker]!.remove(at: k)
+        if let since = byID[worker]?.busySince {
+            let took = max(0, now - since)
+            byID[worker]!.shardTime = byID[worker]!.shardTime.map { took > $0 ? took : 0.8 * $0 + 0.2 * took } ?? took
+        }
+        byID[worker]?.busySince = queues[worker]!.isEmpty ? nil : now
+    }
+
+    /// `worker` answered `count` orders of earlier steps.
+    public mutating func answeredEarlier(_ count: Int, by worker: WorkerID, now: Double) {
+        guard let m = byID[worker] else { return }
+        byID[worker]!.earlier.removeFirst(min(count, m.earlier.count))
+        // It was busy with those: its front shard of this step starts now.
+        if m.busySince != nil { byID[worker]!.busySince = now }
+    }
 
     /// A shard's result arrived from `worker` and counted: the shard is no longer out.
     public mutating func completed(_ shard: Int, by worker: WorkerID) {
@@ -84,14 +123,31 @@ public struct Membership {
         byID[worker]?.shardsComputed += 1
     }
 
-    /// Members holding a shard dealt more than `deadline` seconds ago, in join order.
+    /// Members holding an unanswered order (of this step or an earlier one) dealt more than `deadline` seconds
+    /// ago, in join order.
     public func overdue(now: Double, deadline: Double) -> [WorkerID] {
-        let late = Set(inFlight.values.filter { now - $0.since > deadline }.map(\.worker))
-        return live.map(\.id).filter(late.contains)
+        live.filter { m in
+            m.earlier.contains { now - $0 > deadline } || (queues[m.id]?.contains { now - $0.since > deadline } ?? false)
+        }.map(\.id)
     }
 
-    /// Forgets every assignment: a new step begins.
+    /// Members whose front shard has been computing for more than `factor` times their usual shard time (or,
+    /// for a worker with no answer yet, the median of the others'), and `margin` seconds longer than it: a copy
+    /// of what they hold may be dealt to an idle worker. Empty while nobody has answered anything.
+    public func straggling(now: Double, factor: Double, margin: Double = 0) -> [WorkerID] {
+        let known = byID.values.compactMap(\.shardTime).sorted()
+        let median = known.isEmpty ? nil : known[known.count / 2]
+        return live.filter { m in
+            guard let since = m.busySince, let usual = m.shardTime ?? median else { return false }
+            return now - since > max(factor * usual, usual + margin)
+        }.map(\.id)
+    }
+
+    /// Forgets every assignment: a new step begins. Orders still unanswered become earlier orders.
     public mutating func beginStep() {
+        for (id, queue) in queues where !queue.isEmpty { byID[id]?.earlier += queue.map(\.since) }
+        for id in byID.keys { byID[id]!.busySince = nil }
+        queues.removeAll()
         inFlight.removeAll()
         dealt.removeAll()
     }

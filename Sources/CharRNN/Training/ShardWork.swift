@@ -50,10 +50,11 @@ public struct ShardResult: Sendable {
 extension ShardStep {
     /// Runs every shard of `order` (global step `step`) with the order's weights. A shard's state is copied
     /// before it advances, so the order can be dealt again unchanged. `gradient` supplies each result's
-    /// gradient buffer (`run` overwrites it), so a caller may recycle buffers across steps.
-    public func compute(_ order: WorkOrder, step: Int, gradient: () -> FloatBuffer) -> [ShardResult] {
+    /// gradient buffer (`run` overwrites it), so a caller may recycle buffers across steps. With `loaded`, the
+    /// order's weights are the very buffer loaded last, unchanged since: they are not regrouped again.
+    public func compute(_ order: WorkOrder, step: Int, loaded: Bool = false, gradient: () -> FloatBuffer) -> [ShardResult] {
         let layout = ParameterLayout(config)
-        load(weights: Parameters(layout: layout, storage: order.weights))
+        if !loaded { load(weights: Parameters(layout: layout, storage: order.weights)) }
         return order.shards.map { work in
             let state = work.state?.copy() ?? FloatBuffer(count: config.stateCount(rows: work.rows.rows))
             let g = gradient()

@@ -10,6 +10,13 @@ public struct DealingRules: Sendable {
     public var verify = 0.0
     /// Picks the checked shards; the coordinator's own secret, never sent to a worker.
     public var verifySeed: UInt64 = 0
+    /// Shards a worker holds at most: one computing and one queued, so it never waits a round trip for the next.
+    public var maxHeld = 2
+    /// A worker whose current shard has been computing for more than this multiple of its usual shard time is
+    /// straggling: once no shard is left to deal, an idle worker is dealt a copy of what it holds (`.infinity`:
+    /// never). Above 1 so that a worker merely slower than the others, or a little late, is not doubled: a copy
+    /// that loses keeps its worker busy into the next step.
+    public var speculateAfter = 1.5
 
     public init(minWorkers: Int = 1, deadline: Double = 30) {
         self.minWorkers = minWorkers
@@ -27,6 +34,8 @@ public struct DealingStats: Sendable, Equatable {
     public var staleResults = 0
     /// Results for a shard whose result was already in (bitwise the same; the first one counts).
     public var duplicateResults = 0
+    /// Copies of a straggler's shards dealt to idle workers (the first result counts, the other is a duplicate).
+    public var speculativeShards = 0
     /// Results for shards the sender was not dealt in this step: refused, and the sender penalized.
     public var undealtResults = 0
     /// Checked shards whose result two workers agreed on.
@@ -75,8 +84,13 @@ public enum DealingEvent: Sendable {
 /// One training step, whoever computes the shards: take the plan's next step, deal its shards to the pool's
 /// live workers, collect exactly one result per shard, and hand them to the plan, which sums them along its
 /// fixed reduction tree as they come and applies Adam. The rules, all here and all on the injected clock:
-/// - shards are dealt in contiguous blocks to the live workers in join order; shards of a worker that is lost
-///   (it left, a send to it failed, it reported an error, or it held shards past `deadline`) are dealt again;
+/// - workers pull work: each holds at most `maxHeld` shards (one order per shard), and as its results come
+///   back it is dealt the next undealt shards, lowest index first, so faster workers compute more. The least
+///   loaded worker is dealt first (ties: join order), and workers still busy with orders of an earlier step last;
+/// - once no shard is left to deal, an idle worker is dealt a copy of a straggler's shard (`speculateAfter`),
+///   the one out the longest, at most two holders at a time and never to a worker that holds it already;
+/// - shards of a worker that is lost (it left, a send to it failed, it reported an error, or it held an order
+///   past `deadline`) are dealt again;
 /// - a result counts only from a worker that was dealt that shard in this step, and only the first one: late
 ///   results of earlier steps, repeats and results for undealt shards are counted and dropped;
 /// - nothing is dealt while fewer than `minWorkers` workers are live;
@@ -140,6 +154,7 @@ public final class StepDriver {
             let fresh = undealt.filter { audit.votes[$0] == nil }
             if !fresh.isEmpty { deal(fresh, of: planned, now: now) }
             if !checks.isEmpty { try dealChecks(checks, of: planned, audit: audit, into: &reduction, now: now) }
+            if undealt.isEmpty { speculate(planned, audit: audit, now: now) }
             do {
                 for event in try pool.poll(until: now + rules.pollInterval) {
                     try handle(event, step: planned.globalStep, audit: &audit, into: &reduction)
@@ -160,22 +175,59 @@ public final class StepDriver {
             return
         }
         waiting = false
-        for (worker, block) in members.assign(shards, now: now) {
-            let order = WorkOrder(epoch: planned.epoch, shards: block.map { planned.shards[$0] }, weights: plan.state.weights.storage)
-            if !pool.send(order, step: planned.globalStep, to: worker) { lose(worker, because: "cannot deliver its work") }
+        for s in shards {
+            guard let worker = leastLoaded(members.live.map(\.id)) else { return }
+            give(s, to: worker, of: planned, now: now)
         }
     }
 
-    /// Deals each shard that has a result but no agreement yet to a worker that has not computed it: the least
-    /// busy, earlier joiners first. A shard nobody else can check while one worker alone is live is taken as it is.
+    /// Of `candidates`, the worker with room for another shard that should take it: workers still busy with an
+    /// earlier step's orders last, then the fewest unanswered orders, then join order (`candidates`' order).
+    private func leastLoaded(_ candidates: [WorkerID]) -> WorkerID? {
+        let open = candidates.filter { members.load(of: $0) < rules.maxHeld }
+        return open.enumerated().min { a, b in
+            let ka = (members.byID[a.element]!.earlier.isEmpty ? 0 : 1, members.load(of: a.element), a.offset)
+            let kb = (members.byID[b.element]!.earlier.isEmpty ? 0 : 1, members.load(of: b.element), b.offset)
+            return ka < kb
+        }?.element
+    }
+
+    /// Deals one shard as an order of its own, so its result comes back as soon as it is computed.
+    private func give(_ shard: Int, to worker: WorkerID, of planned: PlannedStep, now: Double) {
+        members.assign(shard, to: worker, now: now)
+        let order = WorkOrder(epoch: planned.epoch, shards: [planned.shards[shard]], weights: plan.state.weights.storage)
+        if !pool.send(order, step: planned.globalStep, to: worker) { lose(worker, because: "cannot deliver its work") }
+    }
+
+    /// With nothing left to deal: each idle worker (no order unanswered) is dealt a copy of a shard held by a
+    /// straggler alone, the one dealt the longest ago first. Which copy's result counts changes no bit.
+    private func speculate(_ planned: PlannedStep, audit: Audit, now: Double) {
+        guard members.count >= rules.minWorkers, rules.speculateAfter.isFinite else { return }
+        // A shard a poll interval late is no straggler: on shards of a few milliseconds that is scheduling noise.
+        let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
+        guard !stragglers.isEmpty else { return }
+        var candidates = members.inFlight.values.compactMap { holders in
+            holders.count == 1 && stragglers.contains(holders[0].worker) ? holders[0] : nil
+        }.sorted { ($0.since, $0.shard) < ($1.since, $1.shard) }
+        for idle in members.live.map(\.id) where members.load(of: idle) == 0 {
+            guard members.byID[idle] != nil, let k = candidates.firstIndex(where: {
+                !members.held(by: idle).contains($0.shard) && !audit.voters(of: $0.shard).contains(idle)
+            }) else { continue }
+            stats.speculativeShards += 1
+            give(candidates.remove(at: k).shard, to: idle, of: planned, now: now)
+        }
+    }
+
+    /// Deals each shard that has a result but no agreement yet to a worker that neither returned nor holds it: the least
+    /// loaded with room, earlier joiners first. A shard nobody else can check while one worker alone is live is
+    /// taken as it is.
     private func dealChecks(
         _ shards: [Int], of planned: PlannedStep, audit: Audit, into reduction: inout StepReduction, now: Double
     ) throws(DealingError) {
-        var orders: [WorkerID: [Int]] = [:]
         for s in shards {
             let voters = audit.voters(of: s)
-            let eligible = members.live.filter { !voters.contains($0.id) }
-            guard let worker = eligible.min(by: { members.held(by: $0.id).count < members.held(by: $1.id).count })?.id else {
+            let eligible = members.live.map(\.id).filter { !voters.contains($0) && !members.held(by: $0).contains(s) }
+            guard !eligible.isEmpty else {
                 let votes = audit.votes[s]!
                 if votes.count == 1 && members.count <= 1 {
                     _ = reduction.add(votes[0].result, by: nil)
@@ -187,13 +239,9 @@ public final class StepDriver {
                 }
                 continue
             }
-            members.assign(s, to: worker, now: now)
-            orders[worker, default: []].append(s)
-        }
-        for worker in members.live.map(\.id) {
-            guard let block = orders[worker] else { continue }
-            let order = WorkOrder(epoch: planned.epoch, shards: block.map { planned.shards[$0] }, weights: plan.state.weights.storage)
-            if !pool.send(order, step: planned.globalStep, to: worker) { lose(worker, because: "cannot deliver its work") }
+            // Every eligible worker busy: the check waits for one to have room.
+            guard let worker = leastLoaded(eligible) else { continue }
+            give(s, to: worker, of: planned, now: now)
         }
     }
 
@@ -217,17 +265,20 @@ public final class StepDriver {
             report(.workerFailed(name: name, message: message))
             // A shard's result is the same wherever it runs, so a shard that failed twice fails everywhere
             // (a diverged run's non-finite gradient): dealing it again would loop forever.
-            let held = members.held(by: worker)
+            let held = members.held(by: worker).filter { members.inFlight[$0] != nil }
             for s in held { failures[s, default: 0] += 1 }
             if let s = held.first(where: { failures[$0]! >= 2 }) {
                 throw .shardFailed(step: step, shard: s, worker: name, message: message)
             }
             lose(worker, because: "it reported an error")
         case .results(let worker, let resultStep, let results):
+            let now = clock.now()
             guard resultStep == step else {
                 stats.staleResults += results.count
+                members.answeredEarlier(results.count, by: worker, now: now)
                 return
             }
+            for r in results { members.answered(r.index, by: worker, now: now) }
             for r in results where !distrusted.contains(worker) {
                 guard members.wasDealt(r.index, to: worker) else {
                     stats.undealtResults += 1

@@ -1,0 +1,148 @@
+import Foundation
+import XCTest
+import CharRNN
+@testable import CharRNNDistributed
+
+/// The coordinator sends a step's weights to a worker with its first order of the step only, and again after
+/// the worker says hello (it may have lost them).
+final class CoordinatorWeightsTests: XCTestCase {
+    private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
+
+    func testWeightsGoToAWorkerOncePerStep() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cw-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let coordinator = try Coordinator(shape: shape, options: CoordinatorOptions(endpoint: endpoint), log: { _ in })
+        let context = try ZMQContext()
+        let dealer = try ZMQSocket(context, .dealer)
+        try dealer.setOption(.linger, 0)
+        try dealer.connect(endpoint)
+        var codec = WireCodec()
+
+        func hello() throws -> WorkerID {
+            try dealer.send(codec.encode(.hello(WorkerHello(name: "w", blasThreads: 1)), step: 0))
+            for _ in 0..<200 {
+                for case .joined(let id, _) in try coordinator.poll(until: PhaseClock.now() + 0.05) { return id }
+            }
+            throw XCTSkip("the coordinator never saw the hello")
+        }
+        /// The next work message: (step, whether it carries weights).
+        func nextWork() throws -> (step: Int, weights: Bool) {
+            while true {
+                let frames = try XCTUnwrap(try dealer.receiveMultipart(timeoutMs: 10_000), "no message")
+                let envelope = try codec.decode(frames)
+                switch envelope.message {
+                case .welcome(let shape): codec = WireCodec(runID: envelope.runID, shape: shape)
+                case .work: return (envelope.step, true)
+                case .workSameWeights: return (envelope.step, false)
+                default: continue
+                }
+            }
+        }
+
+        let worker = try hello()
+        let ids = [Int32](repeating: 1, count: shape.tokenCount)
+        let weights = FloatBuffer(count: shape.parameterCount)
+        func order(_ s: Int) -> WorkOrder {
+            WorkOrder(epoch: 0, shards: [WorkShard(index: s, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
+        }
+        for (shard, step) in [(0, 4), (1, 4), (2, 4), (0, 5), (1, 5)] { XCTAssertTrue(coordinator.send(order(shard), step: step, to: worker)) }
+        var got = try (0..<5).map { _ in try nextWork() }
+        XCTAssertEqual(got.map(\.step), [4, 4, 4, 5, 5])
+        XCTAssertEqual(got.map(\.weights), [true, false, false, true, false])
+
+        XCTAssertEqual(try hello(), worker)
+        XCTAssertTrue(coordinator.send(order(2), step: 5, to: worker))
+        got = [try nextWork()]
+        XCTAssertEqual(got.map(\.weights), [true], "after a hello the weights go again")
+
+        // A worker that lacks a step's weights is a delivery problem: lost (its shards dealt again), not failed.
+        try dealer.send(codec.encode(.error(Worker.missingWeights), step: 5))
+        var events: [PoolEvent] = []
+        for _ in 0..<200 where events.isEmpty { events = try coordinator.poll(until: PhaseClock.now() + 0.05) }
+        guard case .left(let who, _) = events.first else { return XCTFail("\(events)") }
+        XCTAssertEqual(who, worker)
+    }
+}
+
+/// A real `Worker` (on a thread) against a test ROUTER playing the coordinator.
+final class WorkerStepWeightsTests: XCTestCase {
+    private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
+
+    final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        var isSet: Bool { lock.withLock { value } }
+        func set() { lock.withLock { value = true } }
+    }
+
+    /// An order without weights of a step the worker has no weights for is answered with the error the
+    /// coordinator reads as a lost worker; once the step's weights came, its orders without them are computed,
+    /// in arrival order, with those weights: the same bits as orders that carry them.
+    func testOrdersWithoutWeightsUseTheStepsWeightsOrAreRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ww-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let context = try ZMQContext()
+        let router = try ZMQSocket(context, .router)
+        try router.setOption(.linger, 0)
+        try router.bind(endpoint)
+        let stop = Flag(), done = DispatchSemaphore(value: 0)
+        let worker = try Worker(options: WorkerOptions(endpoint: endpoint, name: "w", blasThreads: 1), log: { _ in }, shouldStop: { stop.isSet })
+        nonisolated(unsafe) let running = worker
+        Thread.detachNewThread {
+            try? running.run()
+            done.signal()
+        }
+        defer {
+            stop.set()
+            done.wait()
+        }
+        let codec = WireCodec(runID: 0xABC, shape: shape)
+        func receive() throws -> (peer: [UInt8], message: WireMessage, step: Int) {
+            while true {
+                let frames = try XCTUnwrap(try router.receiveMultipart(timeoutMs: 10_000), "the worker said nothing")
+                let envelope = try codec.decode(frames.dropFirst())
+                if case .ping = envelope.message { continue }
+                return (frames[0].array, envelope.message, envelope.step)
+            }
+        }
+        let hello = try receive()
+        guard case .hello = hello.message else { return XCTFail("\(hello.message)") }
+        func send(_ message: WireMessage, step: Int) throws { try router.send([.bytes(hello.peer)] + codec.encode(message, step: step)) }
+        try send(.welcome(shape), step: 0)
+
+        var rng = RandomSource(seed: 5)
+        let weights = FloatBuffer(count: shape.parameterCount)
+        for i in 0..<weights.count { weights[i] = rng.nextUnitFloat() * 0.2 - 0.1 }
+        let shards = (0..<3).map { s in
+            let ids = (0..<shape.tokenCount).map { _ in Int32(rng.nextIndex(below: 11)) }
+            return WorkShard(index: s, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids.reversed()))
+        }
+        try send(.workSameWeights(epoch: 0, shards: [shards[0]]), step: 3)
+        let refusal = try receive()
+        guard case .error(let text) = refusal.message else { return XCTFail("\(refusal.message)") }
+        XCTAssertEqual(text, Worker.missingWeights)
+
+        try send(.work(WorkOrder(epoch: 0, shards: [shards[0]], weights: weights)), step: 3)
+        try send(.workSameWeights(epoch: 0, shards: [shards[1]]), step: 3)
+        try send(.workSameWeights(epoch: 0, shards: [shards[2]]), step: 3)
+        var got: [ShardResult] = []
+        while got.count < 3 {
+            let answer = try receive()
+            guard case .result(let results) = answer.message else { return XCTFail("\(answer.message)") }
+            XCTAssertEqual(answer.step, 3)
+            got += results
+        }
+        XCTAssertEqual(got.map(\.index), [0, 1, 2], "in arrival order")
+        let reference = ShardStep(config: shape.config, maxRows: 2, seq: 5).compute(WorkOrder(epoch: 0, shards: shards, weights: weights), step: 3) {
+            FloatBuffer(count: self.shape.parameterCount)
+        }
+        for (a, b) in zip(got, reference) {
+            XCTAssert(a.gradient.bitwiseEqual(b.gradient) && a.state.bitwiseEqual(b.state) && a.loss == b.loss, "shard \(a.index)")
+        }
+        try send(.shutdown, step: 0)
+    }
+}

@@ -1,0 +1,96 @@
+import XCTest
+@testable import CharRNN
+
+/// Workers pull work and idle workers take copies of a straggler's shards, on the fake clock with workers that
+/// compute their orders one at a time (`ScriptedPool.Behaviour.paced`). Whoever computes what, the weights
+/// must be bit for bit those of the in-process run.
+final class PullDealingTests: XCTestCase {
+    typealias Harness = StepDriverTests.Harness
+
+    /// 8 shards over a worker and one at half its speed: the fast one computes about two thirds of them, and a
+    /// step takes about the share-by-speed time (8 / 1.5 = 5.33 s), not the 8 s of an even split.
+    func testFasterWorkerComputesMore() throws {
+        let h = try Harness(deadline: 100, shards: 8)
+        h.pool.join("fast", at: 0, behaviour: .paced(1))
+        h.pool.join("slow", at: 0, behaviour: .paced(2))
+        var starts: [Double] = []
+        while !h.plan.isFinished {
+            starts.append(h.clock.t)
+            XCTAssertNotNil(try h.driver.advance())
+        }
+        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run")
+        let computed = Dictionary(uniqueKeysWithValues: h.driver.workers.map { ($0.name, $0.shardsComputed) })
+        XCTAssertEqual(computed.values.reduce(0, +), 8 * StepDriverTests.steps)
+        XCTAssertGreaterThanOrEqual(computed["fast"]!, 2 * computed["slow"]! - 3, "\(computed)")
+        let steps = zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
+        // The first step has no shard times to spot a straggler by; the later ones may use copies.
+        for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15, "steps took \(steps)") }
+    }
+
+    /// Workers as fast as each other, or merely slower, are never doubled: a copy that loses costs its worker
+    /// the start of the next step.
+    func testNoCopiesWithoutAStraggler() throws {
+        let h = try Harness(deadline: 100, shards: 8)
+        h.pool.join("a", at: 0, behaviour: .paced(1))
+        h.pool.join("b", at: 0, behaviour: .paced(1.2))
+        h.pool.join("c", at: 0, behaviour: .paced(2))
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.speculativeShards, 0)
+        XCTAssertEqual(h.driver.stats.duplicateResults, 0)
+    }
+
+    /// One of two workers stalls (SIGSTOP) from t 2.5 to 4.8, in step 1, holding shards 1 and 3. Once the other
+    /// is idle it takes copies of both, so the step ends at 6, long before the deadline (100); the stalled
+    /// worker's late answer for shard 1 is a duplicate, the one for shard 3 arrives in step 2 and is stale.
+    func testStalledWorkersShardsAreCopiedAndTheFirstResultCounts() throws {
+        let h = try Harness(deadline: 100)
+        h.pool.join("steady", at: 0, behaviour: .paced(1))
+        h.pool.join("stalled", at: 0, behaviour: .paced(1, stalled: 2.5..<4.8))
+        try h.finish(limit: 20)
+        XCTAssertEqual(h.driver.stats.speculativeShards, 2)
+        XCTAssertEqual(h.driver.stats.duplicateResults, 1)
+        XCTAssertEqual(h.driver.stats.staleResults, 1)
+        XCTAssertEqual(h.driver.stats.lostWorkers, 0)
+        let copies = h.pool.dealt.filter { $0.worker == "steady" && $0.step == 1 }.map(\.shards)
+        XCTAssertEqual(copies, [[0], [2], [1], [3]], "its own shards, then copies of the stalled worker's")
+        // Step 2 starts at 6 while the stalled worker still computes shard 3 of step 1: it is dealt after steady.
+        XCTAssertEqual(h.pool.dealt.filter { $0.step == 2 }.prefix(2).map(\.worker), ["steady", "steady"])
+        XCTAssertLessThan(h.clock.t, 12)
+    }
+
+    /// Stalled for good: the copies finish the step at once; the stalled worker holds its two unanswered
+    /// orders, so it is dealt nothing more, and it is lost only when they pass the deadline.
+    func testWorkerStalledForGoodIsWorkedAroundThenLostAtTheDeadline() throws {
+        let h = try Harness(deadline: 6)
+        h.pool.join("steady", at: 0, behaviour: .paced(1))
+        h.pool.join("stalled", at: 0, behaviour: .paced(1, stalled: 2.5..<1_000))
+        try h.finish(limit: 30)
+        XCTAssertEqual(h.driver.stats.speculativeShards, 2)
+        XCTAssertFalse(h.pool.dealt.contains { $0.worker == "stalled" && $0.step == 2 })
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1, "its orders of step 1, dealt at 2, are late at 8, in step 2")
+        XCTAssertEqual(h.driver.workers.map(\.name), ["steady"])
+    }
+
+    /// Paced workers, one of which dies; with every shard checked by a second worker.
+    func testLostWorkersAndChecksStillBehave() throws {
+        let h = try Harness(deadline: 100, verify: 1, shards: 8)
+        h.pool.join("a", at: 0, behaviour: .paced(1))
+        h.pool.join("b", at: 0, behaviour: .paced(1.5))
+        h.pool.join("doomed", at: 0, behaviour: .diesOnOrder(5))
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1)
+        XCTAssertEqual(h.driver.stats.verifiedShards, 8 * StepDriverTests.steps)
+        XCTAssertEqual(h.driver.stats.mismatches, 0)
+    }
+
+    /// A forger among paced workers is caught by the checks and its results computed again.
+    func testForgerAmongPacedWorkersIsCaught() throws {
+        let h = try Harness(deadline: 100, verify: 1, shards: 8)
+        h.pool.join("a", at: 0, behaviour: .paced(1))
+        h.pool.join("b", at: 0, behaviour: .paced(1))
+        h.pool.join("forger", at: 0, behaviour: .forges)
+        try h.finish()
+        XCTAssertEqual(h.driver.stats.distrustedWorkers, 1)
+        XCTAssertEqual(Set(h.driver.workers.map(\.name)), ["a", "b"])
+    }
+}
