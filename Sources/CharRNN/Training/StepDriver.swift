@@ -184,12 +184,11 @@ public final class StepDriver {
     /// Of `candidates`, the worker with room for another shard that should take it: workers still busy with an
     /// earlier step's orders last, then the fewest unanswered orders, then join order (`candidates`' order).
     private func leastLoaded(_ candidates: [WorkerID]) -> WorkerID? {
-        let open = candidates.filter { members.load(of: $0) < rules.maxHeld }
-        return open.enumerated().min { a, b in
-            let ka = (members.byID[a.element]!.earlier.isEmpty ? 0 : 1, members.load(of: a.element), a.offset)
-            let kb = (members.byID[b.element]!.earlier.isEmpty ? 0 : 1, members.load(of: b.element), b.offset)
-            return ka < kb
-        }?.element
+        func rank(_ k: Int, _ id: WorkerID) -> (Int, Int, Int) {
+            (members.byID[id]!.earlier.isEmpty ? 0 : 1, members.load(of: id), k)
+        }
+        return candidates.enumerated().filter { members.load(of: $0.element) < rules.maxHeld }
+            .min { rank($0.offset, $0.element) < rank($1.offset, $1.element) }?.element
     }
 
     /// Deals one shard as an order of its own, so its result comes back as soon as it is computed.
