@@ -223,11 +223,11 @@ public struct WireCodec: Sendable {
         var sum = WireChecksum()
         sum.add(UnsafeRawBufferPointer(rebasing: first[..<32]))
         sum.add(body)
-        // A result's gradients are copied and checked for finiteness in the checksum's pass over their frames
-        // (they are the bulk of what a coordinator reads); the checks still apply in the order listed above.
-        let received = type == .result
-            ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("result").parameterCount, into: &sum) : nil
-        if type != .result { for frame in frames.dropFirst() { sum.add(frame) } }
+        // Bulk vectors (a result's gradients, a work order's weights) are copied and checked for finiteness in
+        // the checksum's pass over their frames; the checks still apply in the order listed above. Other types
+        // have no frames beyond the first.
+        let received = type == .result || type == .work
+            ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("\(type)").parameterCount, into: &sum) : nil
         guard sum.value == checksum else { throw .badChecksum }
         guard let stepValue = Int(exactly: step) else { throw .malformed("step \(step) out of range") }
 
@@ -236,7 +236,7 @@ public struct WireCodec: Sendable {
         switch type {
         case .hello: message = try decodeHello(&reader)
         case .welcome: message = try decodeWelcome(&reader)
-        case .work: message = try decodeWork(&reader, weights: frames.dropFirst())
+        case .work: message = try decodeWork(&reader, weights: frames.dropFirst(), received: received)
         case .result: message = try decodeResult(&reader, gradients: frames.dropFirst(), received: received)
         case .ping: message = .ping
         case .shutdown: message = .shutdown

@@ -84,9 +84,10 @@ extension WireCodec {
 }
 
 extension FloatBuffer {
-    /// A buffer holding a copy of a vector that arrived in frames (already checked by `checkChunks`).
+    /// A buffer holding a copy of a vector that arrived in frames, as a separate pass (the decoder copies in its
+    /// checksum pass; `bench coordinator` times the passes apart).
     convenience init(wireChunks frames: ArraySlice<UnsafeRawBufferPointer>) {
-        self.init(count: frames.reduce(0) { $0 + $1.count } / 4)
+        self.init(uninitializedCount: frames.reduce(0) { $0 + $1.count } / 4)
         var offset = 0
         let out = UnsafeMutableRawBufferPointer(buffer)
         for frame in frames {

@@ -40,7 +40,11 @@ extension WireCodec {
         return [weights]
     }
 
-    func decodeWork(_ reader: inout WireReader, weights: ArraySlice<UnsafeRawBufferPointer>) throws(WireError) -> WireMessage {
+    /// `received`: the weights as `checksumChunks` copied them out of `weights` (nil when the frames are not cut
+    /// as the format cuts them).
+    func decodeWork(
+        _ reader: inout WireReader, weights: ArraySlice<UnsafeRawBufferPointer>, received: ReceivedVectors?
+    ) throws(WireError) -> WireMessage {
         let shape = try requireShape("work")
         let epoch = try reader.u64("epoch")
         guard let epochValue = Int(exactly: epoch) else { throw .malformed("epoch \(epoch) out of range") }
@@ -72,7 +76,11 @@ extension WireCodec {
         if weightCount == 0 {
             guard weights.isEmpty else { throw .malformed("a work order without weights has \(weights.count) weight frames") }
         } else {
-            try Self.checkChunks(weights, floats: shape.parameterCount, "weights")
+            guard let received, received.buffers.count == 1 else {
+                try Self.checkChunks(weights, floats: shape.parameterCount, "weights")
+                throw .malformed("weight frames not cut as the wire format cuts them")
+            }
+            guard received.finite[0] else { throw .nonFinite("weights") }
         }
 
         let shards = views.map { view in
@@ -81,6 +89,6 @@ extension WireCodec {
                 rows: ShardRows(rows: shape.rowsPerShard, seq: shape.seq, inputs: Self.int32s(view.inputs), targets: Self.int32s(view.targets)))
         }
         if weightCount == 0 { return .workSameWeights(epoch: epochValue, shards: shards) }
-        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: FloatBuffer(wireChunks: weights)))
+        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: received!.buffers[0]))
     }
 }
