@@ -44,7 +44,7 @@ final class ShardComputation: @unchecked Sendable {
         _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double)
     ) -> [ShardResult] {
         let started = PhaseClock.now()
-        let results = shardStep.compute(order, step: step, loaded: loaded) { FloatBuffer(count: shape.parameterCount) }
+        let results = shardStep.compute(order, step: step, loaded: loaded) { FloatBuffer(uninitializedCount: shape.parameterCount) }
         if faults.slowdown > 1 { Thread.sleep(forTimeInterval: (faults.slowdown - 1) * (PhaseClock.now() - started)) }
         for r in results {
             if let from = faults.nanFrom, step >= from { r.gradient[0] = .nan }

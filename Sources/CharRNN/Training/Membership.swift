@@ -80,7 +80,7 @@ public struct Membership {
     public func held(by id: WorkerID) -> [Int] { queues[id]?.map(\.shard) ?? [] }
 
     /// Orders `id` has not answered, of this step and earlier ones.
-    public func load(of id: WorkerID) -> Int { held(by: id).count + (byID[id]?.earlier.count ?? 0) }
+    public func load(of id: WorkerID) -> Int { (queues[id]?.count ?? 0) + (byID[id]?.earlier.count ?? 0) }
 
     /// Deals `shard` to `worker` (a member).
     public mutating func assign(_ shard: Int, to worker: WorkerID, now: Double) {

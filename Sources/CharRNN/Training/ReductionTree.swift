@@ -207,13 +207,12 @@ public struct TreeReducer {
     public mutating func root() -> (gradient: FloatBuffer, losses: [Double], states: [FloatBuffer]) {
         guard var top = pending.removeValue(forKey: tree.root) else { preconditionFailure("the reduction is not complete") }
         top.adoptIfUnshared()
-        pending[tree.root] = top
         if !top.owned {
             let copy = buffer()
             copy.assign(from: top.gradient)
             top = Held(gradient: copy, owned: true)
-            pending[tree.root] = top
         }
+        pending[tree.root] = top
         return (top.gradient, losses, states.map { $0! })
     }
 

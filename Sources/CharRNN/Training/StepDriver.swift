@@ -209,7 +209,7 @@ public final class StepDriver {
             holders.count == 1 && stragglers.contains(holders[0].worker) ? holders[0] : nil
         }.sorted { ($0.since, $0.shard) < ($1.since, $1.shard) }
         for idle in members.live.map(\.id) where members.load(of: idle) == 0 {
-            guard members.byID[idle] != nil, let k = candidates.firstIndex(where: {
+            guard let k = candidates.firstIndex(where: {
                 !members.held(by: idle).contains($0.shard) && !audit.voters(of: $0.shard).contains(idle)
             }) else { continue }
             stats.speculativeShards += 1
