@@ -9,7 +9,7 @@ final class PullDealingTests: XCTestCase {
     let model = ["--embed", "16", "--units", "32", "--batch", "12", "--seq", "30", "--shards", "6", "--seed", "5",
                  "--buffer", "100", "--log-every", "1", "--epochs", "1000"]
 
-    /// 6 shards over 2 workers, over ipc and tcp, equal `train --shards 6` bit for bit.
+    /// 6 shards over 2 workers (ipc and tcp) and over 5 (tcp: an uneven share) equal `train --shards 6` bit for bit.
     func testMoreShardsThanWorkersGiveTheInProcessBits() throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
@@ -17,13 +17,13 @@ final class PullDealingTests: XCTestCase {
         let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--steps", "\(Self.steps)"] + model)
         XCTAssertEqual(r.status, 0, r.stderr)
         let group = ProcessGroup(self, dir: dir)
-        for transport in ["ipc", "tcp"] {
+        for (transport, workers) in [("ipc", 2), ("tcp", 2), ("tcp", 5)] {
             let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(freeTCPPort())" : "ipc://\(dir.path)/c.sock"
-            let ckpt = dir.appendingPathComponent("run-\(transport)").path
+            let ckpt = dir.appendingPathComponent("run-\(transport)-\(workers)").path
             let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt,
-                                                              "--steps", "\(Self.steps)", "--min-workers", "2"]
+                                                              "--steps", "\(Self.steps)", "--min-workers", "\(workers)"]
                                               + model + (transport == "tcp" ? ["--insecure"] : []))
-            let pool = try (0..<2).map { try group.worker(endpoint, name: "\(transport)-w\($0)") }
+            let pool = try (0..<workers).map { try group.worker(endpoint, name: "\(transport)-\(workers)-w\($0)") }
             XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
             for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
             let status = try XCTUnwrap(CoordinatorStatusFile.read(URL(fileURLWithPath: ckpt)), coordinator.output)
