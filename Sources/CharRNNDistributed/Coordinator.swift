@@ -10,6 +10,10 @@ public struct CoordinatorOptions: Sendable {
     /// CURVE: the coordinator's key pair and the workers' public keys it lets in. Nil: no authentication
     /// and no encryption (the CLI allows that only on ipc, or with --insecure).
     public var curve: (keys: CurveKeyPair, authorized: Set<CurveKey>)? = nil
+    /// Children per node of the relay tree the weights go down (`RelayRoute`); 0 sends every worker the
+    /// weights directly. Only workers that announce a relay endpoint are in the tree, and never with `curve`
+    /// (relays pass the weights in plaintext).
+    public var relayFanout = 2
 
     public init(endpoint: String) { self.endpoint = endpoint }
 }
@@ -37,6 +41,12 @@ public struct CoordinatorStats: Sendable {
     public var bannedPeers = 0
     /// Seconds spent encoding, sending, receiving and decoding (not waiting).
     public var messagingSeconds = 0.0
+    /// Worker-steps whose weights the coordinator sent itself (in an order, or as a child of the tree's root),
+    /// that came down the relay tree instead, and that it sent again because a worker asked (its relay stalled
+    /// or died).
+    public var weightsDirect = 0
+    public var weightsRelayed = 0
+    public var weightsResent = 0
 }
 
 /// The workers behind a ZeroMQ ROUTER socket, as a shard pool for the step driver: it welcomes workers that
@@ -71,6 +81,12 @@ public final class Coordinator: ShardPool {
     /// worker pulls several orders a step; the weights are most of each). Cleared when the worker is forgotten
     /// or says hello, so a worker that may have lost its state gets them again.
     private var weightsSent: [WorkerID: Int] = [:]
+    /// Workers that relay: their endpoint, and when they (last) said hello, which orders the tree.
+    private var relays: [WorkerID: (endpoint: String, since: Int)] = [:]
+    private var hellos = 0
+    /// Worker → the step it last asked the weights of: a second request for a step is a protocol violation
+    /// (each costs a full copy of the weights).
+    private var resentTo: [WorkerID: Int] = [:]
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
     /// so this never locks out an honest worker for good).
     private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
@@ -133,13 +149,51 @@ public final class Coordinator: ShardPool {
     // MARK: ShardPool
 
     public func send(_ order: WorkOrder, step: Int, to worker: WorkerID) -> Bool {
-        if snapshot?.step != step { snapshot = (step, order.weights.copy()) }
-        let message: WireMessage = weightsSent[worker] == step
-            ? .workSameWeights(epoch: order.epoch, shards: order.shards)
-            : .work(WorkOrder(epoch: order.epoch, shards: order.shards, weights: snapshot!.weights))
+        if snapshot?.step != step {
+            snapshot = (step, order.weights.copy())
+            broadcast(step: step)
+        }
+        let direct = weightsSent[worker] != step
+        let message: WireMessage = direct
+            ? .work(WorkOrder(epoch: order.epoch, shards: order.shards, weights: snapshot!.weights))
+            : .workSameWeights(epoch: order.epoch, shards: order.shards)
         guard transmit(message, step: step, to: worker) == nil else { return false }
+        if direct { stats.weightsDirect += 1 }
         weightsSent[worker] = step
         return true
+    }
+
+    /// Sends the step's weights down the relay tree: chunk by chunk to the root's children, each with the route
+    /// below it. Every worker in the tree is then counted as sent the weights (its orders go without them); one
+    /// that does not get them asks (need-weights).
+    private func broadcast(step: Int) {
+        guard options.relayFanout > 0, options.curve == nil, let snapshot else { return }
+        // In hello order; of two live peers at one endpoint (a restarted worker whose old self is not yet
+        // forgotten) the newer.
+        var byEndpoint: [String: WorkerID] = [:]
+        for (peer, relay) in relays.filter({ peers.contains($0.key) }).sorted(by: { $0.value.since < $1.value.since }) {
+            byEndpoint[relay.endpoint] = peer
+        }
+        let members = byEndpoint.values.sorted { relays[$0]!.since < relays[$1]!.since }
+        guard !members.isEmpty else { return }
+        let route = RelayRoute(fanout: min(options.relayFanout, RelayRoute.maxFanout), endpoints: members.map { relays[$0]!.endpoint })
+        let children = route.children()
+        for (endpoint, below) in children {
+            sendWeights(snapshot.weights, step: step, route: below, to: byEndpoint[endpoint]!)
+        }
+        for member in members { weightsSent[member] = step }
+        stats.weightsDirect += children.count
+        stats.weightsRelayed += members.count - children.count
+    }
+
+    /// Every chunk of `weights` to `peer`, with `route` below it; stops at the first that cannot be delivered.
+    private func sendWeights(_ weights: FloatBuffer, step: Int, route: RelayRoute, to peer: WorkerID) {
+        for index in 0..<WireCodec.chunkCount(floats: weights.count) {
+            if let reason = transmit(.weights(WeightsChunk(index: index, floats: weights, route: route)), step: step, to: peer) {
+                pending.append(.left(peer, reason: reason))
+                return
+            }
+        }
     }
 
     public func poll(until deadline: Double) throws -> [PoolEvent] {
@@ -157,6 +211,8 @@ public final class Coordinator: ShardPool {
     public func forget(_ worker: WorkerID) {
         peers.remove(worker)
         weightsSent[worker] = nil
+        relays[worker] = nil
+        resentTo[worker] = nil
         strikes.forget(worker.bytes)
         if forgotten.count < Self.forgottenLimit { forgotten.insert(worker) }
     }
@@ -233,6 +289,8 @@ public final class Coordinator: ShardPool {
             }
             // Every hello is answered: a worker the driver declared lost comes back this way.
             weightsSent[peer] = nil
+            hellos += 1
+            relays[peer] = hello.relay.map { ($0, hellos) }
             if let reason = transmit(.welcome(shape), step: 0, to: peer) {
                 pending.append(.left(peer, reason: reason))
             } else {
@@ -244,11 +302,16 @@ public final class Coordinator: ShardPool {
             pending.append(.results(peer, step: envelope.step, results))
         case .error(let message):
             weightsSent[peer] = nil
-            // An order that found no weights was a delivery problem, not a shard that cannot be computed.
-            pending.append(message == Worker.missingWeights ? .left(peer, reason: message) : .failed(peer, message: message))
+            pending.append(.failed(peer, message: message))
+        case .needWeights:
+            guard peers.contains(peer), let snapshot, snapshot.step == envelope.step else { return }
+            guard resentTo[peer] != envelope.step else { return strike(peer) }
+            resentTo[peer] = envelope.step
+            stats.weightsResent += 1
+            sendWeights(snapshot.weights, step: envelope.step, route: .leaf, to: peer)
         case .ping:
             break
-        case .welcome, .work, .workSameWeights, .shutdown:
+        case .welcome, .work, .workSameWeights, .shutdown, .weights:
             stats.badFrames += 1
             strike(peer)
         }

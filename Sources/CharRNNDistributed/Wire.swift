@@ -1,7 +1,8 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 5 (4 added the numerics identity to hello; 5 cut bulk vectors
-// into frames of at most 512 KiB, see WireChunks.swift). Every message is one ZeroMQ multipart message:
+// The coordinator<->worker wire format, version 6 (4 added the numerics identity to hello; 5 cut bulk vectors
+// into frames of at most 512 KiB, see WireChunks.swift; 6 added the relay tree: a relay endpoint in hello, the
+// weights message a step's weights travel down the tree in, and need-weights, see RelayRoute.swift). Every message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
 // own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
 // the last. All integers and floats are little-endian; floats are IEEE float32 unless marked f64.
@@ -10,8 +11,8 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 5                                                              |
-// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error |
+// | 4      | 2    | version        | u16, 6                                                              |
+// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
 // | 24     | 8    | payload length | u64, bytes after the header in frame 0 plus all bytes of frames 1…  |
@@ -20,13 +21,15 @@ import CharRNN
 // Bodies (rest of frame 0) and extra frames, by type
 // | type     | body                                                                  | frames 1…              |
 // |----------|-----------------------------------------------------------------------|------------------------|
-// | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity); the header's version is the worker's protocol version | none |
+// | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity), u32 relay endpoint length (≤ 256; 0: the worker does not relay), relay endpoint (printable ASCII, no spaces); the header's version is the worker's protocol version | none |
 // | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
-// | work     | u64 epoch, u64 weight count (= P; or 0: no weight frames, the worker computes with the weights of the same step it was sent last, and answers with an error if it has none), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames (none with weight count 0) |
+// | work     | u64 epoch, u64 weight count (= P; or 0: no weight frames, the worker computes with the step's weights, which it was sent with an earlier order or gets in weights messages, and asks for them with need-weights when they do not come), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames (none with weight count 0) |
 // | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n·k: P f32 gradient of each shard, in body order, k frames each |
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
 // | error    | u32 length (≤ 4096), message (UTF-8)                                  | none                   |
+// | weights  | u32 chunk index i (< k), u32 fan-out (1…64), u32 route length m (≤ 4096), then m × (u32 length ≤ 256, relay endpoint): the workers below the recipient, in pre-order (RelayRoute) | one frame: chunk i of the step's P f32 weights, cut as above |
+// | need-weights | empty: worker → coordinator, the step (header) whose weights an order of it came without and that did not arrive | none |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
 // header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
@@ -101,6 +104,10 @@ public enum WireMessage: Sendable {
     case shutdown
     /// worker → coordinator: why it cannot go on.
     case error(String)
+    /// coordinator or a relaying worker → worker: one chunk of the step's weights, and who to pass it on to.
+    case weights(WeightsChunk)
+    /// worker → coordinator: an order of the step came without weights, and they did not come by relay either.
+    case needWeights
 }
 
 /// A decoded message with its header fields.
@@ -111,13 +118,13 @@ public struct WireEnvelope: Sendable {
 }
 
 private enum MessageType: UInt16 {
-    case hello = 1, welcome, work, result, ping, shutdown, error
+    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights
 }
 
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 5
+    public static let version: UInt16 = 6
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -141,6 +148,9 @@ public struct WireCodec: Sendable {
         guard step >= 0 else { throw .malformed("negative step \(step)") }
         var body = WireWriter()
         var bulk: [FloatBuffer] = []
+        // The frames after the first, each a zero-copy view of the buffer that owns it.
+        var extra: [(bytes: UnsafeRawBufferPointer, owner: FloatBuffer)] { bulk.flatMap { b in Self.chunkSegments(b).map { ($0, b) } } }
+        var chunk: (bytes: UnsafeRawBufferPointer, owner: FloatBuffer)?
         let type: MessageType
         switch message {
         case .hello(let hello):
@@ -165,7 +175,13 @@ public struct WireCodec: Sendable {
         case .error(let text):
             type = .error
             try Self.encodeError(text, into: &body)
+        case .weights(let weights):
+            type = .weights
+            chunk = (try encodeWeights(weights, into: &body), weights.floats)
+        case .needWeights:
+            type = .needWeights
         }
+        let frames = chunk.map { [$0] } ?? extra
 
         var frame = WireWriter()
         frame.bytes(Self.magic)
@@ -173,16 +189,14 @@ public struct WireCodec: Sendable {
         frame.u16(type.rawValue)
         frame.u64(runID ?? 0)
         frame.u64(step)
-        frame.u64(body.output.count + bulk.reduce(0) { $0 + $1.count * 4 })
+        frame.u64(body.output.count + frames.reduce(0) { $0 + $1.bytes.count })
         var checksum = WireChecksum()
         frame.output.withUnsafeBytes { checksum.add($0) }
         body.output.withUnsafeBytes { checksum.add($0) }
-        for buffer in bulk {
-            for segment in Self.chunkSegments(buffer) { checksum.add(segment) }
-        }
+        for segment in frames { checksum.add(segment.bytes) }
         frame.u64(checksum.value)
         frame.output.append(contentsOf: body.output)
-        return [.bytes(frame.output)] + bulk.flatMap(Self.chunkFrames)
+        return [.bytes(frame.output)] + frames.map { .zeroCopy($0.bytes, owner: $0.owner) }
     }
 
     // MARK: Decoding
@@ -228,6 +242,7 @@ public struct WireCodec: Sendable {
         // have no frames beyond the first.
         let received = type == .result || type == .work
             ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("\(type)").parameterCount, into: &sum) : nil
+        let chunk = type == .weights ? Self.checksumChunk(frames[1], into: &sum) : nil
         guard sum.value == checksum else { throw .badChecksum }
         guard let stepValue = Int(exactly: step) else { throw .malformed("step \(step) out of range") }
 
@@ -241,6 +256,8 @@ public struct WireCodec: Sendable {
         case .ping: message = .ping
         case .shutdown: message = .shutdown
         case .error: message = try decodeError(&reader)
+        case .weights: message = try decodeWeights(&reader, received: chunk)
+        case .needWeights: message = .needWeights
         }
         try reader.finish()
         return WireEnvelope(runID: run, step: stepValue, message: message)
@@ -249,9 +266,10 @@ public struct WireCodec: Sendable {
     /// The largest payload a message of `type` can carry, and how many frames it can have.
     private func limits(_ type: MessageType) throws(WireError) -> (Int, ClosedRange<Int>) {
         switch type {
-        case .hello: return (8 + Self.maxNameBytes + 2 * (4 + NumericsIdentity.maxFieldBytes) + 8, 1...1)
+        case .hello: return (8 + Self.maxNameBytes + 2 * (4 + NumericsIdentity.maxFieldBytes) + 8 + 4 + RelayRoute.maxEndpointBytes, 1...1)
         case .welcome: return (52, 1...1)
-        case .ping, .shutdown: return (0, 1...1)
+        case .ping, .shutdown, .needWeights: return (0, 1...1)
+        case .weights: return (Self.largestWeightsBody + Self.chunkBytes, 2...2)
         case .error: return (4 + Self.maxErrorBytes, 1...1)
         case .work:
             let s = try requireShape("work")

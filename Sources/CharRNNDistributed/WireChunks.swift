@@ -21,11 +21,6 @@ extension WireCodec {
         return (0..<chunkCount(floats: floats)).map { k in (k * chunkBytes)..<min(bytes, (k + 1) * chunkBytes) }
     }
 
-    /// Zero-copy frames of `buffer`, each retaining it.
-    static func chunkFrames(_ buffer: FloatBuffer) -> [ZMQFrame] {
-        chunkRanges(floats: buffer.count).map { .zeroCopy(UnsafeRawBufferPointer(rebasing: buffer.rawBytes[$0]), owner: buffer) }
-    }
-
     /// The segments the checksum covers for `buffer`: its frames, in order.
     static func chunkSegments(_ buffer: FloatBuffer) -> [UnsafeRawBufferPointer] {
         chunkRanges(floats: buffer.count).map { UnsafeRawBufferPointer(rebasing: buffer.rawBytes[$0]) }

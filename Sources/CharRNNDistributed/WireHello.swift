@@ -4,11 +4,15 @@ public struct WorkerHello: Equatable, Sendable {
     public var blasThreads: Int
     /// How it computes: the coordinator admits only workers that compute as it does.
     public var identity: NumericsIdentity
+    /// Where other workers reach this one to pass it the weights (a relay of the tree); nil when it takes them
+    /// from the coordinator only.
+    public var relay: String?
 
-    public init(name: String, blasThreads: Int, identity: NumericsIdentity = .current) {
+    public init(name: String, blasThreads: Int, identity: NumericsIdentity = .current, relay: String? = nil) {
         self.name = name
         self.blasThreads = blasThreads
         self.identity = identity
+        self.relay = relay
     }
 
     /// Why `name` cannot travel in a hello (more than `WireCodec.maxNameBytes` of UTF-8, control characters),
@@ -39,6 +43,10 @@ extension WireCodec {
             body.bytes(bytes)
         }
         body.u64(hello.identity.probe)
+        let relay = Array((hello.relay ?? "").utf8)
+        try checkEndpoint(relay)
+        body.u32(relay.count)
+        body.bytes(relay)
     }
 
     func decodeHello(_ reader: inout WireReader) throws(WireError) -> WireMessage {
@@ -57,7 +65,15 @@ extension WireCodec {
             fields.append(String(decoding: bytes, as: UTF8.self))
         }
         let identity = NumericsIdentity(kernel: fields[0], version: fields[1], probe: try reader.u64("probe"))
-        return .hello(WorkerHello(name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity))
+        let relayLength = Int(try reader.u32("relay endpoint length"))
+        guard relayLength <= RelayRoute.maxEndpointBytes else {
+            throw .malformed("relay endpoint of \(relayLength) bytes exceeds \(RelayRoute.maxEndpointBytes)")
+        }
+        let relay = Array(try reader.take(relayLength, "relay endpoint"))
+        try Self.checkEndpoint(relay)
+        return .hello(WorkerHello(
+            name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity,
+            relay: relay.isEmpty ? nil : String(decoding: relay, as: UTF8.self)))
     }
 
     /// The kernel and version end up in logs and errors: bounded, printable ASCII.

@@ -30,6 +30,14 @@ public struct WorkerOptions: Sendable {
     public var slowdown = 1.0
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
     public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
+    /// Where to take weights from other workers and so relay them (`tcp://THIS_HOST_ADDRESS:PORT`, port `*`
+    /// for any, or `ipc://PATH`); nil: from the coordinator only. Plaintext, so not with `curve`.
+    public var relay: String? = nil
+    /// Seconds an order may wait for its step's weights to arrive by relay before we ask the coordinator for them.
+    public var relayPatience: Double = 2
+    /// Test-only fault injection: at this global step, stop this process (SIGSTOP) after passing on half the
+    /// weights' chunks, so a test can kill -9 or continue a relay caught mid-broadcast.
+    public var stopMidRelayAtStep: Int? = nil
 
     public init(endpoint: String, name: String, blasThreads: Int) {
         self.endpoint = endpoint
@@ -43,7 +51,10 @@ public struct WorkerOptions: Sendable {
 /// loss, final hidden state and gradient. It keeps nothing between steps that the coordinator does not also
 /// have: every work order carries its shards' starting states, so any worker can take over any shard. Orders
 /// are computed one at a time, in arrival order; a step's weights come with its first order to this worker and
-/// serve its later orders of the step.
+/// serve its later orders of the step, or, for a relaying worker, chunk by chunk down the relay tree
+/// (`RelayRoute`), each chunk passed on to our children as soon as it is in. An order whose weights do not come
+/// is not lost: after `relayPatience` we ask the coordinator for them (need-weights), which is how a stopped or
+/// dead relay is routed around.
 public final class Worker {
     private let options: WorkerOptions
     private let log: (String) -> Void
@@ -65,12 +76,21 @@ public final class Worker {
     /// orders skip regrouping them.
     private var loadedWeights: FloatBuffer?
     private let handshakes: HandshakeWatch?
+    /// Relaying: the socket our parent in the tree pushes chunks to, the address we told the coordinator, a
+    /// socket per child, and the chunks of the step being put together.
+    private let relayIn: ZMQSocket?
+    private let relayAddress: String?
+    private var relayOut: [String: ZMQSocket] = [:]
+    private var assembly: WeightsAssembly?
+    /// Orders of one step that came before their weights, in arrival order, and since when they wait.
+    private var waiting: [(epoch: Int, shards: [WorkShard], step: Int)] = []
+    private var waitingSince = 0.0
+    /// The step we last asked the coordinator for weights: once per step.
+    private var askedForStep: Int?
+    private var stoppedMidRelay = false
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
     static let sendQueue = 4
-    /// The error answering an order without weights of a step whose weights this worker was not sent (one of
-    /// the step's orders was lost): the coordinator forgets us, and we introduce ourselves again.
-    static let missingWeights = "no weights for this step: the order that carried them never arrived"
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
@@ -101,6 +121,14 @@ public final class Worker {
             handshakes = nil
         }
         try socket.connect(options.endpoint)
+        if let relay = options.relay {
+            guard options.curve == nil else {
+                throw WorkerError.relay("relays pass the weights in plaintext; not available with CURVE keys")
+            }
+            (relayIn, relayAddress) = try Worker.bindRelay(relay, context: context)
+        } else {
+            (relayIn, relayAddress) = (nil, nil)
+        }
         let wakeups = "inproc://computed-\(generator.next())"
         finishedEvents = try ZMQSocket(context, .pair)
         try finishedEvents.setOption(.linger, 0)
@@ -110,10 +138,36 @@ public final class Worker {
         try finishedSignal.connect(wakeups)
     }
 
+    /// Binds the socket our parent pushes chunks to; returns it and the address others connect to.
+    private static func bindRelay(_ endpoint: String, context: ZMQContext) throws -> (ZMQSocket, String) {
+        let pull = try ZMQSocket(context, .pull)
+        try pull.setOption(.linger, 0)
+        try pull.setOption(.heartbeatInterval, 250)
+        try pull.setOption(.heartbeatTimeout, 1500)
+        // A chunk's first frame with the longest route, or a chunk: nothing larger is buffered.
+        try pull.setOption(.maxMessageSize, WireCodec.headerSize + max(WireCodec.chunkBytes, WireCodec.largestWeightsBody))
+        do {
+            try IPCEndpoint.requireFree(endpoint)
+            try pull.bind(endpoint)
+        } catch {
+            throw WorkerError.relay("cannot bind \(endpoint): \(error)")
+        }
+        let address = try pull.lastEndpoint()
+        // Other workers connect to what we advertise: a wildcard address is not one they can reach.
+        if address.contains("0.0.0.0") || address.contains("[::]") || address.contains("*") {
+            throw WorkerError.relay("give an address other workers can reach, e.g. tcp://10.0.0.2:* (not \(endpoint))")
+        }
+        guard (try? WireCodec.checkEndpoint(Array(address.utf8))) != nil else {
+            throw WorkerError.relay("the endpoint \(address) is longer than \(RelayRoute.maxEndpointBytes) bytes or not printable ASCII")
+        }
+        return (pull, address)
+    }
+
     /// Serves until the coordinator says shutdown (or a stop is requested).
     public func run() throws {
-        log("worker \(options.name) connecting to \(options.endpoint)")
+        log("worker \(options.name) connecting to \(options.endpoint)" + (relayAddress.map { ", relaying weights from \($0)" } ?? ""))
         var joined = false
+        let hello = WorkerHello(name: options.name, blasThreads: options.blasThreads, relay: relayAddress)
         var lastHeard = PhaseClock.now()
         var lastHello = -Double.infinity
         // Never return (or throw) with a thread inside OpenBLAS: exiting would tear the library down under it.
@@ -133,14 +187,19 @@ public final class Worker {
                 // run's, so the codec and the shape stay, and that order is computed, not dropped.
                 log("no word from the coordinator for \(options.rejoinAfter) s; introducing ourselves again")
                 lastHello = now
-                send(.hello(WorkerHello(name: options.name, blasThreads: options.blasThreads)), step: 0)
+                send(.hello(hello), step: 0)
             }
             if !joined && now - lastHello > 1 {
                 lastHello = now
-                send(.hello(WorkerHello(name: options.name, blasThreads: options.blasThreads)), step: 0)
+                send(.hello(hello), step: 0)
             }
-            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)], timeoutMs: 100)
+            if let first = waiting.first, askedForStep != first.step, now - waitingSince >= (relayIn == nil ? 0 : options.relayPatience) {
+                askedForStep = first.step
+                send(.needWeights, step: first.step)
+            }
+            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relayIn.map { [($0, .readable)] } ?? []), timeoutMs: 100)
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
+            if joined, let relayIn { try receiveRelayed(relayIn) }
             guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
@@ -170,8 +229,8 @@ public final class Worker {
                     try? socket.setOption(.linger, 200)
                     throw error
                 }
-                // Orders waiting from another run cannot be computed with this run's sizes.
-                if codec.runID != envelope.runID { (queue, stepWeights) = ([], nil) }
+                // Orders and weights from another run cannot be used with this run's sizes.
+                if codec.runID != envelope.runID { (queue, stepWeights, waiting, assembly, askedForStep) = ([], nil, [], nil, nil) }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
                 if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq
@@ -183,15 +242,19 @@ public final class Worker {
                 joined = true
             case .work(let order):
                 guard joined else { continue }
-                if envelope.step >= stepWeights?.step ?? 0 { stepWeights = (envelope.step, order.weights) }
+                adopt(order.weights, step: envelope.step)
                 enqueue(order, step: envelope.step)
             case .workSameWeights(let epoch, let shards):
                 guard joined else { continue }
-                guard let known = stepWeights, known.step == envelope.step else {
-                    send(.error(Worker.missingWeights), step: envelope.step)
-                    continue
+                if let known = stepWeights, known.step == envelope.step {
+                    enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step)
+                } else {
+                    wait(epoch: epoch, shards: shards, step: envelope.step)
                 }
-                enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step)
+            case .weights(let chunk):
+                // From the coordinator: we are one of its children in the tree, or it answers our need-weights.
+                guard joined else { continue }
+                take(chunk, step: envelope.step)
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return
@@ -199,7 +262,7 @@ public final class Worker {
                 // The coordinator will not have us (our numerics differ from its own): saying hello again
                 // would not change that.
                 throw WorkerError.refused(message)
-            case .ping, .hello, .result:
+            case .ping, .hello, .result, .needWeights:
                 break
             }
         }
@@ -213,6 +276,92 @@ public final class Worker {
         sha.update(Data(name.utf8))
         withUnsafeBytes(of: generator.next()) { sha.update($0) }
         return Array(sha.hexDigest().utf8.prefix(32))
+    }
+
+    /// Takes every chunk our parent in the relay tree has pushed (anything else there is dropped: that socket
+    /// carries weights only).
+    private func receiveRelayed(_ relayIn: ZMQSocket) throws {
+        while let frames = try relayIn.receiveMultipart(timeoutMs: 0) {
+            guard let envelope = try? codec.decode(frames), case .weights(let chunk) = envelope.message else {
+                log("dropped a bad frame on the relay socket")
+                continue
+            }
+            take(chunk, step: envelope.step)
+        }
+    }
+
+    /// A chunk of `step`'s weights: passed on to our children at once (the broadcast is pipelined chunk by
+    /// chunk), then put in place. Chunks of a step older than the one we are putting together, or whose weights
+    /// we have, are dropped.
+    private func take(_ chunk: WeightsChunk, step: Int) {
+        guard let shape = codec.shape, step > stepWeights?.step ?? -1, step >= assembly?.step ?? -1 else { return }
+        if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
+        guard !assembly!.has(chunk.index) else { return }
+        forward(chunk, step: step)
+        assembly!.add(chunk)
+        if assembly!.isComplete {
+            let weights = assembly!.weights
+            assembly = nil
+            adopt(weights, step: step)
+        }
+    }
+
+    /// Pushes `chunk` to each of our children with its route. Never blocks: a child that is gone or not
+    /// reading loses the chunk and asks the coordinator for the weights.
+    private func forward(_ chunk: WeightsChunk, step: Int) {
+        let children = chunk.route.children()
+        if !children.isEmpty {
+            // Children change only when workers join or leave; sockets to former ones go.
+            for stale in relayOut.keys where !children.contains(where: { $0.endpoint == stale }) {
+                relayOut.removeValue(forKey: stale)?.close()
+            }
+        }
+        for (endpoint, below) in children {
+            do {
+                let push = try relaySocket(endpoint)
+                try push.send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: below)), step: step), dontWait: true)
+            } catch {
+                // The child will ask the coordinator; nothing here can do better.
+                continue
+            }
+        }
+        if step == options.stopMidRelayAtStep, !children.isEmpty, !stoppedMidRelay, let shape = codec.shape,
+           chunk.index == WireCodec.chunkCount(floats: shape.parameterCount) / 2 {
+            stoppedMidRelay = true
+            log("fault injection: stopping mid-broadcast at step \(step)")
+            kill(getpid(), SIGSTOP)
+        }
+    }
+
+    private func relaySocket(_ endpoint: String) throws -> ZMQSocket {
+        if let known = relayOut[endpoint] { return known }
+        let push = try ZMQSocket(context, .push)
+        try push.setOption(.linger, 0)
+        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory.
+        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4)
+        try push.setOption(.heartbeatInterval, 250)
+        try push.setOption(.heartbeatTimeout, 1500)
+        try push.setOption(.reconnectInterval, 100)
+        try push.setOption(.reconnectIntervalMax, 2000)
+        try push.connect(endpoint)
+        relayOut[endpoint] = push
+        return push
+    }
+
+    /// `step`'s weights are in (whole, or put together from chunks): its waiting orders go to the queue.
+    private func adopt(_ weights: FloatBuffer, step: Int) {
+        guard step >= stepWeights?.step ?? 0 else { return }
+        stepWeights = (step, weights)
+        let ready = waiting.filter { $0.step == step }
+        waiting.removeAll { $0.step <= step }
+        for order in ready { enqueue(WorkOrder(epoch: order.epoch, shards: order.shards, weights: weights), step: step) }
+    }
+
+    /// An order whose weights are not here yet: it waits for them (by relay, or asked for after `relayPatience`).
+    private func wait(epoch: Int, shards: [WorkShard], step: Int) {
+        waiting.removeAll { $0.step < step }
+        if waiting.isEmpty { waitingSince = PhaseClock.now() }
+        waiting.append((epoch, shards, step))
     }
 
     /// Queues `order` behind the others of its step (dropping those of earlier steps: the coordinator has
@@ -271,6 +420,7 @@ public enum WorkerError: Error, CustomStringConvertible {
     case coordinatorGone(endpoint: String, seconds: Double)
     case runTooLarge(shape: RunShape, bytes: Int, limit: Int)
     case refused(String)
+    case relay(String)
 
     public var description: String {
         switch self {
@@ -280,6 +430,8 @@ public enum WorkerError: Error, CustomStringConvertible {
             return "the coordinator's run (\(shape)) needs about \(gib(bytes)) GiB on this worker, more than --max-memory \(gib(limit)) GiB: not joining"
         case .refused(let why):
             return "the coordinator refused this worker: \(why)"
+        case .relay(let why):
+            return "--relay: \(why)"
         case .notAuthorized:
             return "the coordinator refused this worker's key: add its .pub to the coordinator's --authorized-keys" 
         case .handshakeRefused(let n):

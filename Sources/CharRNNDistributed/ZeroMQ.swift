@@ -45,9 +45,10 @@ public final class ZMQContext: @unchecked Sendable {
 }
 
 /// The socket types this project uses: the coordinator binds a ROUTER, each worker connects a DEALER; the
-/// coordinator's authenticator answers libzmq's ZAP requests on a REP socket.
+/// coordinator's authenticator answers libzmq's ZAP requests on a REP socket; a relaying worker binds a PULL
+/// for the weights its parent forwards and connects a PUSH to each of its children.
 public enum ZMQSocketKind: Sendable {
-    case router, dealer, reply, pair
+    case router, dealer, reply, pair, push, pull
 
     var code: Int32 {
         switch self {
@@ -55,6 +56,8 @@ public enum ZMQSocketKind: Sendable {
         case .dealer: return ZMQ_DEALER
         case .reply: return ZMQ_REP
         case .pair: return ZMQ_PAIR
+        case .push: return ZMQ_PUSH
+        case .pull: return ZMQ_PULL
         }
     }
 }

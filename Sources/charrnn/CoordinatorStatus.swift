@@ -32,6 +32,11 @@ struct CoordinatorStatus: Codable, Equatable {
     var distrustedWorkers = 0
     var badFrames = 0
     var bannedPeers = 0
+    /// Worker-steps whose weights the coordinator sent itself, that came down the relay tree, and that it sent
+    /// again on request (a relay stalled or died).
+    var weightsDirect = 0
+    var weightsRelayed = 0
+    var weightsResent = 0
 
     init(run: String, endpoint: String) {
         self.run = run
@@ -47,6 +52,7 @@ struct CoordinatorStatus: Codable, Equatable {
         speculativeShards = d.speculativeShards
         (verifiedShards, unverifiedShards, mismatches, distrustedWorkers) = (d.verifiedShards, d.unverifiedShards, d.mismatches, d.distrustedWorkers)
         (badFrames, bannedPeers) = (transport.badFrames, transport.bannedPeers)
+        (weightsDirect, weightsRelayed, weightsResent) = (transport.weightsDirect, transport.weightsRelayed, transport.weightsResent)
     }
 
     /// Best effort: a status that cannot be written must not stop training (the checkpoint directory's own

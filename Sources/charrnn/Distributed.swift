@@ -18,6 +18,7 @@ struct CoordinatorCommand: ParsableCommand {
         BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         var options = CoordinatorOptions(endpoint: bind)
         options.pingInterval = cluster.pingInterval
+        options.relayFanout = cluster.relayFanout
         // validate() saw that the two key options come together.
         if let secretKey, let authorizedKeys {
             options.curve = (try CurveKeyPair.load(secretKeyFile: secretKey), try CurveKeyFile.readPublicKeys(authorizedKeys))
@@ -102,6 +103,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
+    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; 0: send them to every worker directly.")
+    var relayFanout = 2
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
     @Option(help: ArgumentHelp("Benchmarks only: shards a worker holds at most (as many as the step has: all dealt at once).", visibility: .hidden))
     var maxHeld = 2
@@ -122,6 +125,7 @@ struct ClusterOptions: ParsableArguments {
         try requirePositive("--min-workers", minWorkers)
         try requirePositive("--threads", threads)
         try requirePositive("--max-held", maxHeld)
+        if !(0...RelayRoute.maxFanout).contains(relayFanout) { throw ValidationError("--relay-fanout must be from 0 to \(RelayRoute.maxFanout)") }
         if !(deadline > 0) { throw ValidationError("--deadline must be positive") }
         if !(0...1).contains(verify) { throw ValidationError("--verify must be a fraction from 0 to 1, got \(verify)") }
         if (secretKey == nil) != (authorizedKeys == nil) { throw ValidationError("--secret-key and --authorized-keys go together") }
@@ -144,11 +148,16 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: "GiB of memory this worker may use for a run; a coordinator asking for more is refused (default: 8, or the machine's memory if less).")
     var maxMemory: Double?
+    @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. Plaintext: not with keys.")
+    var relay: String?
+    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them.") var relayPatience: Double = 2
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
     @Option(help: ArgumentHelp("Test only: take this many times as long per work order (a slower machine).", visibility: .hidden))
     var faultSlowdown: Double = 1
     @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
+    @Option(help: ArgumentHelp("Test only: stop this process (SIGSTOP) halfway through passing on this step's weights.", visibility: .hidden))
+    var faultStopMidRelay: Int?
     @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
     var handshakeTimeout: Double = 30
 
@@ -158,6 +167,8 @@ struct WorkerCommand: ParsableCommand {
         if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw ValidationError("--give-up-after must be a positive number of seconds") }
         if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
         if !(1...1000).contains(faultSlowdown) { throw ValidationError("--fault-slowdown must be from 1 to 1000") }
+        if !(relayPatience > 0) || !relayPatience.isFinite { throw ValidationError("--relay-patience must be a positive number of seconds") }
+        if relay != nil && secretKey != nil { throw ValidationError("--relay passes the weights in plaintext: it cannot be combined with keys (--secret-key)") }
     }
 
     func run() throws {
@@ -177,6 +188,9 @@ struct WorkerCommand: ParsableCommand {
         options.slowdown = faultSlowdown
         options.receiveQueue = receiveQueue
         options.handshakeTimeout = handshakeTimeout
+        options.relay = relay
+        options.relayPatience = relayPatience
+        options.stopMidRelayAtStep = faultStopMidRelay
         if let secretKey, let coordinatorKey {
             guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
             options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))

@@ -163,6 +163,9 @@ struct CoordinatorStatusFile: Decodable {
     var distrustedWorkers: Int
     var badFrames: Int
     var bannedPeers: Int
+    var weightsDirect: Int
+    var weightsRelayed: Int
+    var weightsResent: Int
 
     var names: [String] { workers.map(\.name) }
 

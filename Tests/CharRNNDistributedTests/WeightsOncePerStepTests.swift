@@ -4,7 +4,7 @@ import CharRNN
 @testable import CharRNNDistributed
 
 /// The coordinator sends a step's weights to a worker with its first order of the step only, and again after
-/// the worker says hello (it may have lost them).
+/// the worker says hello (it may have lost them) or asks for them (need-weights), once per step.
 final class CoordinatorWeightsTests: XCTestCase {
     private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
 
@@ -27,15 +27,16 @@ final class CoordinatorWeightsTests: XCTestCase {
             }
             throw XCTSkip("the coordinator never saw the hello")
         }
-        /// The next work message: (step, whether it carries weights).
-        func nextWork() throws -> (step: Int, weights: Bool) {
+        /// The next work or weights message: (step, whether it carries weights; for a chunk, its index and route).
+        func nextWork(timeoutMs: Int = 10_000) throws -> (step: Int, weights: Bool, chunk: (index: Int, route: RelayRoute)?)? {
             while true {
-                let frames = try XCTUnwrap(try dealer.receiveMultipart(timeoutMs: 10_000), "no message")
+                guard let frames = try dealer.receiveMultipart(timeoutMs: timeoutMs) else { return nil }
                 let envelope = try codec.decode(frames)
                 switch envelope.message {
                 case .welcome(let shape): codec = WireCodec(runID: envelope.runID, shape: shape)
-                case .work: return (envelope.step, true)
-                case .workSameWeights: return (envelope.step, false)
+                case .work: return (envelope.step, true, nil)
+                case .workSameWeights: return (envelope.step, false, nil)
+                case .weights(let chunk): return (envelope.step, true, (chunk.index, chunk.route))
                 default: continue
                 }
             }
@@ -48,21 +49,31 @@ final class CoordinatorWeightsTests: XCTestCase {
             WorkOrder(epoch: 0, shards: [WorkShard(index: s, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
         }
         for (shard, step) in [(0, 4), (1, 4), (2, 4), (0, 5), (1, 5)] { XCTAssertTrue(coordinator.send(order(shard), step: step, to: worker)) }
-        var got = try (0..<5).map { _ in try nextWork() }
+        var got = try (0..<5).map { _ in try XCTUnwrap(try nextWork()) }
         XCTAssertEqual(got.map(\.step), [4, 4, 4, 5, 5])
         XCTAssertEqual(got.map(\.weights), [true, false, false, true, false])
 
         XCTAssertEqual(try hello(), worker)
         XCTAssertTrue(coordinator.send(order(2), step: 5, to: worker))
-        got = [try nextWork()]
+        got = [try XCTUnwrap(try nextWork())]
         XCTAssertEqual(got.map(\.weights), [true], "after a hello the weights go again")
 
-        // A worker that lacks a step's weights is a delivery problem: lost (its shards dealt again), not failed.
-        try dealer.send(codec.encode(.error(Worker.missingWeights), step: 5))
-        var events: [PoolEvent] = []
-        for _ in 0..<200 where events.isEmpty { events = try coordinator.poll(until: PhaseClock.now() + 0.05) }
-        guard case .left(let who, _) = events.first else { return XCTFail("\(events)") }
-        XCTAssertEqual(who, worker)
+        // A worker that lacks the step's weights asks, and gets them in chunks with nobody to pass them to; asking
+        // about another step than the one being dealt is ignored, and asking twice for one step is a strike.
+        func ask(step: Int) throws -> [(step: Int, weights: Bool, chunk: (index: Int, route: RelayRoute)?)] {
+            try dealer.send(codec.encode(.needWeights, step: step))
+            var out: [(step: Int, weights: Bool, chunk: (index: Int, route: RelayRoute)?)] = []
+            for _ in 0..<20 { _ = try coordinator.poll(until: PhaseClock.now() + 0.02) }
+            while let next = try nextWork(timeoutMs: 200) { out.append(next) }
+            return out
+        }
+        XCTAssertTrue(try ask(step: 4).isEmpty, "weights of a past step")
+        let chunks = try ask(step: 5)
+        XCTAssertEqual(chunks.map(\.step), [5], "the parameters fit one chunk")
+        XCTAssertEqual(chunks.first?.chunk?.index, 0)
+        XCTAssertEqual(chunks.first?.chunk?.route, .leaf)
+        XCTAssertTrue(try ask(step: 5).isEmpty, "asked twice")
+        XCTAssertEqual(coordinator.stats.weightsResent, 1)
     }
 }
 
@@ -77,9 +88,9 @@ final class WorkerStepWeightsTests: XCTestCase {
         func set() { lock.withLock { value = true } }
     }
 
-    /// An order without weights of a step the worker has no weights for is answered with the error the
-    /// coordinator reads as a lost worker; once the step's weights came, its orders without them are computed,
-    /// in arrival order, with those weights: the same bits as orders that carry them.
+    /// An order without weights of a step the worker has no weights for waits, and the worker (which does not
+    /// relay) asks for them at once; once they came (here as a chunk), it is computed, and so are the step's
+    /// later orders without weights, in arrival order, with those weights: the same bits as orders that carry them.
     func testOrdersWithoutWeightsUseTheStepsWeightsOrAreRefused() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ww-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -122,11 +133,11 @@ final class WorkerStepWeightsTests: XCTestCase {
             return WorkShard(index: s, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids.reversed()))
         }
         try send(.workSameWeights(epoch: 0, shards: [shards[0]]), step: 3)
-        let refusal = try receive()
-        guard case .error(let text) = refusal.message else { return XCTFail("\(refusal.message)") }
-        XCTAssertEqual(text, Worker.missingWeights)
+        let request = try receive()
+        guard case .needWeights = request.message else { return XCTFail("\(request.message)") }
+        XCTAssertEqual(request.step, 3)
 
-        try send(.work(WorkOrder(epoch: 0, shards: [shards[0]], weights: weights)), step: 3)
+        try send(.weights(WeightsChunk(index: 0, floats: weights, route: .leaf)), step: 3)
         try send(.workSameWeights(epoch: 0, shards: [shards[1]]), step: 3)
         try send(.workSameWeights(epoch: 0, shards: [shards[2]]), step: 3)
         var got: [ShardResult] = []

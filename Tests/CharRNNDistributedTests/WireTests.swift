@@ -244,7 +244,7 @@ final class WireTests: XCTestCase {
         var newer = frames
         put(WireCodec.version + 1, at: 4, in: &newer[0])
         assertRejects(newer, .unsupportedVersion(WireCodec.version + 1))
-        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks 5)")
+        XCTAssertEqual(WireError.unsupportedVersion(3).description, "unsupported protocol version 3 (this build speaks \(WireCodec.version))")
 
         var unknown = frames
         put(UInt16(99), at: 6, in: &unknown[0])
@@ -417,6 +417,101 @@ final class WireTests: XCTestCase {
         assertMalformed(split, with: bigCodec, containing: "2 shards but \(2 * k + 1) gradient frames")
     }
 
+    // MARK: The relay tree's messages
+
+    /// A chunk leaves the coordinator as a zero-copy view of the whole weights and a relay forwards the chunk it
+    /// decoded (its own floats only): both encode to the same bytes, and the route and floats come through.
+    func testWeightsChunksRoundTripFromTheWholeWeightsOrTheChunkAlone() throws {
+        let p = bigShape.parameterCount
+        let weights = floats(p, seed: 8)
+        let route = RelayRoute(fanout: 3, endpoints: ["tcp://10.0.0.2:5000", "ipc:///tmp/r 1".replacingOccurrences(of: " ", with: "_")])
+        let ranges = WireCodec.chunkRanges(floats: p)
+        for index in ranges.indices {
+            let frames = try bigCodec.encode(.weights(WeightsChunk(index: index, floats: weights, route: route)), step: 9)
+            XCTAssertEqual(frames.count, 2)
+            guard case .zeroCopy(let chunk, let owner) = frames[1] else { return XCTFail("a chunk is not zero-copy") }
+            XCTAssert(owner === weights)
+            XCTAssertEqual(chunk.baseAddress, UnsafeRawPointer(weights.base) + ranges[index].lowerBound)
+            let envelope = try decode(bytes(frames), with: bigCodec)
+            XCTAssertEqual(envelope.step, 9)
+            guard case .weights(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
+            XCTAssertEqual(received.index, index)
+            XCTAssertEqual(received.route, route)
+            XCTAssertEqual(4 * received.floats.count, ranges[index].count)
+            XCTAssertEqual(memcmp(received.floats.base, UnsafeRawPointer(weights.base) + ranges[index].lowerBound, ranges[index].count), 0)
+            let forwarded = bytes(try bigCodec.encode(.weights(received), step: 9))
+            XCTAssertEqual(forwarded, bytes(frames), "chunk \(index) forwarded differs")
+            XCTAssert(forwarded.allSatisfy { $0.count <= WireCodec.headerSize + max(WireCodec.chunkBytes, WireCodec.largestWeightsBody) })
+        }
+        var assembly = WeightsAssembly(step: 9, parameters: p)
+        for index in ranges.indices.reversed() {
+            guard case .weights(let chunk) = try decode(bytes(try bigCodec.encode(.weights(WeightsChunk(index: index, floats: weights, route: .leaf)))), with: bigCodec).message
+            else { return XCTFail() }
+            XCTAssertFalse(assembly.isComplete)
+            assembly.add(chunk)
+            assembly.add(chunk)
+        }
+        XCTAssert(assembly.isComplete)
+        XCTAssert(assembly.weights.bitwiseEqual(weights), "chunks put together out of order")
+    }
+
+    func testWeightsChunksAreChecked() throws {
+        let p = bigShape.parameterCount
+        let k = WireCodec.chunkCount(floats: p)
+        let weights = floats(p, seed: 8)
+        XCTAssertThrowsError(try bigCodec.encode(.weights(WeightsChunk(index: k, floats: weights, route: .leaf))))
+        XCTAssertThrowsError(try bigCodec.encode(.weights(WeightsChunk(index: 0, floats: floats(5, seed: 1), route: .leaf))))
+        for bad in ["tcp://host name:1", String(repeating: "x", count: 257), "ipc:///é"] {
+            XCTAssertThrowsError(try bigCodec.encode(.weights(WeightsChunk(index: 0, floats: weights, route: RelayRoute(fanout: 1, endpoints: [bad])))), bad)
+            XCTAssertThrowsError(try WireCodec().encode(.hello(WorkerHello(name: "w", blasThreads: 1, relay: bad))), bad)
+        }
+        let good = bytes(try bigCodec.encode(.weights(WeightsChunk(index: 1, floats: weights, route: RelayRoute(fanout: 2, endpoints: ["ipc:///a"]))), step: 3))
+
+        var outOfRange = good
+        put(UInt32(k), at: WireCodec.headerSize, in: &outOfRange[0])
+        reseal(&outOfRange)
+        assertMalformed(outOfRange, with: bigCodec, containing: "weight chunk \(k) of \(k)")
+        var otherChunk = good
+        put(UInt32(k - 1), at: WireCodec.headerSize, in: &otherChunk[0])
+        reseal(&otherChunk)
+        assertMalformed(otherChunk, with: bigCodec, containing: "expected \(WireCodec.chunkRanges(floats: p)[k - 1].count)")
+        var noFanout = good
+        put(UInt32(0), at: WireCodec.headerSize + 4, in: &noFanout[0])
+        reseal(&noFanout)
+        assertMalformed(noFanout, with: bigCodec, containing: "fan-out 0")
+        var longRoute = good
+        put(UInt32(RelayRoute.maxEndpoints + 1), at: WireCodec.headerSize + 8, in: &longRoute[0])
+        reseal(&longRoute)
+        assertMalformed(longRoute, with: bigCodec, containing: "a route of")
+        var notPrintable = good
+        notPrintable[0][WireCodec.headerSize + 16] = 0x0A
+        reseal(&notPrintable)
+        assertMalformed(notPrintable, with: bigCodec, containing: "not printable")
+        var nan = good
+        withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { nan[1].replaceSubrange(8..<12, with: $0) }
+        reseal(&nan)
+        assertRejects(nan, with: bigCodec, .nonFinite("weights"))
+        var twoFrames = good
+        twoFrames.append([0, 0, 0, 0])
+        reseal(&twoFrames)
+        assertMalformed(twoFrames, with: bigCodec, containing: "in 3 frames")
+        XCTAssertThrowsError(try WireCodec().decode(good.map(ZMQMessage.init(copying:))), "a chunk before the run's sizes are known")
+    }
+
+    func testHelloCarriesTheRelayEndpointAndNeedWeightsIsEmpty() throws {
+        let sent = WorkerHello(name: "w", blasThreads: 1, relay: "tcp://10.0.0.2:45678")
+        guard case .hello(let got) = try decode(bytes(try WireCodec().encode(.hello(sent)))).message else { return XCTFail() }
+        XCTAssertEqual(got, sent)
+        guard case .hello(let none) = try decode(bytes(try WireCodec().encode(.hello(WorkerHello(name: "w", blasThreads: 1))))).message
+        else { return XCTFail() }
+        XCTAssertNil(none.relay)
+        let ask = try encoded(.needWeights, step: 12)
+        XCTAssertEqual(ask.map(\.count), [WireCodec.headerSize])
+        let envelope = try decode(ask)
+        XCTAssertEqual(envelope.step, 12)
+        guard case .needWeights = envelope.message else { return XCTFail("\(envelope.message)") }
+    }
+
     // MARK: The fused pass over bulk frames
 
     /// Floats whose exponent is all ones (NaN, quiet or signalling, either sign; ±infinity) and finite
@@ -530,6 +625,9 @@ final class WireTests: XCTestCase {
             try encoded(.ping),
             try encoded(.shutdown),
             try encoded(.error("boom")),
+            try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6), route: RelayRoute(fanout: 2, endpoints: ["ipc:///a", "tcp://10.0.0.3:7"])))),
+            try encoded(.needWeights),
+            bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: "tcp://10.0.0.2:6000")))),
         ]
         // CI runs 4,000 mutations; a longer hunt: CHARRNN_FUZZ_ITERATIONS=10000000 CHARRNN_FUZZ_SEED=7 swift test
         // -c release --filter testMutatedFramesNeverCrash

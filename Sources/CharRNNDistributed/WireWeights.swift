@@ -1,0 +1,103 @@
+import CharRNN
+
+/// One chunk of a step's weights on its way down the relay tree, with the route below its recipient.
+public struct WeightsChunk: Sendable {
+    /// Which chunk: the weights are cut as `WireCodec.chunkRanges` cuts P floats.
+    public let index: Int
+    /// The whole weights (as the coordinator sends them), or just this chunk's floats (as a worker received and
+    /// forwards them); never written while the chunk is in flight.
+    public let floats: FloatBuffer
+    public let route: RelayRoute
+
+    public init(index: Int, floats: FloatBuffer, route: RelayRoute) {
+        self.index = index
+        self.floats = floats
+        self.route = route
+    }
+
+    /// The chunk's bytes, out of `floats`.
+    func bytes(parameters: Int) -> UnsafeRawBufferPointer {
+        let range = WireCodec.chunkRanges(floats: parameters)[index]
+        let start = floats.count == parameters ? range.lowerBound : 0
+        return UnsafeRawBufferPointer(rebasing: floats.rawBytes[start..<(start + range.count)])
+    }
+}
+
+extension WireCodec {
+    /// The body's fixed part and its largest size (the route's endpoints, each with its length).
+    static let largestWeightsBody = 12 + RelayRoute.maxEndpoints * (4 + RelayRoute.maxEndpointBytes)
+
+    /// Writes the body; returns the chunk's bytes, sent as the one frame after the first.
+    func encodeWeights(_ chunk: WeightsChunk, into body: inout WireWriter) throws(WireError) -> UnsafeRawBufferPointer {
+        let shape = try requireShape("weights")
+        let count = Self.chunkCount(floats: shape.parameterCount)
+        guard (0..<count).contains(chunk.index) else { throw .malformed("weight chunk \(chunk.index) of \(count)") }
+        let expected = Self.chunkRanges(floats: shape.parameterCount)[chunk.index].count
+        guard chunk.floats.count == shape.parameterCount || 4 * chunk.floats.count == expected else {
+            throw .malformed("weight chunk \(chunk.index) from \(chunk.floats.count) floats, expected \(expected / 4) or \(shape.parameterCount)")
+        }
+        try Self.checkRoute(chunk.route.endpoints.count, fanout: chunk.route.fanout)
+        body.u32(chunk.index)
+        body.u32(chunk.route.fanout)
+        body.u32(chunk.route.endpoints.count)
+        for endpoint in chunk.route.endpoints {
+            let bytes = Array(endpoint.utf8)
+            try Self.checkEndpoint(bytes)
+            body.u32(bytes.count)
+            body.bytes(bytes)
+        }
+        let bytes = chunk.bytes(parameters: shape.parameterCount)
+        try Self.checkFinite(bytes, "weights")
+        return bytes
+    }
+
+    /// `frames`: the chunk's one frame. Copied and checked for finiteness in the checksum's pass, as `received`.
+    func decodeWeights(_ reader: inout WireReader, received: (floats: FloatBuffer, finite: Bool)?) throws(WireError) -> WireMessage {
+        let shape = try requireShape("weights")
+        let index = Int(try reader.u32("chunk index"))
+        let count = Self.chunkCount(floats: shape.parameterCount)
+        guard index < count else { throw .malformed("weight chunk \(index) of \(count)") }
+        let fanout = Int(try reader.u32("fan-out"))
+        let endpointCount = Int(try reader.u32("route length"))
+        try Self.checkRoute(endpointCount, fanout: fanout)
+        var endpoints: [String] = []
+        for _ in 0..<endpointCount {
+            let length = Int(try reader.u32("endpoint length"))
+            guard length <= RelayRoute.maxEndpointBytes else { throw .malformed("relay endpoint of \(length) bytes exceeds \(RelayRoute.maxEndpointBytes)") }
+            let bytes = Array(try reader.take(length, "relay endpoint"))
+            try Self.checkEndpoint(bytes)
+            endpoints.append(String(decoding: bytes, as: UTF8.self))
+        }
+        let expected = Self.chunkRanges(floats: shape.parameterCount)[index].count
+        guard let received, 4 * received.floats.count == expected else {
+            throw .malformed("weight chunk \(index) has \(4 * (received?.floats.count ?? 0)) bytes, expected \(expected)")
+        }
+        guard received.finite else { throw .nonFinite("weights") }
+        return .weights(WeightsChunk(index: index, floats: received.floats, route: RelayRoute(fanout: fanout, endpoints: endpoints)))
+    }
+
+    /// The one frame of a weights message, copied and checked in the checksum's pass; nil unless it is a whole
+    /// number of floats no longer than a chunk (the checks after the checksum say what is wrong).
+    static func checksumChunk(_ frame: UnsafeRawBufferPointer, into sum: inout WireChecksum) -> (floats: FloatBuffer, finite: Bool)? {
+        guard frame.count % 4 == 0, frame.count <= chunkBytes else {
+            sum.add(frame)
+            return nil
+        }
+        let floats = FloatBuffer(uninitializedCount: frame.count / 4)
+        let finite = sum.add(floats: frame, copyingTo: UnsafeMutableRawPointer(floats.base))
+        return (floats, finite)
+    }
+
+    static func checkRoute(_ endpoints: Int, fanout: Int) throws(WireError) {
+        guard (1...RelayRoute.maxFanout).contains(fanout) else { throw .malformed("fan-out \(fanout) outside 1…\(RelayRoute.maxFanout)") }
+        guard endpoints <= RelayRoute.maxEndpoints else { throw .malformed("a route of \(endpoints) workers exceeds \(RelayRoute.maxEndpoints)") }
+    }
+
+    /// Endpoints are connected to and logged: bounded, printable ASCII.
+    static func checkEndpoint(_ bytes: [UInt8]) throws(WireError) {
+        guard bytes.count <= RelayRoute.maxEndpointBytes else {
+            throw .malformed("relay endpoint of \(bytes.count) bytes exceeds \(RelayRoute.maxEndpointBytes)")
+        }
+        guard bytes.allSatisfy({ (0x21..<0x7F).contains($0) }) else { throw .malformed("relay endpoint is not printable ASCII") }
+    }
+}

@@ -1,0 +1,107 @@
+import CharRNN
+import Foundation
+import XCTest
+
+/// Workers that relay (`worker --relay`) take the weights down a tree from each other, chunk by chunk, and the
+/// bits stay those of the in-process run: with 1, 3 and 5 workers (5 make an uneven tree), over ipc and tcp,
+/// GRU and LSTM; and with a relay stopped halfway through passing a step's weights on, then continued or killed.
+final class RelayTests: XCTestCase {
+    static let steps = 8
+    /// H 256 so the weights take 3 chunks and a relay can be caught between them.
+    let model = ["--embed", "64", "--units", "256", "--batch", "12", "--seq", "20", "--shards", "6", "--seed", "7",
+                 "--buffer", "100", "--log-every", "1", "--epochs", "1000"]
+
+    private func relayEndpoint(_ transport: String, _ dir: URL, _ name: String) -> String {
+        transport == "tcp" ? "tcp://127.0.0.1:*" : "ipc://\(dir.path)/\(name).relay"
+    }
+
+    func testRelayedWeightsGiveTheInProcessBits() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
+        let group = ProcessGroup(self, dir: dir)
+        var references: [String: String] = [:]
+        for (transport, workers, cell) in [("ipc", 1, "gru"), ("tcp", 1, "lstm"), ("ipc", 3, "lstm"), ("tcp", 3, "gru"),
+                                           ("ipc", 5, "gru"), ("tcp", 5, "lstm")] {
+            let options = model + ["--cell", cell]
+            let name = String(format: "step-%09d", Self.steps)
+            if references[cell] == nil {
+                let reference = dir.appendingPathComponent("reference-\(cell)").path
+                let r = try CLI.run(["train", "--data", data, "--checkpoint-dir", reference, "--steps", "\(Self.steps)"] + options)
+                XCTAssertEqual(r.status, 0, r.stderr)
+                references[cell] = "\(reference)/\(name)"
+            }
+            let run = "\(transport)-\(workers)-\(cell)"
+            let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(freeTCPPort())" : "ipc://\(dir.path)/\(run).sock"
+            let ckpt = dir.appendingPathComponent(run)
+            let coordinator = try group.start("coordinator-\(run)", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
+                                                                     "--steps", "\(Self.steps)", "--min-workers", "\(workers)"]
+                                              + options + (transport == "tcp" ? ["--insecure"] : []))
+            let pool = try (0..<workers).map { k in
+                try group.worker(endpoint, name: "\(run)-w\(k)", extra: ["--relay", relayEndpoint(transport, dir, "\(run)-w\(k)")])
+            }
+            XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+            for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+            let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
+            XCTAssertEqual(status.lostWorkers, 0, "\(run): \(coordinator.output)")
+            // Fan-out 2: the coordinator sends each step's weights to two workers at most; the others get them
+            // from those, and nobody had to ask.
+            XCTAssertEqual(status.weightsDirect, min(2, workers) * Self.steps, "\(run): \(coordinator.output)")
+            XCTAssertEqual(status.weightsRelayed, (workers - min(2, workers)) * Self.steps, run)
+            XCTAssertEqual(status.weightsResent, 0, run)
+            assertSameCheckpoint(references[cell]!, ckpt.appendingPathComponent(name).path)
+        }
+    }
+
+    /// A chain of four relays (fan-out 1); the first stops itself (SIGSTOP) halfway through passing step 4's
+    /// weights on, so the three below it have only some of the chunks. They ask the coordinator for the weights
+    /// after --relay-patience, the stopped relay's shards are computed by them, and the run ends with the bits
+    /// of an uninterrupted in-process run, whether the relay is then continued or killed with SIGKILL.
+    func testRelayStoppedMidBroadcastIsRoutedAround() throws {
+        for ending in ["continued", "killed"] {
+            let dir = try CLI.temporaryDirectory(self)
+            let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
+            let group = ProcessGroup(self, dir: dir)
+            let endpoint = "ipc://\(dir.path)/c.sock"
+            let ckpt = dir.appendingPathComponent("ckpt")
+            let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
+                                                              "--steps", "\(Self.steps)", "--min-workers", "3", "--relay-fanout", "1",
+                                                              "--deadline", "60"] + model)
+            func relay(_ k: Int, _ extra: [String] = []) throws -> Spawned {
+                try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"] + extra)
+            }
+            // The tree follows the order of hellos: w0 heads the chain.
+            let head = try relay(0, ["--fault-stop-mid-relay", "4"])
+            XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names == ["w0"] }, coordinator.output)
+            let rest = try (1...3).map { try relay($0) }
+            XCTAssertTrue(waitForStopped(head.pid), "the relay never stopped itself: \(head.output)")
+            if ending == "continued" {
+                usleep(3_000_000)
+                head.signal(SIGCONT)
+            } else {
+                head.signal(SIGKILL)
+            }
+            XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+            for w in rest { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+            let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
+            XCTAssertGreaterThanOrEqual(status.weightsResent, 2, "the workers below the stopped relay asked: \(coordinator.output)")
+            // Waiting out --deadline (60 s) or more would mean the fall-back did not happen.
+            let times = try MetricsLog.read(ckpt.appendingPathComponent(MetricsLog.jsonName)).filter { $0.loss != nil }.map(\.wallTime)
+            let longest = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? .infinity
+            XCTAssertLessThan(longest, 10, "\(ending): the longest step took \(longest) s")
+            try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
+        }
+    }
+
+    /// Whether process `pid` is stopped (state T in /proc/PID/stat) within 60 s.
+    private func waitForStopped(_ pid: Int32) -> Bool {
+        let end = Date().addingTimeInterval(60)
+        while Date() < end {
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+               let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "T" {
+                return true
+            }
+            usleep(20_000)
+        }
+        return false
+    }
+}
