@@ -32,6 +32,9 @@ usage: Deploy/scale/scale.sh [options]
   --compute-rows R --compute-seq S  the compute shard timed with bench train (default: 64, 100)
   --no-compute           skip the compute measurement and the projection
   --insecure             plain TCP (default: CURVE keys from charrnn keygen, as a real cluster runs)
+  --relay-fanout F       workers relay the weights (worker --relay on each host's address) down a tree of
+                         fan-out F (coordinator --relay-fanout F); relays are plaintext, so this needs
+                         --insecure (default: 0, every worker gets the weights from the coordinator)
   --logs DIR             keep every process's output and run directory in DIR (default: removed)
 EOF
 }
@@ -43,7 +46,7 @@ charrnn=""
 workers_list="1 2 4 8 16"
 rates_list="1gbit 10gbit"
 steps=8 warmup=2 embed=256 units=1024 rows=8 seq=2 data="" timeout=180 deadline=30 cthreads=1
-compute_rows=64 compute_seq=100 compute=1 insecure=0 logs=""
+compute_rows=64 compute_seq=100 compute=1 insecure=0 logs="" fanout=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-compute) compute=0; shift; continue ;;
@@ -68,6 +71,7 @@ while [ $# -gt 0 ]; do
         --compute-rows) compute_rows=$2 ;;
         --compute-seq) compute_seq=$2 ;;
         --logs) logs=$2 ;;
+        --relay-fanout) fanout=$2 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift 2
@@ -78,6 +82,8 @@ for v in steps warmup embed units rows seq timeout deadline cthreads compute_row
     [ "$v" = warmup ] || [ "${!v}" -gt 0 ] || die "--${v/cthreads/coordinator-threads} must be positive"
 done
 [ "$warmup" -lt "$steps" ] || die "--warmup ($warmup) must be less than --steps ($steps)"
+[[ $fanout =~ ^[0-9]+$ ]] || die "--relay-fanout must be a whole number, got '$fanout'"
+[ "$fanout" -eq 0 ] || [ "$insecure" -eq 1 ] || die "--relay-fanout needs --insecure (relays pass the weights in plaintext)"
 [ -n "${workers_list// /}" ] || die "--workers is empty"
 for n in $workers_list; do [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] || die "worker counts are 1 to 250, got '$n'"; done
 [ -n "${rates_list// /}" ] || die "--rates is empty"
@@ -202,7 +208,7 @@ measure() {
     local -a wpids=()
     local -a cmd=(nsenter "--net=/run/netns/$prefix-h0" "$charrnn" coordinator --bind "tcp://$(address 0):5555"
         --data "$data" --embed "$embed" --units "$units" --batch $((rows * n)) --shards "$n" --seq "$seq"
-        --steps "$steps" --min-workers "$n" --deadline "$deadline" --threads "$cthreads"
+        --steps "$steps" --min-workers "$n" --deadline "$deadline" --threads "$cthreads" --relay-fanout "$fanout"
         --checkpoint-dir "$ckpt" "${security_coordinator[@]}")
     rx0=$(counter rx_bytes) tx0=$(counter tx_bytes)
     # nsenter execs charrnn in place; /usr/bin/time, when there, is its parent and reports the peak RSS.
@@ -220,8 +226,10 @@ measure() {
         tpid=$! cpid=$!
     fi
     for ((h = 1; h <= n; h++)); do
+        local -a relay=()
+        [ "$fanout" -eq 0 ] || relay=(--relay "tcp://$(address "$h"):*")
         nsenter "--net=/run/netns/$prefix-h$h" "$charrnn" worker --connect "tcp://$(address 0):5555" --threads 1 \
-            --name "h$h" "${security_worker[@]}" >"$dir/worker$h.log" 2>&1 &
+            --name "h$h" "${security_worker[@]}" "${relay[@]}" >"$dir/worker$h.log" 2>&1 &
         wpids+=($!)
     done
     start=$SECONDS
@@ -272,7 +280,7 @@ measure() {
 echo "# charrnn on emulated hosts"
 echo
 echo "- $(date -u '+%Y-%m-%d %H:%M UTC'); CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- charrnn: $charrnn; security: $security"
+echo "- charrnn: $charrnn; security: $security; weights: $([ "$fanout" -eq 0 ] && echo "from the coordinator to every worker" || echo "down a relay tree of fan-out $fanout")"
 echo "- hosts: network namespaces $prefix-h0..h$max_n on bridge $prefix-br, $subnet.0/24; tc tbf on both directions of each host's veth"
 echo "- workload: embed $embed, units $units, $data_name; --batch $rows·N --shards N --seq $seq; $steps steps, the first $warmup not timed"
 echo "- coordinator on host 0 (--threads $cthreads, --deadline $deadline), one \`worker --threads 1\` on each of hosts 1..N; timeout ${timeout}s per configuration"
