@@ -87,6 +87,9 @@ public final class Worker {
     private var waitingSince = 0.0
     /// The step we last asked the coordinator for weights: once per step.
     private var askedForStep: Int?
+    /// The newest step any order or chunk was of: the coordinator has finished the steps before it, so their
+    /// chunks (late ones, from a slow relay) are neither put together nor passed on.
+    private var newestStep = 0
     private var stoppedMidRelay = false
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
@@ -230,7 +233,9 @@ public final class Worker {
                     throw error
                 }
                 // Orders and weights from another run cannot be used with this run's sizes.
-                if codec.runID != envelope.runID { (queue, stepWeights, waiting, assembly, askedForStep) = ([], nil, [], nil, nil) }
+                if codec.runID != envelope.runID {
+                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep) = ([], nil, [], nil, nil, 0)
+                }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
                 if shardStep?.config != shape.config || shardStep?.maxRows != shape.rowsPerShard || shardStep?.seq != shape.seq
@@ -242,10 +247,12 @@ public final class Worker {
                 joined = true
             case .work(let order):
                 guard joined else { continue }
+                newestStep = max(newestStep, envelope.step)
                 adopt(order.weights, step: envelope.step)
                 enqueue(order, step: envelope.step)
             case .workSameWeights(let epoch, let shards):
                 guard joined else { continue }
+                newestStep = max(newestStep, envelope.step)
                 if let known = stepWeights, known.step == envelope.step {
                     enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step)
                 } else {
@@ -291,10 +298,11 @@ public final class Worker {
     }
 
     /// A chunk of `step`'s weights: passed on to our children at once (the broadcast is pipelined chunk by
-    /// chunk), then put in place. Chunks of a step older than the one we are putting together, or whose weights
-    /// we have, are dropped.
+    /// chunk), then put in place. Chunks of a step older than the newest we know of, or whose weights we have,
+    /// are dropped.
     private func take(_ chunk: WeightsChunk, step: Int) {
-        guard let shape = codec.shape, step > stepWeights?.step ?? -1, step >= assembly?.step ?? -1 else { return }
+        guard let shape = codec.shape, step >= newestStep, step > stepWeights?.step ?? -1 else { return }
+        newestStep = step
         if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
         guard !assembly!.has(chunk.index) else { return }
         forward(chunk, step: step)
