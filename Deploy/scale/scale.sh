@@ -82,7 +82,7 @@ for v in steps warmup embed units rows seq timeout deadline cthreads compute_row
     [ "$v" = warmup ] || [ "${!v}" -gt 0 ] || die "--${v/cthreads/coordinator-threads} must be positive"
 done
 [ "$warmup" -lt "$steps" ] || die "--warmup ($warmup) must be less than --steps ($steps)"
-[[ $fanout =~ ^[0-9]+$ ]] || die "--relay-fanout must be a whole number, got '$fanout'"
+[[ $fanout =~ ^[0-9]+$ ]] && [ "$fanout" -le 64 ] || die "--relay-fanout must be a whole number from 0 to 64, got '$fanout'"
 [ "$fanout" -eq 0 ] || [ "$insecure" -eq 1 ] || die "--relay-fanout needs --insecure (relays pass the weights in plaintext)"
 [ -n "${workers_list// /}" ] || die "--workers is empty"
 for n in $workers_list; do [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] || die "worker counts are 1 to 250, got '$n'"; done

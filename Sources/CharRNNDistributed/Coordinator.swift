@@ -84,6 +84,12 @@ public final class Coordinator: ShardPool {
     /// Workers that relay: their endpoint, and when they (last) said hello, which orders the tree.
     private var relays: [WorkerID: (endpoint: String, since: Int)] = [:]
     private var hellos = 0
+    /// The current step's tree: each member's parent (nil: a child of the coordinator), and who asked for the
+    /// weights. A worker that asked while its parent did not marks a link that failed: the parent stalled or does
+    /// not pass chunks on, or the worker's endpoint cannot be reached from the parent's host. Which one is not
+    /// known here, so both leave later trees (and get the weights in their orders) until they say hello again.
+    private var parents: [WorkerID: WorkerID?] = [:]
+    private var askers: Set<WorkerID> = []
     /// Worker → the step it last asked the weights of: a second request for a step is a protocol violation
     /// (each costs a full copy of the weights).
     private var resentTo: [WorkerID: Int] = [:]
@@ -167,33 +173,54 @@ public final class Coordinator: ShardPool {
     /// below it. Every worker in the tree is then counted as sent the weights (its orders go without them); one
     /// that does not get them asks (need-weights).
     private func broadcast(step: Int) {
+        demoteFailedLinks()
         guard options.relayFanout > 0, options.curve == nil, let snapshot else { return }
         // In hello order; of two live peers at one endpoint (a restarted worker whose old self is not yet
-        // forgotten) the newer.
+        // forgotten) the newer. Beyond the most a route can name, workers get the weights in their orders.
         var byEndpoint: [String: WorkerID] = [:]
         for (peer, relay) in relays.filter({ peers.contains($0.key) }).sorted(by: { $0.value.since < $1.value.since }) {
             byEndpoint[relay.endpoint] = peer
         }
-        let members = byEndpoint.values.sorted { relays[$0]!.since < relays[$1]!.since }
+        let members = Array(byEndpoint.values.sorted { relays[$0]!.since < relays[$1]!.since }.prefix(RelayRoute.maxEndpoints + 1))
         guard !members.isEmpty else { return }
         let route = RelayRoute(fanout: min(options.relayFanout, RelayRoute.maxFanout), endpoints: members.map { relays[$0]!.endpoint })
-        let children = route.children()
-        for (endpoint, below) in children {
-            sendWeights(snapshot.weights, step: step, route: below, to: byEndpoint[endpoint]!)
+        func record(_ route: RelayRoute, under parent: WorkerID?) {
+            for (endpoint, below) in route.children() {
+                parents[byEndpoint[endpoint]!] = .some(parent)
+                record(below, under: byEndpoint[endpoint]!)
+            }
+        }
+        record(route, under: nil)
+        for (endpoint, below) in route.children() {
+            if sendWeights(snapshot.weights, step: step, route: below, to: byEndpoint[endpoint]!) { stats.weightsDirect += 1 }
         }
         for member in members { weightsSent[member] = step }
-        stats.weightsDirect += children.count
-        stats.weightsRelayed += members.count - children.count
+        stats.weightsRelayed += members.count - route.children().count
+    }
+
+    /// Takes both ends of every link of the last tree that failed out of the tree (see `parents`).
+    private func demoteFailedLinks() {
+        for asker in askers {
+            guard let parent = parents[asker] ?? nil, !askers.contains(parent) else { continue }
+            let removed = [parent, asker].filter { relays.removeValue(forKey: $0) != nil }
+            if !removed.isEmpty {
+                log("a relay did not pass the weights on to the worker below it: both are left out of the tree until they say hello again")
+            }
+        }
+        (parents, askers) = ([:], [])
     }
 
     /// Every chunk of `weights` to `peer`, with `route` below it; stops at the first that cannot be delivered.
-    private func sendWeights(_ weights: FloatBuffer, step: Int, route: RelayRoute, to peer: WorkerID) {
+    /// Whether all went.
+    @discardableResult
+    private func sendWeights(_ weights: FloatBuffer, step: Int, route: RelayRoute, to peer: WorkerID) -> Bool {
         for index in 0..<WireCodec.chunkCount(floats: weights.count) {
             if let reason = transmit(.weights(WeightsChunk(index: index, floats: weights, route: route)), step: step, to: peer) {
                 pending.append(.left(peer, reason: reason))
-                return
+                return false
             }
         }
+        return true
     }
 
     public func poll(until deadline: Double) throws -> [PoolEvent] {
@@ -209,9 +236,8 @@ public final class Coordinator: ShardPool {
     }
 
     public func forget(_ worker: WorkerID) {
-        peers.remove(worker)
+        drop(worker)
         weightsSent[worker] = nil
-        relays[worker] = nil
         resentTo[worker] = nil
         strikes.forget(worker.bytes)
         if forgotten.count < Self.forgottenLimit { forgotten.insert(worker) }
@@ -224,6 +250,12 @@ public final class Coordinator: ShardPool {
         let live = peers.count
         for peer in peers.union(forgotten) { _ = transmit(.shutdown, step: 0, to: peer) }
         log("told \(live) worker(s) to exit")
+    }
+
+    /// No longer pinged, and out of the relay tree.
+    private func drop(_ peer: WorkerID) {
+        peers.remove(peer)
+        relays[peer] = nil
     }
 
     // MARK: Sending
@@ -244,7 +276,7 @@ public final class Coordinator: ShardPool {
             try socket.send([.bytes(peer.bytes)] + codec.encode(message, step: step), dontWait: true)
             return nil
         } catch let error as ZMQError {
-            peers.remove(peer)
+            drop(peer)
             return error.code == EHOSTUNREACH ? "disconnected" : "cannot send: \(error)"
         } catch {
             log("cannot encode a message: \(error)")
@@ -254,7 +286,7 @@ public final class Coordinator: ShardPool {
 
     private func strike(_ peer: WorkerID) {
         guard strikes.strike(peer.bytes) else { return }
-        peers.remove(peer)
+        drop(peer)
         stats.bannedPeers += 1
         log("ignoring a peer from now on: \(Coordinator.strikeLimit) bad messages")
         pending.append(.left(peer, reason: "it sent bad messages"))
@@ -289,12 +321,12 @@ public final class Coordinator: ShardPool {
             }
             // Every hello is answered: a worker the driver declared lost comes back this way.
             weightsSent[peer] = nil
-            hellos += 1
-            relays[peer] = hello.relay.map { ($0, hellos) }
             if let reason = transmit(.welcome(shape), step: 0, to: peer) {
                 pending.append(.left(peer, reason: reason))
             } else {
                 peers.insert(peer)
+                hellos += 1
+                relays[peer] = hello.relay.flatMap { $0.hasPrefix("tcp://") || $0.hasPrefix("ipc://") ? ($0, hellos) : nil }
                 forgotten.remove(peer)
                 pending.append(.joined(peer, name: hello.name))
             }
@@ -307,6 +339,7 @@ public final class Coordinator: ShardPool {
             guard peers.contains(peer), let snapshot, snapshot.step == envelope.step else { return }
             guard resentTo[peer] != envelope.step else { return strike(peer) }
             resentTo[peer] = envelope.step
+            askers.insert(peer)
             stats.weightsResent += 1
             sendWeights(snapshot.weights, step: envelope.step, route: .leaf, to: peer)
         case .ping:

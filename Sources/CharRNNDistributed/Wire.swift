@@ -28,8 +28,8 @@ import CharRNN
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
 // | error    | u32 length (≤ 4096), message (UTF-8)                                  | none                   |
-// | weights  | u32 chunk index i (< k), u32 fan-out (1…64), u32 route length m (≤ 4096), then m × (u32 length ≤ 256, relay endpoint): the workers below the recipient, in pre-order (RelayRoute) | one frame: chunk i of the step's P f32 weights, cut as above |
-// | need-weights | empty: worker → coordinator, the step (header) whose weights an order of it came without and that did not arrive | none |
+// | weights  | u32 chunk index i (< k), u32 fan-out (1…64), u32 route length m (≤ 4096), then m × (u32 length 1…256, relay endpoint, printable ASCII, no spaces): the workers below the recipient, in pre-order (RelayRoute) | one frame: chunk i of the step's P f32 weights, cut as above |
+// | need-weights | empty: worker → coordinator, asking for the weights of the header's step (an order came without them, and they did not come by relay) | none |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
 // header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
@@ -43,8 +43,9 @@ import CharRNN
 // declared length is within the limit for the type (derived from the welcome's sizes, so nothing is ever
 // sized from an unchecked field), that it equals the bytes present, the checksum, then every count, index and
 // token id of the body, and that every float (weights, states, gradients, losses) is finite. Only then is
-// anything handed out. (A result's gradients are copied during the checksum's pass, into buffers sized from the
-// already-checked length, and dropped if a later check fails: one read of every byte instead of three.)
+// anything handed out. (Bulk floats, a result's gradients, a work order's weights, a weights chunk, are copied
+// during the checksum's pass, into buffers sized from the already-checked length, and dropped if a later check
+// fails: one read of every byte instead of three.)
 
 #if !_endian(little)
 #error("the wire format copies float32 and integers in host order, which must be little-endian")
@@ -237,9 +238,9 @@ public struct WireCodec: Sendable {
         var sum = WireChecksum()
         sum.add(UnsafeRawBufferPointer(rebasing: first[..<32]))
         sum.add(body)
-        // Bulk vectors (a result's gradients, a work order's weights) are copied and checked for finiteness in
-        // the checksum's pass over their frames; the checks still apply in the order listed above. Other types
-        // have no frames beyond the first.
+        // Bulk floats (a result's gradients, a work order's weights, a weights chunk) are copied and checked for
+        // finiteness in the checksum's pass over their frames; the checks still apply in the order listed above.
+        // Other types have no frames beyond the first.
         let received = type == .result || type == .work
             ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("\(type)").parameterCount, into: &sum) : nil
         let chunk = type == .weights ? Self.checksumChunk(frames[1], into: &sum) : nil
@@ -256,7 +257,7 @@ public struct WireCodec: Sendable {
         case .ping: message = .ping
         case .shutdown: message = .shutdown
         case .error: message = try decodeError(&reader)
-        case .weights: message = try decodeWeights(&reader, received: chunk)
+        case .weights: message = try decodeWeights(&reader, frame: frames[1], received: chunk)
         case .needWeights: message = .needWeights
         }
         try reader.finish()
@@ -287,8 +288,10 @@ public struct WireCodec: Sendable {
         type == .work ? 20 + s.shardCount * (16 + 4 * s.stateCount + 8 * s.tokenCount) : 12 + s.shardCount * (16 + 4 * s.stateCount)
     }
 
-    /// The largest single frame a peer of a run of `shape`'s sizes can need to send: a work order's or a
-    /// result's first frame, or a chunk. Anything larger is refused by libzmq before it is buffered.
+    /// The largest single frame a worker of a run of `shape`'s sizes can need to send the coordinator (a result's
+    /// first frame, or a chunk; a work order's first frame too, as the bound is shared), for the coordinator's
+    /// socket: anything larger is refused by libzmq before it is buffered. (Weights messages, whose route can
+    /// make a first frame of ~1 MB, never go to the coordinator; a relay's socket has its own bound.)
     public static func largestFrame(_ shape: RunShape) -> Int {
         headerSize + max(chunkBytes, largestBody(.work, shape), largestBody(.result, shape))
     }

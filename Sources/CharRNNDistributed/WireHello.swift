@@ -43,10 +43,7 @@ extension WireCodec {
             body.bytes(bytes)
         }
         body.u64(hello.identity.probe)
-        let relay = Array((hello.relay ?? "").utf8)
-        try checkEndpoint(relay)
-        body.u32(relay.count)
-        body.bytes(relay)
+        try writeEndpoint(hello.relay ?? "", into: &body, allowEmpty: true)
     }
 
     func decodeHello(_ reader: inout WireReader) throws(WireError) -> WireMessage {
@@ -65,15 +62,8 @@ extension WireCodec {
             fields.append(String(decoding: bytes, as: UTF8.self))
         }
         let identity = NumericsIdentity(kernel: fields[0], version: fields[1], probe: try reader.u64("probe"))
-        let relayLength = Int(try reader.u32("relay endpoint length"))
-        guard relayLength <= RelayRoute.maxEndpointBytes else {
-            throw .malformed("relay endpoint of \(relayLength) bytes exceeds \(RelayRoute.maxEndpointBytes)")
-        }
-        let relay = Array(try reader.take(relayLength, "relay endpoint"))
-        try Self.checkEndpoint(relay)
         return .hello(WorkerHello(
-            name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity,
-            relay: relay.isEmpty ? nil : String(decoding: relay, as: UTF8.self)))
+            name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity, relay: try Self.readEndpoint(&reader)))
     }
 
     /// The kernel and version end up in logs and errors: bounded, printable ASCII.

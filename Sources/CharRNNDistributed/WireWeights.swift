@@ -40,19 +40,16 @@ extension WireCodec {
         body.u32(chunk.index)
         body.u32(chunk.route.fanout)
         body.u32(chunk.route.endpoints.count)
-        for endpoint in chunk.route.endpoints {
-            let bytes = Array(endpoint.utf8)
-            try Self.checkEndpoint(bytes)
-            body.u32(bytes.count)
-            body.bytes(bytes)
-        }
+        for endpoint in chunk.route.endpoints { try Self.writeEndpoint(endpoint, into: &body, allowEmpty: false) }
         let bytes = chunk.bytes(parameters: shape.parameterCount)
         try Self.checkFinite(bytes, "weights")
         return bytes
     }
 
-    /// `frames`: the chunk's one frame. Copied and checked for finiteness in the checksum's pass, as `received`.
-    func decodeWeights(_ reader: inout WireReader, received: (floats: FloatBuffer, finite: Bool)?) throws(WireError) -> WireMessage {
+    /// `frame`: the chunk's one frame, copied and checked for finiteness in the checksum's pass as `received`.
+    func decodeWeights(
+        _ reader: inout WireReader, frame: UnsafeRawBufferPointer, received: (floats: FloatBuffer, finite: Bool)?
+    ) throws(WireError) -> WireMessage {
         let shape = try requireShape("weights")
         let index = Int(try reader.u32("chunk index"))
         let count = Self.chunkCount(floats: shape.parameterCount)
@@ -62,15 +59,12 @@ extension WireCodec {
         try Self.checkRoute(endpointCount, fanout: fanout)
         var endpoints: [String] = []
         for _ in 0..<endpointCount {
-            let length = Int(try reader.u32("endpoint length"))
-            guard length <= RelayRoute.maxEndpointBytes else { throw .malformed("relay endpoint of \(length) bytes exceeds \(RelayRoute.maxEndpointBytes)") }
-            let bytes = Array(try reader.take(length, "relay endpoint"))
-            try Self.checkEndpoint(bytes)
-            endpoints.append(String(decoding: bytes, as: UTF8.self))
+            guard let endpoint = try Self.readEndpoint(&reader) else { throw .malformed("an empty relay endpoint in a route") }
+            endpoints.append(endpoint)
         }
         let expected = Self.chunkRanges(floats: shape.parameterCount)[index].count
         guard let received, 4 * received.floats.count == expected else {
-            throw .malformed("weight chunk \(index) has \(4 * (received?.floats.count ?? 0)) bytes, expected \(expected)")
+            throw .malformed("weight chunk \(index) has \(frame.count) bytes, expected \(expected)")
         }
         guard received.finite else { throw .nonFinite("weights") }
         return .weights(WeightsChunk(index: index, floats: received.floats, route: RelayRoute(fanout: fanout, endpoints: endpoints)))
@@ -93,7 +87,25 @@ extension WireCodec {
         guard endpoints <= RelayRoute.maxEndpoints else { throw .malformed("a route of \(endpoints) workers exceeds \(RelayRoute.maxEndpoints)") }
     }
 
-    /// Endpoints are connected to and logged: bounded, printable ASCII.
+    /// u32 length, then the endpoint; an empty one (length 0) only where it means "none" (a hello's).
+    static func writeEndpoint(_ endpoint: String, into body: inout WireWriter, allowEmpty: Bool) throws(WireError) {
+        let bytes = Array(endpoint.utf8)
+        guard allowEmpty || !bytes.isEmpty else { throw .malformed("an empty relay endpoint in a route") }
+        try checkEndpoint(bytes)
+        body.u32(bytes.count)
+        body.bytes(bytes)
+    }
+
+    /// What `writeEndpoint` wrote; nil for an empty one.
+    static func readEndpoint(_ reader: inout WireReader) throws(WireError) -> String? {
+        let length = Int(try reader.u32("relay endpoint length"))
+        guard length <= RelayRoute.maxEndpointBytes else { throw .malformed("relay endpoint of \(length) bytes exceeds \(RelayRoute.maxEndpointBytes)") }
+        let bytes = Array(try reader.take(length, "relay endpoint"))
+        try checkEndpoint(bytes)
+        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Endpoints are connected to and logged: bounded, printable ASCII without spaces.
     static func checkEndpoint(_ bytes: [UInt8]) throws(WireError) {
         guard bytes.count <= RelayRoute.maxEndpointBytes else {
             throw .malformed("relay endpoint of \(bytes.count) bytes exceeds \(RelayRoute.maxEndpointBytes)")

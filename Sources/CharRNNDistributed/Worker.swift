@@ -87,9 +87,15 @@ public final class Worker {
     private var waitingSince = 0.0
     /// The step we last asked the coordinator for weights: once per step.
     private var askedForStep: Int?
-    /// The newest step any order or chunk was of: the coordinator has finished the steps before it, so their
-    /// chunks (late ones, from a slow relay) are neither put together nor passed on.
+    /// The newest step the coordinator itself sent us anything of (an order, a chunk). It has finished the steps
+    /// before it, so their chunks (late ones, from a slow relay) are neither put together nor passed on. Relayed
+    /// chunks never advance it (a relayed chunk of a far-future step cannot make us drop the real ones).
     private var newestStep = 0
+    /// The chunks of `newestStep` passed on to our children: forwarding does not depend on whether we needed
+    /// them (we may have the weights from an order already).
+    private var forwarded: (step: Int, indices: Set<Int>) = (0, [])
+    /// Bad messages on the relay socket, logged sparingly: anyone may send there.
+    private var badRelayed = 0
     private var stoppedMidRelay = false
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
@@ -149,6 +155,8 @@ public final class Worker {
         try pull.setOption(.heartbeatTimeout, 1500)
         // A chunk's first frame with the longest route, or a chunk: nothing larger is buffered.
         try pull.setOption(.maxMessageSize, WireCodec.headerSize + max(WireCodec.chunkBytes, WireCodec.largestWeightsBody))
+        // Bounds what a sender can make us buffer (the sender's own queue holds the rest of a step's chunks).
+        try pull.setOption(.receiveHighWaterMark, 64)
         do {
             try IPCEndpoint.requireFree(endpoint)
             try pull.bind(endpoint)
@@ -157,7 +165,7 @@ public final class Worker {
         }
         let address = try pull.lastEndpoint()
         // Other workers connect to what we advertise: a wildcard address is not one they can reach.
-        if address.contains("0.0.0.0") || address.contains("[::]") || address.contains("*") {
+        if address.contains("0.0.0.0") || address.contains("[::]") {
             throw WorkerError.relay("give an address other workers can reach, e.g. tcp://10.0.0.2:* (not \(endpoint))")
         }
         guard (try? WireCodec.checkEndpoint(Array(address.utf8))) != nil else {
@@ -196,13 +204,16 @@ public final class Worker {
                 lastHello = now
                 send(.hello(hello), step: 0)
             }
-            if let first = waiting.first, askedForStep != first.step, now - waitingSince >= (relayIn == nil ? 0 : options.relayPatience) {
+            if let first = waiting.first, askedForStep != first.step, now - waitingSince >= (relayIn == nil ? 0 : options.relayPatience),
+               send(.needWeights, step: first.step)
+            {
                 askedForStep = first.step
-                send(.needWeights, step: first.step)
             }
-            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relayIn.map { [($0, .readable)] } ?? []), timeoutMs: 100)
+            // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
+            let relaying = joined ? relayIn : nil
+            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0, .readable)] } ?? []), timeoutMs: 100)
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
-            if joined, let relayIn { try receiveRelayed(relayIn) }
+            if let relaying { try receiveRelayed(relaying) }
             guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
@@ -234,7 +245,7 @@ public final class Worker {
                 }
                 // Orders and weights from another run cannot be used with this run's sizes.
                 if codec.runID != envelope.runID {
-                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep) = ([], nil, [], nil, nil, 0)
+                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep, forwarded) = ([], nil, [], nil, nil, 0, (0, []))
                 }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
@@ -261,7 +272,8 @@ public final class Worker {
             case .weights(let chunk):
                 // From the coordinator: we are one of its children in the tree, or it answers our need-weights.
                 guard joined else { continue }
-                take(chunk, step: envelope.step)
+                newestStep = max(newestStep, envelope.step)
+                take(chunk, step: envelope.step, fromCoordinator: true)
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
                 return
@@ -285,27 +297,35 @@ public final class Worker {
         return Array(sha.hexDigest().utf8.prefix(32))
     }
 
-    /// Takes every chunk our parent in the relay tree has pushed (anything else there is dropped: that socket
-    /// carries weights only).
+    /// Takes the chunks our parent in the relay tree has pushed (anything else there is dropped: that socket
+    /// carries weights only), a step's worth at most per call so that the coordinator's socket is read too.
     private func receiveRelayed(_ relayIn: ZMQSocket) throws {
-        while let frames = try relayIn.receiveMultipart(timeoutMs: 0) {
+        let limit = WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4
+        for _ in 0..<limit {
+            guard let frames = try relayIn.receiveMultipart(timeoutMs: 0) else { return }
             guard let envelope = try? codec.decode(frames), case .weights(let chunk) = envelope.message else {
-                log("dropped a bad frame on the relay socket")
+                badRelayed += 1
+                if badRelayed <= 10 || badRelayed % 1000 == 0 { log("dropped a bad message on the relay socket (\(badRelayed) so far)") }
                 continue
             }
-            take(chunk, step: envelope.step)
+            take(chunk, step: envelope.step, fromCoordinator: false)
         }
     }
 
     /// A chunk of `step`'s weights: passed on to our children at once (the broadcast is pipelined chunk by
-    /// chunk), then put in place. Chunks of a step older than the newest we know of, or whose weights we have,
-    /// are dropped.
-    private func take(_ chunk: WeightsChunk, step: Int) {
-        guard let shape = codec.shape, step >= newestStep, step > stepWeights?.step ?? -1 else { return }
-        newestStep = step
+    /// chunk), then put in place. Chunks of a step older than the newest we know of are dropped, and so are
+    /// chunks of a step whose weights we have, once passed on. A relayed chunk never displaces the chunks of a
+    /// newer step (which may be forged: the coordinator's answer to our need-weights then does).
+    private func take(_ chunk: WeightsChunk, step: Int, fromCoordinator: Bool) {
+        guard let shape = codec.shape, step >= newestStep else { return }
+        if forwarded.step != step { forwarded = (step, []) }
+        // A chunk with nobody below (the coordinator's answer to need-weights) does not count as passed on: our
+        // parent's copy of it, with the route, may still come.
+        if !chunk.route.endpoints.isEmpty, forwarded.indices.insert(chunk.index).inserted { forward(chunk, step: step) }
+        guard step > stepWeights?.step ?? -1 else { return }
+        if let other = assembly?.step, other > step, !fromCoordinator { return }
         if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
         guard !assembly!.has(chunk.index) else { return }
-        forward(chunk, step: step)
         assembly!.add(chunk)
         if assembly!.isComplete {
             let weights = assembly!.weights
@@ -404,14 +424,19 @@ public final class Worker {
         startNext()
     }
 
-    private func send(_ message: WireMessage, step: Int) {
+    /// Whether the message left (or was queued); a need-weights that did not is tried again.
+    @discardableResult
+    private func send(_ message: WireMessage, step: Int) -> Bool {
         do {
             try socket.send(codec.encode(message, step: step), dontWait: true)
+            return true
         } catch let error as ZMQError where error.code == EAGAIN {
-            // No connection up, or the coordinator is not reading. A hello is tried again later; lost work is
-            // dealt again by the coordinator at its deadline.
-            if case .hello = message { return }
-            log("cannot send to the coordinator now (not connected, or it is not reading): step \(step) dropped")
+            // No connection up, or the coordinator is not reading. A hello or need-weights is tried again later;
+            // lost work is dealt again by the coordinator at its deadline.
+            switch message {
+            case .hello, .needWeights: break
+            default: log("cannot send to the coordinator now (not connected, or it is not reading): step \(step) dropped")
+            }
         } catch let error as WireError {
             // A non-finite gradient (diverged weights, or the fault injection) must not reach Adam: the
             // encoder refuses it, and the coordinator hears why and gives the shards to someone else.
@@ -419,6 +444,7 @@ public final class Worker {
         } catch {
             log("cannot send to the coordinator: \(error)")
         }
+        return false
     }
 }
 

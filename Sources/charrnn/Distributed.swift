@@ -19,6 +19,11 @@ struct CoordinatorCommand: ParsableCommand {
         var options = CoordinatorOptions(endpoint: bind)
         options.pingInterval = cluster.pingInterval
         options.relayFanout = cluster.relayFanout
+        if cluster.verify > 0 && cluster.relayFanout > 0 {
+            // A relay could pass its whole subtree the same wrong weights, and two workers below it would then
+            // agree on a wrong result: checks need every worker's weights to come from the coordinator.
+            options.relayFanout = 0
+        }
         // validate() saw that the two key options come together.
         if let secretKey, let authorizedKeys {
             options.curve = (try CurveKeyPair.load(secretKeyFile: secretKey), try CurveKeyFile.readPublicKeys(authorizedKeys))
@@ -103,7 +108,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
-    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; 0: send them to every worker directly.")
+    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; 0: send them to every worker directly (so does --verify).")
     var relayFanout = 2
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
     @Option(help: ArgumentHelp("Benchmarks only: shards a worker holds at most (as many as the step has: all dealt at once).", visibility: .hidden))
@@ -169,6 +174,10 @@ struct WorkerCommand: ParsableCommand {
         if !(1...1000).contains(faultSlowdown) { throw ValidationError("--fault-slowdown must be from 1 to 1000") }
         if !(relayPatience > 0) || !relayPatience.isFinite { throw ValidationError("--relay-patience must be a positive number of seconds") }
         if relay != nil && secretKey != nil { throw ValidationError("--relay passes the weights in plaintext: it cannot be combined with keys (--secret-key)") }
+        if let relay, relay.hasPrefix("tcp://"), !connect.hasPrefix("tcp://") {
+            throw ValidationError("--relay \(relay) would listen on TCP without keys for a coordinator that is not on TCP: use an ipc:// relay endpoint")
+        }
+        if let relay, !relay.hasPrefix("tcp://") && !relay.hasPrefix("ipc://") { throw ValidationError("--relay takes tcp://ADDRESS:PORT or ipc://PATH, got \(relay)") }
     }
 
     func run() throws {

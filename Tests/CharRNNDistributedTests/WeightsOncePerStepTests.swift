@@ -72,8 +72,70 @@ final class CoordinatorWeightsTests: XCTestCase {
         XCTAssertEqual(chunks.map(\.step), [5], "the parameters fit one chunk")
         XCTAssertEqual(chunks.first?.chunk?.index, 0)
         XCTAssertEqual(chunks.first?.chunk?.route, .leaf)
-        XCTAssertTrue(try ask(step: 5).isEmpty, "asked twice")
+        XCTAssertTrue(try ask(step: 5).isEmpty, "asked twice (a strike)")
         XCTAssertEqual(coordinator.stats.weightsResent, 1)
+    }
+}
+
+/// The coordinator's relay tree: three relaying workers (test DEALERs) in a chain; when the second asks for the
+/// weights while the first, its parent, did not, the link between them failed and both leave the next tree.
+final class CoordinatorRelayTreeTests: XCTestCase {
+    private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
+
+    func testBothEndsOfAFailedLinkLeaveTheTree() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rt-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        var options = CoordinatorOptions(endpoint: endpoint)
+        options.relayFanout = 1
+        let coordinator = try Coordinator(shape: shape, options: options, log: { _ in })
+        let context = try ZMQContext()
+        var codec = WireCodec()
+        var workers: [(socket: ZMQSocket, id: WorkerID)] = []
+        for name in ["a", "b", "c"] {
+            let dealer = try ZMQSocket(context, .dealer)
+            try dealer.setOption(.linger, 0)
+            try dealer.connect(endpoint)
+            try dealer.send(codec.encode(.hello(WorkerHello(name: name, blasThreads: 1, relay: "ipc:///relay/\(name)")), step: 0))
+            var id: WorkerID?
+            for _ in 0..<200 where id == nil {
+                for case .joined(let joined, _) in try coordinator.poll(until: PhaseClock.now() + 0.05) { id = joined }
+            }
+            workers.append((dealer, try XCTUnwrap(id, "the coordinator never saw \(name)'s hello")))
+        }
+        /// What each worker got: a weights chunk's route, "order+weights" or "order".
+        func received() throws -> [[String]] {
+            try workers.map { w in
+                var got: [String] = []
+                while let frames = try w.socket.receiveMultipart(timeoutMs: 300) {
+                    let envelope = try codec.decode(frames)
+                    switch envelope.message {
+                    case .welcome(let s): codec = WireCodec(runID: envelope.runID, shape: s)
+                    case .weights(let chunk): got.append("chunk for \(chunk.route.endpoints)")
+                    case .work: got.append("order+weights")
+                    case .workSameWeights: got.append("order")
+                    default: break
+                    }
+                }
+                return got
+            }
+        }
+        func deal(_ step: Int) throws -> [[String]] {
+            let ids = [Int32](repeating: 1, count: shape.tokenCount)
+            let weights = FloatBuffer(count: shape.parameterCount)
+            for (k, w) in workers.enumerated() {
+                let order = WorkOrder(epoch: 0, shards: [WorkShard(index: k, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
+                XCTAssertTrue(coordinator.send(order, step: step, to: w.id))
+            }
+            return try received()
+        }
+        XCTAssertEqual(try deal(1), [["chunk for [\"ipc:///relay/b\", \"ipc:///relay/c\"]", "order"], ["order"], ["order"]])
+        try workers[1].socket.send(codec.encode(.needWeights, step: 1))
+        for _ in 0..<20 { _ = try coordinator.poll(until: PhaseClock.now() + 0.01) }
+        XCTAssertEqual(coordinator.stats.weightsResent, 1)
+        XCTAssertEqual(try received(), [[], ["chunk for []"], []], "the weights again, to b alone")
+        XCTAssertEqual(try deal(2), [["order+weights"], ["order+weights"], ["chunk for []", "order"]])
     }
 }
 
@@ -91,7 +153,7 @@ final class WorkerStepWeightsTests: XCTestCase {
     /// An order without weights of a step the worker has no weights for waits, and the worker (which does not
     /// relay) asks for them at once; once they came (here as a chunk), it is computed, and so are the step's
     /// later orders without weights, in arrival order, with those weights: the same bits as orders that carry them.
-    func testOrdersWithoutWeightsUseTheStepsWeightsOrAreRefused() throws {
+    func testOrdersWithoutWeightsWaitForTheStepsWeights() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ww-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -491,6 +491,18 @@ final class WireTests: XCTestCase {
         withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { nan[1].replaceSubrange(8..<12, with: $0) }
         reseal(&nan)
         assertRejects(nan, with: bigCodec, .nonFinite("weights"))
+        var empty = good
+        put(UInt32(0), at: WireCodec.headerSize + 12, in: &empty[0])
+        empty[0].removeSubrange((WireCodec.headerSize + 16)..<(WireCodec.headerSize + 16 + "ipc:///a".utf8.count))
+        put(UInt64(empty[0].count - WireCodec.headerSize + empty[1].count), at: 24, in: &empty[0])
+        reseal(&empty)
+        assertMalformed(empty, with: bigCodec, containing: "an empty relay endpoint")
+        XCTAssertThrowsError(try bigCodec.encode(.weights(WeightsChunk(index: 0, floats: weights, route: RelayRoute(fanout: 1, endpoints: [""])))))
+        var ragged = good
+        ragged[1].removeLast()
+        put(UInt64(ragged[0].count - WireCodec.headerSize + ragged[1].count), at: 24, in: &ragged[0])
+        reseal(&ragged)
+        assertMalformed(ragged, with: bigCodec, containing: "has \(ragged[1].count) bytes")
         var twoFrames = good
         twoFrames.append([0, 0, 0, 0])
         reseal(&twoFrames)

@@ -18,8 +18,7 @@ final class WorkerRelayTests: XCTestCase {
 
     /// Chunks arriving out of order and twice are each passed on once, at once, with the route below the child;
     /// the order that came before them is computed with the weights they make up (the bits of an order that
-    /// carried them); chunks of an older step are neither used nor passed on; and nothing is asked of the
-    /// coordinator while the weights come in time.
+    /// carried them); chunks of a step older than the order's are neither used nor passed on.
     func testChunksArePassedOnOnceAndMakeUpTheStepsWeights() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wr-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -34,7 +33,8 @@ final class WorkerRelayTests: XCTestCase {
 
         var options = WorkerOptions(endpoint: "ipc://\(dir.path)/c.sock", name: "w", blasThreads: 1)
         options.relay = "ipc://\(dir.path)/w.relay"
-        options.relayPatience = 60
+        // Short, so that the need-weights it sends tells the test that the order is in.
+        options.relayPatience = 0.2
         let stop = Flag(), done = DispatchSemaphore(value: 0)
         let worker = try Worker(options: options, log: { _ in }, shouldStop: { stop.isSet })
         nonisolated(unsafe) let running = worker
@@ -66,6 +66,9 @@ final class WorkerRelayTests: XCTestCase {
         let ids = (0..<shape.tokenCount).map { _ in Int32(rng.nextIndex(below: 65)) }
         let shard = WorkShard(index: 1, state: nil, rows: ShardRows(rows: 2, seq: 3, inputs: ids, targets: ids.reversed()))
         try router.send([.bytes(hello.peer)] + codec.encode(.workSameWeights(epoch: 0, shards: [shard]), step: 3))
+        let asked = try receive()
+        guard case .needWeights = asked.message else { return XCTFail("\(asked.message)") }
+        XCTAssertEqual(asked.step, 3)
 
         let parent = try ZMQSocket(context, .push)
         try parent.setOption(.linger, 0)
@@ -73,7 +76,7 @@ final class WorkerRelayTests: XCTestCase {
         let route = RelayRoute(fanout: 1, endpoints: ["ipc://\(dir.path)/child.relay", "ipc://\(dir.path)/grandchild.relay"])
         let k = WireCodec.chunkCount(floats: shape.parameterCount)
         XCTAssertEqual(k, 3)
-        // A chunk of an older step first (the worker learns of step 3 from the order), then step 3's out of order.
+        // A chunk of an older step first (the worker knows of step 3 from the order), then step 3's out of order.
         for (index, step) in [(0, 2), (2, 3), (0, 3), (0, 3), (1, 3)] {
             try parent.send(codec.encode(.weights(WeightsChunk(index: index, floats: weights, route: route)), step: step))
         }
@@ -88,7 +91,7 @@ final class WorkerRelayTests: XCTestCase {
         XCTAssertEqual(passed.sorted(), [0, 1, 2], "each chunk once")
 
         let answer = try receive()
-        guard case .result(let results) = answer.message else { return XCTFail("asked instead of computing: \(answer.message)") }
+        guard case .result(let results) = answer.message else { return XCTFail("\(answer.message)") }
         XCTAssertEqual(answer.step, 3)
         let reference = ShardStep(config: shape.config, maxRows: 2, seq: 3).compute(WorkOrder(epoch: 0, shards: [shard], weights: weights), step: 3) {
             FloatBuffer(count: self.shape.parameterCount)
