@@ -95,6 +95,24 @@ final class RelayTests: XCTestCase {
         }
     }
 
+    /// With --verify every worker's weights come from the coordinator: two workers below one lying relay would
+    /// agree on a wrong result.
+    func testVerifyTurnsTheRelayTreeOff() throws {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let ckpt = dir.appendingPathComponent("ckpt")
+        let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
+                                                          "--steps", "3", "--min-workers", "3", "--verify", "1"] + model)
+        let pool = try (0..<3).map { try group.worker(endpoint, name: "w\($0)", extra: ["--relay", relayEndpoint("ipc", dir, "w\($0)")]) }
+        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+        for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
+        let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
+        XCTAssertEqual(status.weightsRelayed, 0)
+        XCTAssertGreaterThan(status.verifiedShards, 0)
+    }
+
     func testBadRelayOptionsAreOneLineErrors() throws {
         let dir = try CLI.temporaryDirectory(self)
         assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://127.0.0.1:*", "--secret-key", "k", "--coordinator-key", "c"]), mentions: "plaintext")
