@@ -33,8 +33,8 @@ usage: Deploy/scale/scale.sh [options]
   --no-compute           skip the compute measurement and the projection
   --insecure             plain TCP (default: CURVE keys from charrnn keygen, as a real cluster runs)
   --relay-fanout F       workers relay the weights (worker --relay on each host's address) down a tree of
-                         fan-out F (coordinator --relay-fanout F); relays are plaintext, so this needs
-                         --insecure (default: 0, every worker gets the weights from the coordinator)
+                         fan-out F (coordinator --relay-fanout F), over CURVE like the rest unless --insecure
+                         (default: 0, every worker gets the weights from the coordinator)
   --logs DIR             keep every process's output and run directory in DIR (default: removed)
 EOF
 }
@@ -83,7 +83,6 @@ for v in steps warmup embed units rows seq timeout deadline cthreads compute_row
 done
 [ "$warmup" -lt "$steps" ] || die "--warmup ($warmup) must be less than --steps ($steps)"
 [[ $fanout =~ ^[0-9]+$ ]] && [ "$fanout" -le 64 ] || die "--relay-fanout must be a whole number from 0 to 64, got '$fanout'"
-[ "$fanout" -eq 0 ] || [ "$insecure" -eq 1 ] || die "--relay-fanout needs --insecure (relays pass the weights in plaintext)"
 [ -n "${workers_list// /}" ] || die "--workers is empty"
 for n in $workers_list; do [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] || die "worker counts are 1 to 250, got '$n'"; done
 [ -n "${rates_list// /}" ] || die "--rates is empty"

@@ -1,13 +1,14 @@
 import Foundation
 
-/// Answers libzmq's ZAP requests (ZeroMQ RFC 27) for the coordinator's socket on a thread of its own, so a
-/// handshake never waits for a training step: a CURVE client gets in only if its long-term public key is on
-/// the allow-list. libzmq asks before the connection can carry a single message.
+/// Answers libzmq's ZAP requests (ZeroMQ RFC 27) for a context's CURVE server sockets (the coordinator's, a
+/// relaying worker's) on a thread of its own, so a handshake never waits for a training step: a CURVE client
+/// gets in only if its long-term public key is on the allow-list. libzmq asks before the connection can carry a
+/// single message.
 final class Authenticator: @unchecked Sendable {
     static let endpoint = "inproc://zeromq.zap.01"
 
     private let socket: ZMQSocket
-    private let allowed: Set<[UInt8]>
+    private var allowed: Set<[UInt8]>
     private let log: @Sendable (String) -> Void
     private let lock = NSLock()
     private var stopping = false
@@ -20,6 +21,11 @@ final class Authenticator: @unchecked Sendable {
         self.allowed = Set(allowed.map(\.bytes))
         self.log = log
         Thread.detachNewThread { [self] in serve() }
+    }
+
+    /// Replaces the allow-list (a relaying worker learns it from the coordinator after it joined).
+    func allow(_ keys: Set<CurveKey>) {
+        lock.withLock { allowed = Set(keys.map(\.bytes)) }
     }
 
     /// Stops answering and closes the socket (before the context is terminated).
@@ -42,7 +48,7 @@ final class Authenticator: @unchecked Sendable {
             let address = String(decoding: frames[3].array, as: UTF8.self)
             let mechanism = String(decoding: frames[5].array, as: UTF8.self)
             let key = frames.count >= 7 ? frames[6].array : []
-            let ok = mechanism == "CURVE" && allowed.contains(key)
+            let ok = mechanism == "CURVE" && lock.withLock { allowed.contains(key) }
             if !ok {
                 let who = key.count == 32 ? CurveKey(bytes: key).z85 : "no key"
                 log("refused a \(mechanism) connection from \(address): key \(who) is not authorized")

@@ -11,8 +11,8 @@ public struct CoordinatorOptions: Sendable {
     /// and no encryption (the CLI allows that only on ipc, or with --insecure).
     public var curve: (keys: CurveKeyPair, authorized: Set<CurveKey>)? = nil
     /// Children per node of the relay tree the weights go down (`RelayRoute`); 0 sends every worker the
-    /// weights directly. Only workers that announce a relay endpoint are in the tree, and never with `curve`
-    /// (relays pass the weights in plaintext).
+    /// weights directly. Only workers that announce a relay endpoint are in the tree (with `curve`, and their
+    /// key: relay links are CURVE too).
     public var relayFanout = 2
 
     public init(endpoint: String) { self.endpoint = endpoint }
@@ -82,7 +82,7 @@ public final class Coordinator: ShardPool {
     /// or says hello, so a worker that may have lost its state gets them again.
     private var weightsSent: [WorkerID: Int] = [:]
     /// Workers that relay: their endpoint, and when they (last) said hello, which orders the tree.
-    private var relays: [WorkerID: (endpoint: String, since: Int)] = [:]
+    private var relays: [WorkerID: (peer: RelayPeer, since: Int)] = [:]
     private var hellos = 0
     /// The current step's tree: each member's parent (nil: a child of the coordinator), and who asked for the
     /// weights. A worker that asked while its parent did not marks a link that failed: the parent stalled or does
@@ -174,25 +174,25 @@ public final class Coordinator: ShardPool {
     /// that does not get them asks (need-weights).
     private func broadcast(step: Int) {
         demoteFailedLinks()
-        guard options.relayFanout > 0, options.curve == nil, let snapshot else { return }
+        guard options.relayFanout > 0, let snapshot else { return }
         // In hello order; of two live peers at one endpoint (a restarted worker whose old self is not yet
         // forgotten) the newer. Beyond the most a route can name, workers get the weights in their orders.
         var byEndpoint: [String: WorkerID] = [:]
         for (peer, relay) in relays.filter({ peers.contains($0.key) }).sorted(by: { $0.value.since < $1.value.since }) {
-            byEndpoint[relay.endpoint] = peer
+            byEndpoint[relay.peer.endpoint] = peer
         }
         let members = Array(byEndpoint.values.sorted { relays[$0]!.since < relays[$1]!.since }.prefix(RelayRoute.maxEndpoints + 1))
         guard !members.isEmpty else { return }
-        let route = RelayRoute(fanout: min(options.relayFanout, RelayRoute.maxFanout), endpoints: members.map { relays[$0]!.endpoint })
+        let route = RelayRoute(fanout: min(options.relayFanout, RelayRoute.maxFanout), peers: members.map { relays[$0]!.peer })
         func record(_ route: RelayRoute, under parent: WorkerID?) {
-            for (endpoint, below) in route.children() {
-                parents[byEndpoint[endpoint]!] = .some(parent)
-                record(below, under: byEndpoint[endpoint]!)
+            for (child, below) in route.children() {
+                parents[byEndpoint[child.endpoint]!] = .some(parent)
+                record(below, under: byEndpoint[child.endpoint]!)
             }
         }
         record(route, under: nil)
-        for (endpoint, below) in route.children() {
-            if sendWeights(snapshot.weights, step: step, route: below, to: byEndpoint[endpoint]!) { stats.weightsDirect += 1 }
+        for (child, below) in route.children() {
+            if sendWeights(snapshot.weights, step: step, route: below, to: byEndpoint[child.endpoint]!) { stats.weightsDirect += 1 }
         }
         for member in members { weightsSent[member] = step }
         stats.weightsRelayed += members.count - route.children().count
@@ -326,7 +326,14 @@ public final class Coordinator: ShardPool {
             } else {
                 peers.insert(peer)
                 hellos += 1
-                relays[peer] = hello.relay.flatMap { $0.hasPrefix("tcp://") || $0.hasPrefix("ipc://") ? ($0, hellos) : nil }
+                // With keys, a relay needs its own (its parent connects as a CURVE client of it) and the run's
+                // worker keys (which its socket admits).
+                if let relay = hello.relay, relay.endpoint.hasPrefix("tcp://") || relay.endpoint.hasPrefix("ipc://"),
+                   (relay.key != nil) == (options.curve != nil),
+                   options.curve.map({ transmit(.relayKeys(Array($0.authorized)), step: 0, to: peer) == nil }) ?? true
+                {
+                    relays[peer] = (relay, hellos)
+                }
                 forgotten.remove(peer)
                 pending.append(.joined(peer, name: hello.name))
             }
@@ -344,7 +351,7 @@ public final class Coordinator: ShardPool {
             sendWeights(snapshot.weights, step: envelope.step, route: .leaf, to: peer)
         case .ping:
             break
-        case .welcome, .work, .workSameWeights, .shutdown, .weights:
+        case .welcome, .work, .workSameWeights, .shutdown, .weights, .relayKeys:
             stats.badFrames += 1
             strike(peer)
         }

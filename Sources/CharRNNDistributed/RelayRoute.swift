@@ -19,6 +19,10 @@
 ///
 /// Depth is about log_fanout(N), and fan-out 1 is a chain (each link carries the weights once; the last
 /// worker's chunk has passed through N−1 others). The split changes only the route, never a result.
+///
+/// In a run with keys every relay link is CURVE too: each worker's relay socket is a CURVE server with the
+/// worker's own key pair, which its parent needs to know (`RelayPeer.key`), and admits only the run's
+/// authorized worker keys (sent by the coordinator, `WireMessage.relayKeys`).
 public struct RelayRoute: Equatable, Sendable {
     public static let maxFanout = 64
     /// Workers a route may name; bounds a chunk's first frame.
@@ -27,29 +31,47 @@ public struct RelayRoute: Equatable, Sendable {
     public static let maxEndpointBytes = 256
 
     public let fanout: Int
-    /// The relay endpoints of the workers below, in pre-order.
-    public let endpoints: [String]
+    /// The workers below, in pre-order.
+    public let peers: [RelayPeer]
 
-    public init(fanout: Int, endpoints: [String]) {
+    public init(fanout: Int, peers: [RelayPeer]) {
         precondition((1...Self.maxFanout).contains(fanout), "fan-out \(fanout) outside 1…\(Self.maxFanout)")
         self.fanout = fanout
-        self.endpoints = endpoints
+        self.peers = peers
     }
 
+    /// Workers of a run without keys.
+    public init(fanout: Int, endpoints: [String]) {
+        self.init(fanout: fanout, peers: endpoints.map { RelayPeer(endpoint: $0) })
+    }
+
+    public var endpoints: [String] { peers.map(\.endpoint) }
+
     /// A route with nobody below.
-    public static let leaf = RelayRoute(fanout: 1, endpoints: [])
+    public static let leaf = RelayRoute(fanout: 1, peers: [])
 
     /// The children, each with the route below it, in order.
-    public func children() -> [(endpoint: String, below: RelayRoute)] {
-        let n = endpoints.count
+    public func children() -> [(peer: RelayPeer, below: RelayRoute)] {
+        let n = peers.count
         let parts = min(fanout, n)
-        var out: [(String, RelayRoute)] = []
+        var out: [(RelayPeer, RelayRoute)] = []
         var start = 0
         for k in 0..<parts {
             let size = n / parts + (k < n % parts ? 1 : 0)
-            out.append((endpoints[start], RelayRoute(fanout: fanout, endpoints: Array(endpoints[(start + 1)..<(start + size)]))))
+            out.append((peers[start], RelayRoute(fanout: fanout, peers: Array(peers[(start + 1)..<(start + size)]))))
             start += size
         }
         return out
+    }
+}
+
+/// A relaying worker as others reach it: its relay endpoint and, in a run with keys, its CURVE public key.
+public struct RelayPeer: Hashable, Sendable {
+    public let endpoint: String
+    public let key: CurveKey?
+
+    public init(endpoint: String, key: CurveKey? = nil) {
+        self.endpoint = endpoint
+        self.key = key
     }
 }

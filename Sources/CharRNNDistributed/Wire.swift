@@ -12,7 +12,7 @@ import CharRNN
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
 // | 4      | 2    | version        | u16, 6                                                              |
-// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights |
+// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
 // | 24     | 8    | payload length | u64, bytes after the header in frame 0 plus all bytes of frames 1…  |
@@ -21,14 +21,15 @@ import CharRNN
 // Bodies (rest of frame 0) and extra frames, by type
 // | type     | body                                                                  | frames 1…              |
 // |----------|-----------------------------------------------------------------------|------------------------|
-// | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity), u32 relay endpoint length (≤ 256; 0: the worker does not relay), relay endpoint (printable ASCII, no spaces); the header's version is the worker's protocol version | none |
+// | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity), u32 relay endpoint length (≤ 256; 0: the worker does not relay), relay endpoint (printable ASCII, no spaces), u32 relay key length (0, or 32 with keys and an endpoint), the worker's CURVE public key; the header's version is the worker's protocol version | none |
 // | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
 // | work     | u64 epoch, u64 weight count (= P; or 0: no weight frames, the worker computes with the step's weights, which it was sent with an earlier order or gets in weights messages, and asks for them with need-weights when they do not come), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames (none with weight count 0) |
 // | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n·k: P f32 gradient of each shard, in body order, k frames each |
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
 // | error    | u32 length (≤ 4096), message (UTF-8)                                  | none                   |
-// | weights  | u32 chunk index i (< k), u32 fan-out (1…64), u32 route length m (≤ 4096), then m × (u32 length 1…256, relay endpoint, printable ASCII, no spaces): the workers below the recipient, in pre-order (RelayRoute) | one frame: chunk i of the step's P f32 weights, cut as above |
+// | weights  | u32 chunk index i (< k), u32 fan-out (1…64), u32 route length m (≤ 4096), u32 keyed (0 or 1), then m × (u32 length 1…256, relay endpoint, printable ASCII, no spaces, and when keyed its worker's 32-byte CURVE public key): the workers below the recipient, in pre-order (RelayRoute) | one frame: chunk i of the step's P f32 weights, cut as above |
+// | relay-keys | u32 n (≤ 4096), n × 32-byte CURVE public keys: coordinator → relaying worker of a run with keys, the worker keys its relay socket admits | none |
 // | need-weights | empty: worker → coordinator, asking for the weights of the header's step (an order came without them, and they did not come by relay) | none |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
@@ -109,6 +110,8 @@ public enum WireMessage: Sendable {
     case weights(WeightsChunk)
     /// worker → coordinator: an order of the step came without weights, and they did not come by relay either.
     case needWeights
+    /// coordinator → relaying worker, with keys: the worker keys its relay socket lets in (the run's authorized ones).
+    case relayKeys([CurveKey])
 }
 
 /// A decoded message with its header fields.
@@ -119,7 +122,7 @@ public struct WireEnvelope: Sendable {
 }
 
 private enum MessageType: UInt16 {
-    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights
+    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys
 }
 
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
@@ -181,6 +184,9 @@ public struct WireCodec: Sendable {
             chunk = (try encodeWeights(weights, into: &body), weights.floats)
         case .needWeights:
             type = .needWeights
+        case .relayKeys(let keys):
+            type = .relayKeys
+            try Self.encodeRelayKeys(keys, into: &body)
         }
         let frames = chunk.map { [$0] } ?? extra
 
@@ -259,6 +265,7 @@ public struct WireCodec: Sendable {
         case .error: message = try decodeError(&reader)
         case .weights: message = try decodeWeights(&reader, frame: frames[1], received: chunk)
         case .needWeights: message = .needWeights
+        case .relayKeys: message = try decodeRelayKeys(&reader)
         }
         try reader.finish()
         return WireEnvelope(runID: run, step: stepValue, message: message)
@@ -267,7 +274,8 @@ public struct WireCodec: Sendable {
     /// The largest payload a message of `type` can carry, and how many frames it can have.
     private func limits(_ type: MessageType) throws(WireError) -> (Int, ClosedRange<Int>) {
         switch type {
-        case .hello: return (8 + Self.maxNameBytes + 2 * (4 + NumericsIdentity.maxFieldBytes) + 8 + 4 + RelayRoute.maxEndpointBytes, 1...1)
+        case .hello: return (8 + Self.maxNameBytes + 2 * (4 + NumericsIdentity.maxFieldBytes) + 8 + 4 + RelayRoute.maxEndpointBytes + 4 + 32, 1...1)
+        case .relayKeys: return (4 + 32 * RelayRoute.maxEndpoints, 1...1)
         case .welcome: return (52, 1...1)
         case .ping, .shutdown, .needWeights: return (0, 1...1)
         case .weights: return (Self.largestWeightsBody + Self.chunkBytes, 2...2)

@@ -4,11 +4,11 @@ public struct WorkerHello: Equatable, Sendable {
     public var blasThreads: Int
     /// How it computes: the coordinator admits only workers that compute as it does.
     public var identity: NumericsIdentity
-    /// Where other workers reach this one to pass it the weights (a relay of the tree); nil when it takes them
-    /// from the coordinator only.
-    public var relay: String?
+    /// Where (and, with keys, as whom) other workers reach this one to pass it the weights (a relay of the tree);
+    /// nil when it takes them from the coordinator only.
+    public var relay: RelayPeer?
 
-    public init(name: String, blasThreads: Int, identity: NumericsIdentity = .current, relay: String? = nil) {
+    public init(name: String, blasThreads: Int, identity: NumericsIdentity = .current, relay: RelayPeer? = nil) {
         self.name = name
         self.blasThreads = blasThreads
         self.identity = identity
@@ -43,7 +43,7 @@ extension WireCodec {
             body.bytes(bytes)
         }
         body.u64(hello.identity.probe)
-        try writeEndpoint(hello.relay ?? "", into: &body, allowEmpty: true)
+        try writeRelay(hello.relay, into: &body)
     }
 
     func decodeHello(_ reader: inout WireReader) throws(WireError) -> WireMessage {
@@ -63,7 +63,7 @@ extension WireCodec {
         }
         let identity = NumericsIdentity(kernel: fields[0], version: fields[1], probe: try reader.u64("probe"))
         return .hello(WorkerHello(
-            name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity, relay: try Self.readEndpoint(&reader)))
+            name: String(decoding: name, as: UTF8.self), blasThreads: threads, identity: identity, relay: try Self.readRelay(&reader)))
     }
 
     /// The kernel and version end up in logs and errors: bounded, printable ASCII.

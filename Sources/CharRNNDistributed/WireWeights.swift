@@ -24,8 +24,8 @@ public struct WeightsChunk: Sendable {
 }
 
 extension WireCodec {
-    /// The body's fixed part and its largest size (the route's endpoints, each with its length).
-    static let largestWeightsBody = 12 + RelayRoute.maxEndpoints * (4 + RelayRoute.maxEndpointBytes)
+    /// The body's fixed part and its largest size (the route's workers, each an endpoint with its length and a key).
+    static let largestWeightsBody = 16 + RelayRoute.maxEndpoints * (4 + RelayRoute.maxEndpointBytes + 32)
 
     /// Writes the body; returns the chunk's bytes, sent as the one frame after the first.
     func encodeWeights(_ chunk: WeightsChunk, into body: inout WireWriter) throws(WireError) -> UnsafeRawBufferPointer {
@@ -36,11 +36,17 @@ extension WireCodec {
         guard chunk.floats.count == shape.parameterCount || 4 * chunk.floats.count == expected else {
             throw .malformed("weight chunk \(chunk.index) from \(chunk.floats.count) floats, expected \(expected / 4) or \(shape.parameterCount)")
         }
-        try Self.checkRoute(chunk.route.endpoints.count, fanout: chunk.route.fanout)
+        try Self.checkRoute(chunk.route.peers.count, fanout: chunk.route.fanout)
+        let keyed = chunk.route.peers.first?.key != nil
+        guard chunk.route.peers.allSatisfy({ ($0.key != nil) == keyed }) else { throw .malformed("a route with keys for some workers only") }
         body.u32(chunk.index)
         body.u32(chunk.route.fanout)
-        body.u32(chunk.route.endpoints.count)
-        for endpoint in chunk.route.endpoints { try Self.writeEndpoint(endpoint, into: &body, allowEmpty: false) }
+        body.u32(chunk.route.peers.count)
+        body.u32(keyed ? 1 : 0)
+        for peer in chunk.route.peers {
+            try Self.writeEndpoint(peer.endpoint, into: &body, allowEmpty: false)
+            if let key = peer.key { body.bytes(key.bytes) }
+        }
         let bytes = chunk.bytes(parameters: shape.parameterCount)
         try Self.checkFinite(bytes, "weights")
         return bytes
@@ -55,19 +61,21 @@ extension WireCodec {
         let count = Self.chunkCount(floats: shape.parameterCount)
         guard index < count else { throw .malformed("weight chunk \(index) of \(count)") }
         let fanout = Int(try reader.u32("fan-out"))
-        let endpointCount = Int(try reader.u32("route length"))
-        try Self.checkRoute(endpointCount, fanout: fanout)
-        var endpoints: [String] = []
-        for _ in 0..<endpointCount {
+        let peerCount = Int(try reader.u32("route length"))
+        try Self.checkRoute(peerCount, fanout: fanout)
+        let keyed = try reader.u32("route keys flag")
+        guard keyed <= 1 else { throw .malformed("route keys flag \(keyed)") }
+        var peers: [RelayPeer] = []
+        for _ in 0..<peerCount {
             guard let endpoint = try Self.readEndpoint(&reader) else { throw .malformed("an empty relay endpoint in a route") }
-            endpoints.append(endpoint)
+            peers.append(RelayPeer(endpoint: endpoint, key: keyed == 1 ? CurveKey(bytes: Array(try reader.take(32, "relay key"))) : nil))
         }
         let expected = Self.chunkRanges(floats: shape.parameterCount)[index].count
         guard let received, 4 * received.floats.count == expected else {
             throw .malformed("weight chunk \(index) has \(frame.count) bytes, expected \(expected)")
         }
         guard received.finite else { throw .nonFinite("weights") }
-        return .weights(WeightsChunk(index: index, floats: received.floats, route: RelayRoute(fanout: fanout, endpoints: endpoints)))
+        return .weights(WeightsChunk(index: index, floats: received.floats, route: RelayRoute(fanout: fanout, peers: peers)))
     }
 
     /// The one frame of a weights message, copied and checked in the checksum's pass; nil unless it is a whole
@@ -103,6 +111,36 @@ extension WireCodec {
         let bytes = Array(try reader.take(length, "relay endpoint"))
         try checkEndpoint(bytes)
         return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// A hello's relay: the endpoint (empty: none), then u32 key length (0, or 32 in a run with keys) and the key.
+    static func writeRelay(_ relay: RelayPeer?, into body: inout WireWriter) throws(WireError) {
+        try writeEndpoint(relay?.endpoint ?? "", into: &body, allowEmpty: true)
+        body.u32(relay?.key == nil ? 0 : 32)
+        if let key = relay?.key { body.bytes(key.bytes) }
+    }
+
+    static func readRelay(_ reader: inout WireReader) throws(WireError) -> RelayPeer? {
+        let endpoint = try readEndpoint(&reader)
+        let keyLength = try reader.u32("relay key length")
+        guard keyLength == 0 || (keyLength == 32 && endpoint != nil) else { throw .malformed("relay key of \(keyLength) bytes") }
+        let key = keyLength == 32 ? CurveKey(bytes: Array(try reader.take(32, "relay key"))) : nil
+        return endpoint.map { RelayPeer(endpoint: $0, key: key) }
+    }
+
+    /// The run's authorized worker keys, which a relay's socket admits (with keys only).
+    static func encodeRelayKeys(_ keys: [CurveKey], into body: inout WireWriter) throws(WireError) {
+        guard keys.count <= RelayRoute.maxEndpoints else { throw .malformed("\(keys.count) relay keys exceed \(RelayRoute.maxEndpoints)") }
+        body.u32(keys.count)
+        for key in keys { body.bytes(key.bytes) }
+    }
+
+    func decodeRelayKeys(_ reader: inout WireReader) throws(WireError) -> WireMessage {
+        let count = Int(try reader.u32("relay key count"))
+        guard count <= RelayRoute.maxEndpoints else { throw .malformed("\(count) relay keys exceed \(RelayRoute.maxEndpoints)") }
+        var keys: [CurveKey] = []
+        for _ in 0..<count { keys.append(CurveKey(bytes: Array(try reader.take(32, "relay key")))) }
+        return .relayKeys(keys)
     }
 
     /// Endpoints are connected to and logged: bounded, printable ASCII without spaces.

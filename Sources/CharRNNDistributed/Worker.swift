@@ -31,7 +31,7 @@ public struct WorkerOptions: Sendable {
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
     public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
     /// Where to take weights from other workers and so relay them (`tcp://THIS_HOST_ADDRESS:PORT`, port `*`
-    /// for any, or `ipc://PATH`); nil: from the coordinator only. Plaintext, so not with `curve`.
+    /// for any, or `ipc://PATH`); nil: from the coordinator only. With `curve`, relay links use CURVE too.
     public var relay: String? = nil
     /// Seconds an order may wait for its step's weights to arrive by relay before we ask the coordinator for them.
     public var relayPatience: Double = 2
@@ -79,8 +79,10 @@ public final class Worker {
     /// Relaying: the socket our parent in the tree pushes chunks to, the address we told the coordinator, a
     /// socket per child, and the chunks of the step being put together.
     private let relayIn: ZMQSocket?
-    private let relayAddress: String?
-    private var relayOut: [String: ZMQSocket] = [:]
+    private let relayAddress: RelayPeer?
+    /// With keys: admits to `relayIn` only the run's worker keys, once the coordinator has sent them.
+    private let relayAuthenticator: Authenticator?
+    private var relayOut: [RelayPeer: ZMQSocket] = [:]
     private var assembly: WeightsAssembly?
     /// Orders of one step that came before their weights, in arrival order, and since when they wait.
     private var waiting: [(epoch: Int, shards: [WorkShard], step: Int)] = []
@@ -101,7 +103,7 @@ public final class Worker {
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
     static let sendQueue = 4
 
-    public init(options: WorkerOptions, log: @escaping (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
+    public init(options: WorkerOptions, log: @escaping @Sendable (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
         self.log = log
         self.shouldStop = shouldStop
@@ -131,12 +133,15 @@ public final class Worker {
         }
         try socket.connect(options.endpoint)
         if let relay = options.relay {
-            guard options.curve == nil else {
-                throw WorkerError.relay("relays pass the weights in plaintext; not available with CURVE keys")
+            if options.curve != nil {
+                // Nobody gets in until the coordinator says which keys are the run's.
+                relayAuthenticator = try Authenticator(context: context, allowed: [], log: log)
+            } else {
+                relayAuthenticator = nil
             }
-            (relayIn, relayAddress) = try Worker.bindRelay(relay, context: context)
+            (relayIn, relayAddress) = try Worker.bindRelay(relay, keys: options.curve?.keys, context: context)
         } else {
-            (relayIn, relayAddress) = (nil, nil)
+            (relayIn, relayAddress, relayAuthenticator) = (nil, nil, nil)
         }
         let wakeups = "inproc://computed-\(generator.next())"
         finishedEvents = try ZMQSocket(context, .pair)
@@ -147,10 +152,18 @@ public final class Worker {
         try finishedSignal.connect(wakeups)
     }
 
-    /// Binds the socket our parent pushes chunks to; returns it and the address others connect to.
-    private static func bindRelay(_ endpoint: String, context: ZMQContext) throws -> (ZMQSocket, String) {
+    deinit { relayAuthenticator?.stop() }
+
+    /// Binds the socket our parent pushes chunks to (a CURVE server with our own key pair, when we have one);
+    /// returns it and how others reach it.
+    private static func bindRelay(_ endpoint: String, keys: CurveKeyPair?, context: ZMQContext) throws -> (ZMQSocket, RelayPeer) {
         let pull = try ZMQSocket(context, .pull)
         try pull.setOption(.linger, 0)
+        if let keys {
+            try pull.setOption(.curveServer, 1)
+            try pull.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
+            try pull.setOption(.zapDomain, Array("charrnn-relay".utf8))
+        }
         try pull.setOption(.heartbeatInterval, 250)
         try pull.setOption(.heartbeatTimeout, 1500)
         // A chunk's first frame with the longest route, or a chunk: nothing larger is buffered.
@@ -171,12 +184,12 @@ public final class Worker {
         guard (try? WireCodec.checkEndpoint(Array(address.utf8))) != nil else {
             throw WorkerError.relay("the endpoint \(address) is longer than \(RelayRoute.maxEndpointBytes) bytes or not printable ASCII")
         }
-        return (pull, address)
+        return (pull, RelayPeer(endpoint: address, key: keys?.publicKey))
     }
 
     /// Serves until the coordinator says shutdown (or a stop is requested).
     public func run() throws {
-        log("worker \(options.name) connecting to \(options.endpoint)" + (relayAddress.map { ", relaying weights from \($0)" } ?? ""))
+        log("worker \(options.name) connecting to \(options.endpoint)" + (relayAddress.map { ", relaying weights from \($0.endpoint)" } ?? ""))
         var joined = false
         let hello = WorkerHello(name: options.name, blasThreads: options.blasThreads, relay: relayAddress)
         var lastHeard = PhaseClock.now()
@@ -281,6 +294,8 @@ public final class Worker {
                 // The coordinator will not have us (our numerics differ from its own): saying hello again
                 // would not change that.
                 throw WorkerError.refused(message)
+            case .relayKeys(let keys):
+                relayAuthenticator?.allow(Set(keys))
             case .ping, .hello, .result, .needWeights:
                 break
             }
@@ -321,7 +336,7 @@ public final class Worker {
         if forwarded.step != step { forwarded = (step, []) }
         // A chunk with nobody below (the coordinator's answer to need-weights) does not count as passed on: our
         // parent's copy of it, with the route, may still come.
-        if !chunk.route.endpoints.isEmpty, forwarded.indices.insert(chunk.index).inserted { forward(chunk, step: step) }
+        if !chunk.route.peers.isEmpty, forwarded.indices.insert(chunk.index).inserted { forward(chunk, step: step) }
         guard step > stepWeights?.step ?? -1 else { return }
         if let other = assembly?.step, other > step, !fromCoordinator { return }
         if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
@@ -340,13 +355,13 @@ public final class Worker {
         let children = chunk.route.children()
         if !children.isEmpty {
             // Children change only when workers join or leave; sockets to former ones go.
-            for stale in relayOut.keys where !children.contains(where: { $0.endpoint == stale }) {
+            for stale in relayOut.keys where !children.contains(where: { $0.peer == stale }) {
                 relayOut.removeValue(forKey: stale)?.close()
             }
         }
-        for (endpoint, below) in children {
+        for (child, below) in children {
             do {
-                let push = try relaySocket(endpoint)
+                let push = try relaySocket(child)
                 try push.send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: below)), step: step), dontWait: true)
             } catch {
                 // The child will ask the coordinator; nothing here can do better.
@@ -361,18 +376,26 @@ public final class Worker {
         }
     }
 
-    private func relaySocket(_ endpoint: String) throws -> ZMQSocket {
-        if let known = relayOut[endpoint] { return known }
+    /// A CURVE client of the child's own key in a run with keys (a child without one is not talked to: it would
+    /// take our chunks in plaintext).
+    private func relaySocket(_ child: RelayPeer) throws -> ZMQSocket {
+        if let known = relayOut[child] { return known }
         let push = try ZMQSocket(context, .push)
         try push.setOption(.linger, 0)
+        if let keys = options.curve?.keys {
+            guard let server = child.key else { throw WorkerError.relay("a child in the tree without a key") }
+            try push.setOption(.curveServerKey, Array(server.z85.utf8))
+            try push.setOption(.curvePublicKey, Array(keys.publicKey.z85.utf8))
+            try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
+        }
         // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory.
         try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4)
         try push.setOption(.heartbeatInterval, 250)
         try push.setOption(.heartbeatTimeout, 1500)
         try push.setOption(.reconnectInterval, 100)
         try push.setOption(.reconnectIntervalMax, 2000)
-        try push.connect(endpoint)
-        relayOut[endpoint] = push
+        try push.connect(child.endpoint)
+        relayOut[child] = push
         return push
     }
 

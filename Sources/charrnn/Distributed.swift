@@ -153,7 +153,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: "GiB of memory this worker may use for a run; a coordinator asking for more is refused (default: 8, or the machine's memory if less).")
     var maxMemory: Double?
-    @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. Plaintext: not with keys.")
+    @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. With keys, relay links use them too.")
     var relay: String?
     @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them.") var relayPatience: Double = 2
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
@@ -173,8 +173,7 @@ struct WorkerCommand: ParsableCommand {
         if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
         if !(1...1000).contains(faultSlowdown) { throw ValidationError("--fault-slowdown must be from 1 to 1000") }
         if !(relayPatience > 0) || !relayPatience.isFinite { throw ValidationError("--relay-patience must be a positive number of seconds") }
-        if relay != nil && secretKey != nil { throw ValidationError("--relay passes the weights in plaintext: it cannot be combined with keys (--secret-key)") }
-        if let relay, relay.hasPrefix("tcp://"), !connect.hasPrefix("tcp://") {
+        if let relay, relay.hasPrefix("tcp://"), secretKey == nil, !connect.hasPrefix("tcp://") {
             throw ValidationError("--relay \(relay) would listen on TCP without keys for a coordinator that is not on TCP: use an ipc:// relay endpoint")
         }
         if let relay, !relay.hasPrefix("tcp://") && !relay.hasPrefix("ipc://") { throw ValidationError("--relay takes tcp://ADDRESS:PORT or ipc://PATH, got \(relay)") }

@@ -3,8 +3,9 @@ import Foundation
 import XCTest
 
 /// Workers that relay (`worker --relay`) take the weights down a tree from each other, chunk by chunk, and the
-/// bits stay those of the in-process run: with 1, 3 and 5 workers (5 make an uneven tree), over ipc and tcp,
-/// GRU and LSTM; and with a relay stopped halfway through passing a step's weights on, then continued or killed.
+/// bits stay those of the in-process run: with 1, 3 and 5 workers (5 make an uneven tree), over ipc, tcp and tcp
+/// with keys (CURVE relay links), GRU and LSTM; and with a relay stopped halfway through passing a step's
+/// weights on, then continued or killed.
 final class RelayTests: XCTestCase {
     static let steps = 8
     /// H 256 so the weights take 3 chunks and a relay can be caught between them.
@@ -20,8 +21,12 @@ final class RelayTests: XCTestCase {
         let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
         let group = ProcessGroup(self, dir: dir)
         var references: [String: String] = [:]
+        for name in ["coordinator", "worker"] {
+            XCTAssertEqual(try CLI.run(["keygen", "--output", dir.appendingPathComponent(name).path]).status, 0)
+        }
+        let key = { (name: String, ext: String) in dir.appendingPathComponent("\(name).\(ext)").path }
         for (transport, workers, cell) in [("ipc", 1, "gru"), ("tcp", 1, "lstm"), ("ipc", 3, "lstm"), ("tcp", 3, "gru"),
-                                           ("ipc", 5, "gru"), ("tcp", 5, "lstm")] {
+                                           ("ipc", 5, "gru"), ("tcp", 5, "lstm"), ("keys", 3, "lstm")] {
             let options = model + ["--cell", cell]
             let name = String(format: "step-%09d", Self.steps)
             if references[cell] == nil {
@@ -31,13 +36,15 @@ final class RelayTests: XCTestCase {
                 references[cell] = "\(reference)/\(name)"
             }
             let run = "\(transport)-\(workers)-\(cell)"
-            let endpoint = transport == "tcp" ? "tcp://127.0.0.1:\(freeTCPPort())" : "ipc://\(dir.path)/\(run).sock"
+            let endpoint = transport == "ipc" ? "ipc://\(dir.path)/\(run).sock" : "tcp://127.0.0.1:\(freeTCPPort())"
             let ckpt = dir.appendingPathComponent(run)
             let coordinator = try group.start("coordinator-\(run)", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
                                                                      "--steps", "\(Self.steps)", "--min-workers", "\(workers)"]
-                                              + options + (transport == "tcp" ? ["--insecure"] : []))
+                                              + options + (transport == "tcp" ? ["--insecure"] : [])
+                                              + (transport == "keys" ? ["--secret-key", key("coordinator", "key"), "--authorized-keys", key("worker", "pub")] : []))
             let pool = try (0..<workers).map { k in
-                try group.worker(endpoint, name: "\(run)-w\(k)", extra: ["--relay", relayEndpoint(transport, dir, "\(run)-w\(k)")])
+                try group.worker(endpoint, name: "\(run)-w\(k)", extra: ["--relay", relayEndpoint(transport == "ipc" ? "ipc" : "tcp", dir, "\(run)-w\(k)")]
+                                 + (transport == "keys" ? ["--secret-key", key("worker", "key"), "--coordinator-key", key("coordinator", "pub")] : []))
             }
             XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
             for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
@@ -115,7 +122,6 @@ final class RelayTests: XCTestCase {
 
     func testBadRelayOptionsAreOneLineErrors() throws {
         let dir = try CLI.temporaryDirectory(self)
-        assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://127.0.0.1:*", "--secret-key", "k", "--coordinator-key", "c"]), mentions: "plaintext")
         assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://127.0.0.1:*", "--connect", "ipc://\(dir.path)/c.sock"]), mentions: "ipc://")
         assertCleanFailure(try CLI.run(["worker", "--relay", "udp://x", "--connect", "tcp://127.0.0.1:1"]), mentions: "tcp://ADDRESS:PORT")
         assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://*:\(freeTCPPort())", "--connect", "tcp://127.0.0.1:1"]), mentions: "an address other workers can reach")

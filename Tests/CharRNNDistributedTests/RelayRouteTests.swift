@@ -7,9 +7,9 @@ final class RelayRouteTests: XCTestCase {
         var out: [String: String?] = [:]
         func walk(_ route: RelayRoute, from parent: String?) {
             for (child, below) in route.children() {
-                XCTAssertNil(out[child], "\(child) reached twice")
-                out[child] = parent
-                walk(below, from: child)
+                XCTAssertNil(out[child.endpoint], "\(child) reached twice")
+                out[child.endpoint] = parent
+                walk(below, from: child.endpoint)
             }
         }
         walk(RelayRoute(fanout: fanout, endpoints: (0..<n).map { "w\($0)" }), from: nil)

@@ -97,7 +97,7 @@ final class CoordinatorRelayTreeTests: XCTestCase {
             let dealer = try ZMQSocket(context, .dealer)
             try dealer.setOption(.linger, 0)
             try dealer.connect(endpoint)
-            try dealer.send(codec.encode(.hello(WorkerHello(name: name, blasThreads: 1, relay: "ipc:///relay/\(name)")), step: 0))
+            try dealer.send(codec.encode(.hello(WorkerHello(name: name, blasThreads: 1, relay: RelayPeer(endpoint: "ipc:///relay/\(name)"))), step: 0))
             var id: WorkerID?
             for _ in 0..<200 where id == nil {
                 for case .joined(let joined, _) in try coordinator.poll(until: PhaseClock.now() + 0.05) { id = joined }

@@ -463,7 +463,7 @@ final class WireTests: XCTestCase {
         XCTAssertThrowsError(try bigCodec.encode(.weights(WeightsChunk(index: 0, floats: floats(5, seed: 1), route: .leaf))))
         for bad in ["tcp://host name:1", String(repeating: "x", count: 257), "ipc:///é"] {
             XCTAssertThrowsError(try bigCodec.encode(.weights(WeightsChunk(index: 0, floats: weights, route: RelayRoute(fanout: 1, endpoints: [bad])))), bad)
-            XCTAssertThrowsError(try WireCodec().encode(.hello(WorkerHello(name: "w", blasThreads: 1, relay: bad))), bad)
+            XCTAssertThrowsError(try WireCodec().encode(.hello(WorkerHello(name: "w", blasThreads: 1, relay: RelayPeer(endpoint: bad)))), bad)
         }
         let good = bytes(try bigCodec.encode(.weights(WeightsChunk(index: 1, floats: weights, route: RelayRoute(fanout: 2, endpoints: ["ipc:///a"]))), step: 3))
 
@@ -484,7 +484,7 @@ final class WireTests: XCTestCase {
         reseal(&longRoute)
         assertMalformed(longRoute, with: bigCodec, containing: "a route of")
         var notPrintable = good
-        notPrintable[0][WireCodec.headerSize + 16] = 0x0A
+        notPrintable[0][WireCodec.headerSize + 20] = 0x0A
         reseal(&notPrintable)
         assertMalformed(notPrintable, with: bigCodec, containing: "not printable")
         var nan = good
@@ -492,8 +492,8 @@ final class WireTests: XCTestCase {
         reseal(&nan)
         assertRejects(nan, with: bigCodec, .nonFinite("weights"))
         var empty = good
-        put(UInt32(0), at: WireCodec.headerSize + 12, in: &empty[0])
-        empty[0].removeSubrange((WireCodec.headerSize + 16)..<(WireCodec.headerSize + 16 + "ipc:///a".utf8.count))
+        put(UInt32(0), at: WireCodec.headerSize + 16, in: &empty[0])
+        empty[0].removeSubrange((WireCodec.headerSize + 20)..<(WireCodec.headerSize + 20 + "ipc:///a".utf8.count))
         put(UInt64(empty[0].count - WireCodec.headerSize + empty[1].count), at: 24, in: &empty[0])
         reseal(&empty)
         assertMalformed(empty, with: bigCodec, containing: "an empty relay endpoint")
@@ -511,12 +511,24 @@ final class WireTests: XCTestCase {
     }
 
     func testHelloCarriesTheRelayEndpointAndNeedWeightsIsEmpty() throws {
-        let sent = WorkerHello(name: "w", blasThreads: 1, relay: "tcp://10.0.0.2:45678")
+        let sent = WorkerHello(name: "w", blasThreads: 1, relay: RelayPeer(endpoint: "tcp://10.0.0.2:45678"))
         guard case .hello(let got) = try decode(bytes(try WireCodec().encode(.hello(sent)))).message else { return XCTFail() }
         XCTAssertEqual(got, sent)
         guard case .hello(let none) = try decode(bytes(try WireCodec().encode(.hello(WorkerHello(name: "w", blasThreads: 1))))).message
         else { return XCTFail() }
         XCTAssertNil(none.relay)
+        let keys = try CurveKeyPair.generate()
+        let keyed = WorkerHello(name: "w", blasThreads: 1, relay: RelayPeer(endpoint: "tcp://10.0.0.2:1", key: keys.publicKey))
+        guard case .hello(let back) = try decode(bytes(try WireCodec().encode(.hello(keyed)))).message else { return XCTFail() }
+        XCTAssertEqual(back, keyed)
+        guard case .relayKeys(let list) = try decode(try encoded(.relayKeys([keys.publicKey, keys.secretKey]))).message else { return XCTFail() }
+        XCTAssertEqual(list, [keys.publicKey, keys.secretKey])
+        let route = RelayRoute(fanout: 2, peers: [RelayPeer(endpoint: "ipc:///a", key: keys.publicKey), RelayPeer(endpoint: "ipc:///b", key: keys.secretKey)])
+        let chunk = WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 3), route: route)
+        guard case .weights(let got) = try decode(try encoded(.weights(chunk))).message else { return XCTFail() }
+        XCTAssertEqual(got.route, route)
+        let mixed = RelayRoute(fanout: 2, peers: [RelayPeer(endpoint: "ipc:///a", key: keys.publicKey), RelayPeer(endpoint: "ipc:///b")])
+        XCTAssertThrowsError(try codec.encode(.weights(WeightsChunk(index: 0, floats: chunk.floats, route: mixed))), "keys for some workers only")
         let ask = try encoded(.needWeights, step: 12)
         XCTAssertEqual(ask.map(\.count), [WireCodec.headerSize])
         let envelope = try decode(ask)
@@ -639,7 +651,7 @@ final class WireTests: XCTestCase {
             try encoded(.error("boom")),
             try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6), route: RelayRoute(fanout: 2, endpoints: ["ipc:///a", "tcp://10.0.0.3:7"])))),
             try encoded(.needWeights),
-            bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: "tcp://10.0.0.2:6000")))),
+            bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: RelayPeer(endpoint: "tcp://10.0.0.2:6000"))))),
         ]
         // CI runs 4,000 mutations; a longer hunt: CHARRNN_FUZZ_ITERATIONS=10000000 CHARRNN_FUZZ_SEED=7 swift test
         // -c release --filter testMutatedFramesNeverCrash
