@@ -121,20 +121,20 @@ struct BlockRates {
     let rows: [[String]]
 
     init(config c: ModelConfig, rows b: Int, seq: Int) {
-        let (h, g, block) = (c.units, c.cell.gates, Parallel.stepBlock(rows: b))
+        let (h, g, w) = (c.units, c.cell.gates, Parallel.unitsPerBlock)
         let saved = BLASRuntime.threads
         BLASRuntime.setThreads(1)
         defer { BLASRuntime.setThreads(saved) }
-        let (rb, uw) = (block.rows, min(block.units, h))
-        let forward = SgemmProbe.rate(m: rb, n: g * uw, k: h)
-        let backward = SgemmProbe.rate(m: rb, n: uw, k: g * h, transB: true)
+        let uw = min(w, h)
+        let forward = SgemmProbe.rate(m: b, n: g * uw, k: h)
+        let backward = SgemmProbe.rate(m: b, n: uw, k: g * h, transB: true)
         let tile = Parallel.gemmTile
         let (tm, tn, tk) = (min(tile.rows, h), min(tile.cols, g * h), b * seq)
         let gradient = SgemmProbe.rate(m: tm, n: tn, k: tk, transA: true)
         rows = [
-            ["recurrent blocks per time step (\(rb) rows × \(uw) units each)", "\(Parallel.stepBlocks(rows: b, units: h))"],
-            ["1 core, forward block [\(rb)x\(h)]x[\(h)x\(g * uw)] GFLOP/s", fmt(forward / 1e9, 1)],
-            ["1 core, backward block [\(rb)x\(g * h)]x[\(g * h)x\(uw)] GFLOP/s", fmt(backward / 1e9, 1)],
+            ["recurrent blocks per time step (\(w) units each)", "\(Parallel.unitBlocks(units: h))"],
+            ["1 core, forward block [\(b)x\(h)]x[\(h)x\(g * uw)] GFLOP/s", fmt(forward / 1e9, 1)],
+            ["1 core, backward block [\(b)x\(g * h)]x[\(g * h)x\(uw)] GFLOP/s", fmt(backward / 1e9, 1)],
             ["1 core, weight-gradient tile [\(tm)x\(tk)]x[\(tk)x\(tn)] GFLOP/s", fmt(gradient / 1e9, 1)],
         ]
     }

@@ -76,21 +76,14 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(Double(one.1[1 * n + 2]), expected, accuracy: 1e-4)
     }
 
-    func testTilesAndStepBlocksAreFunctionsOfTheShape() {
+    func testTilesAndUnitBlocksAreFunctionsOfTheShape() {
         let tiles = GemmTiles(m: 1024, n: 3072)
         XCTAssertEqual(tiles.count, 16)
         var covered = 0
         for t in 0..<tiles.count { covered += tiles[t].rows.count * tiles[t].cols.count }
         XCTAssertEqual(covered, 1024 * 3072)
-        XCTAssertEqual(StepBlocks(rows: 64, units: 1024).count, 32, "a tutorial time step offers 32 blocks")
-        XCTAssertEqual(StepBlocks(rows: 63, units: 1024).count, 16, "fewer than 64 rows stay one row block")
-        let grid = StepBlocks(rows: 100, units: 72)
-        XCTAssertEqual(grid.count, 6)
-        XCTAssert(grid[1] == (33..<66, 0..<64) && grid[5] == (66..<100, 64..<72))
-        var cells = Set<Int>()
-        for k in 0..<grid.count {
-            for i in grid[k].rows { for j in grid[k].units { cells.insert(i * 72 + j) } }
-        }
-        XCTAssertEqual(cells.count, 100 * 72, "the blocks cover every row and unit once")
+        XCTAssertEqual(UnitBlocks(units: 1024).count, 16, "a tutorial time step offers 16 blocks")
+        XCTAssertEqual(UnitBlocks(units: 72).count, 2)
+        XCTAssertEqual(UnitBlocks(units: 72)[1], 64..<72)
     }
 }

@@ -108,13 +108,10 @@ extension Parallel {
         return max(0, best + Double(sink) * 0)
     }
 
-    /// Blocks per recurrent time step (forward or backward) of a layer of `units` units over `rows` rows.
-    public static func stepBlocks(rows: Int, units: Int) -> Int { StepBlocks(rows: rows, units: units).count }
-    /// The largest recurrent block, rows × units, for `rows` rows.
-    public static func stepBlock(rows: Int) -> (rows: Int, units: Int) {
-        let grid = StepBlocks(rows: rows, units: StepBlocks.unitsPerBlock)
-        return (grid[0].rows.count, StepBlocks.unitsPerBlock)
-    }
+    /// Blocks per recurrent time step (forward or backward) of a layer of `units` units.
+    public static func unitBlocks(units: Int) -> Int { UnitBlocks(units: units).count }
+    /// Units per recurrent block.
+    public static var unitsPerBlock: Int { UnitBlocks.width }
     /// The largest `gemm` tile, rows × columns.
     public static var gemmTile: (rows: Int, cols: Int) { (GemmTiles.rows, GemmTiles.cols) }
 }

@@ -30,7 +30,7 @@ public final class ShardStep {
     private var weights: Parameters
     private let table: FloatBuffer      // [V, G·H]  embedding·W + b0
     private let dTable: FloatBuffer     // [V, G·H]
-    private let panels: [FloatBuffer]   // per layer [H, G·H]: U regrouped by unit block (`StepBlocks.pack`)
+    private let panels: [FloatBuffer]   // per layer [H, G·H]: U regrouped by unit block (`UnitBlocks.pack`)
     private let hs: [FloatBuffer]       // per layer [(T+1)·b, H]
     private let cs: [FloatBuffer]       // per layer [(T+1)·b, H]: an LSTM's cell states
     private let caches: [FloatBuffer]   // per layer [T·b, K·H]
@@ -40,7 +40,6 @@ public final class ShardStep {
     private let logits: FloatBuffer     // [T·b, V]
     private let dhs: FloatBuffer        // [T·b, H]: d loss/d the output of the layer being backpropagated
     private let scratch: FloatBuffer    // [b, G·H]: h·U in the forward pass, the carry in the backward pass
-    private let partials: FloatBuffer   // the backward pass's row-block partial sums (`Recurrence.partialCount`)
     private let tokens: UnsafeMutableBufferPointer<Int32>  // [T, b] time-major inputs
     private let targets: UnsafeMutableBufferPointer<Int32> // [T, b] time-major targets
     /// Whether the last forward pass applied dropout, so the backward pass applies the same masks.
@@ -57,7 +56,7 @@ public final class ShardStep {
         let states = (n + maxRows) * h * (config.cell == .lstm ? 2 : 1)
         let perLayer = states + n * config.cell.cacheBlocks * h + (dropout ? 2 * n * h : 0)
         return ParameterLayout(config).count + 2 * v * width + layers * perLayer + (layers > 1 ? n * width : 0)
-            + n * v + n * h + maxRows * width + Recurrence.partialCount(config.cell, rows: maxRows, units: h, vocab: v) + 2 * n
+            + n * v + n * h + maxRows * width + 2 * n
     }
 
     public init(config: ModelConfig, maxRows: Int, seq: Int, dropout: Dropout? = nil) {
@@ -81,7 +80,6 @@ public final class ShardStep {
         logits = FloatBuffer(count: n * v)
         dhs = FloatBuffer(count: n * h)
         scratch = FloatBuffer(count: maxRows * width)
-        partials = FloatBuffer(count: Recurrence.partialCount(config.cell, rows: maxRows, units: h, vocab: v))
         tokens = .allocate(capacity: n)
         targets = .allocate(capacity: n)
     }
@@ -98,7 +96,7 @@ public final class ShardStep {
         weights = w
         InputTable.forward(w, into: table.base)
         for l in 0..<config.layers {
-            StepBlocks.pack(w[.recurrentKernel(l)], units: config.units, gates: config.cell.gates, into: panels[l].base)
+            UnitBlocks.pack(w[.recurrentKernel(l)], units: config.units, gates: config.cell.gates, into: panels[l].base)
         }
     }
 
@@ -126,7 +124,7 @@ public final class ShardStep {
             if l > 0 { Parallel.forEachRange(of: n * width) { (dXW.base + $0.lowerBound).update(repeating: 0, count: $0.count) } }
             let p = pass(l, rows: b)
             let dBias = config.cell == .gru ? grads[.bias(l)] + width : nil
-            Recurrence.backward(config.cell, p, dhs: dhs.base, dXW: dXW.base, dBias: dBias, partials: partials.base)
+            Recurrence.backward(config.cell, p, dhs: dhs.base, dXW: dXW.base, dBias: dBias)
             times.backwardRecurrence += clock.lap()
             Recurrence.weightGradients(config.cell, p, dU: grads[.recurrentKernel(l)])
             if l > 0 {
@@ -163,7 +161,7 @@ public final class ShardStep {
     private func pass(_ l: Int, rows b: Int) -> LayerPass {
         LayerPass(
             rows: b, steps: seq, units: config.units, xw: l == 0 ? table.base : layerInput.base,
-            tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, tableRows: config.vocab, recurrentKernel: weights[.recurrentKernel(l)],
+            tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, recurrentKernel: weights[.recurrentKernel(l)],
             panels: panels[l].base,
             recurrentBias: config.cell == .gru ? weights[.bias(l)] + config.cell.gates * config.units : nil, hs: hs[l].base,
             cs: config.cell == .lstm ? cs[l].base : nil, cache: caches[l].base, scratch: scratch.base)
