@@ -84,12 +84,15 @@ extension Parallel {
     }
 
     /// What a section costs beyond its blocks on `n` threads: publishing it, waking the threads, the barrier.
-    /// Sections of n blocks of ≈ `work` seconds each; the best of several rounds (a shared machine only ever adds).
+    /// Sections of n blocks of ≈ `work` seconds each, run back to back as a time step's are, against the same
+    /// block run alone on the calling thread just before: the difference is the overhead whatever a block
+    /// really takes (the calibration's loop is not the blocks' machine code, and clocks change speed). The best
+    /// of several rounds of each (a shared machine only ever adds).
     public static func sectionOverhead(threads n: Int, work: Double = 50e-6) -> Double {
         let saved = threads
         setThreads(n)
         defer { setThreads(saved) }
-        // Calibrate a busy loop to `work` seconds on this core.
+        // Size a busy loop to about `work` seconds on this core.
         func spin(_ iterations: Int) -> Float {
             var x: Float = 1
             for i in 0..<iterations { x = x * 0.999_999 + Float(i & 1) }
@@ -99,13 +102,19 @@ extension Parallel {
         let t0 = threadSeconds()
         var sink = spin(probe)
         let iterations = max(1, Int(Double(probe) * work / max(threadSeconds() - t0, 1e-9)))
-        var best = Double.infinity
-        for _ in 0..<5 {
-            var clock = PhaseClock()
-            for _ in 0..<100 { forEach(blocks: n) { _ in sink += spin(iterations) * 0 } }
-            best = min(best, clock.lap() / 100 - work)
+        let block: (Int) -> Void = { _ in sink += spin(iterations) * 0 }
+        func best(_ body: () -> Void) -> Double {
+            var best = Double.infinity
+            for _ in 0..<5 {
+                var clock = PhaseClock()
+                for _ in 0..<100 { body() }
+                best = min(best, clock.lap() / 100)
+            }
+            return best
         }
-        return max(0, best + Double(sink) * 0)
+        let alone = best { block(0) }
+        let section = best { forEach(blocks: n, block) }
+        return max(0, section - alone + Double(sink) * 0)
     }
 
     /// Blocks per recurrent time step (forward or backward) of a layer of `units` units.
