@@ -16,6 +16,17 @@ final class RelayTests: XCTestCase {
         transport == "tcp" ? "tcp://127.0.0.1:*" : "ipc://\(dir.path)/\(name).relay"
     }
 
+    /// A coordinator on ipc with `options` (after the model's), in a fresh directory with a text.
+    private func startCoordinator(_ options: [String]) throws -> (dir: URL, data: String, group: ProcessGroup, endpoint: String, ckpt: URL, coordinator: Spawned) {
+        let dir = try CLI.temporaryDirectory(self)
+        let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
+        let group = ProcessGroup(self, dir: dir)
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let ckpt = dir.appendingPathComponent("ckpt")
+        let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path] + options + model)
+        return (dir, data, group, endpoint, ckpt, coordinator)
+    }
+
     func testRelayedWeightsGiveTheInProcessBits() throws {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
@@ -65,14 +76,8 @@ final class RelayTests: XCTestCase {
     /// of an uninterrupted in-process run, whether the relay is then continued or killed with SIGKILL.
     func testRelayStoppedMidBroadcastIsRoutedAround() throws {
         for ending in ["continued", "killed"] {
-            let dir = try CLI.temporaryDirectory(self)
-            let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
-            let group = ProcessGroup(self, dir: dir)
-            let endpoint = "ipc://\(dir.path)/c.sock"
-            let ckpt = dir.appendingPathComponent("ckpt")
-            let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
-                                                              "--steps", "\(Self.steps)", "--min-workers", "3", "--relay-fanout", "1",
-                                                              "--deadline", "60"] + model)
+            let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(
+                ["--steps", "\(Self.steps)", "--min-workers", "3", "--relay-fanout", "1", "--deadline", "60"])
             func relay(_ k: Int, _ extra: [String] = []) throws -> Spawned {
                 try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"] + extra)
             }
@@ -105,13 +110,7 @@ final class RelayTests: XCTestCase {
     /// With --verify every worker's weights come from the coordinator: two workers below one lying relay would
     /// agree on a wrong result.
     func testVerifyTurnsTheRelayTreeOff() throws {
-        let dir = try CLI.temporaryDirectory(self)
-        let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
-        let group = ProcessGroup(self, dir: dir)
-        let endpoint = "ipc://\(dir.path)/c.sock"
-        let ckpt = dir.appendingPathComponent("ckpt")
-        let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path,
-                                                          "--steps", "3", "--min-workers", "3", "--verify", "1"] + model)
+        let (dir, _, group, endpoint, ckpt, coordinator) = try startCoordinator(["--steps", "3", "--min-workers", "3", "--verify", "1"])
         let pool = try (0..<3).map { try group.worker(endpoint, name: "w\($0)", extra: ["--relay", relayEndpoint("ipc", dir, "w\($0)")]) }
         XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
         for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }

@@ -9,13 +9,6 @@ final class WorkerRelayTests: XCTestCase {
     /// H 256: the weights take 3 chunks.
     private let shape = try! RunShape(config: ModelConfig(vocab: 65, embed: 64, units: 256), seq: 3, rowsPerShard: 2, shardCount: 2)
 
-    final class Flag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        var isSet: Bool { lock.withLock { value } }
-        func set() { lock.withLock { value = true } }
-    }
-
     /// The sockets around one worker, and what it computes with.
     private final class Harness {
         let dir: URL
@@ -28,7 +21,7 @@ final class WorkerRelayTests: XCTestCase {
         private(set) var relay: RelayPeer
         let weights: FloatBuffer
         let shard: WorkShard
-        private let stop = Flag()
+        private let stop = WorkerStepWeightsTests.Flag()
         private let done = DispatchSemaphore(value: 0)
 
         /// With `keys`: the worker's and the coordinator's key pairs; the test ROUTER is a CURVE server.
