@@ -76,13 +76,9 @@ public final class Worker {
     /// orders skip regrouping them.
     private var loadedWeights: FloatBuffer?
     private let handshakes: HandshakeWatch?
-    /// Relaying: the socket our parent in the tree pushes chunks to, the address we told the coordinator, a
-    /// socket per child, and the chunks of the step being put together.
-    private let relayIn: ZMQSocket?
-    private let relayAddress: RelayPeer?
-    /// With keys: admits to `relayIn` only the run's worker keys, once the coordinator has sent them.
-    private let relayAuthenticator: Authenticator?
-    private var relayOut: [RelayPeer: ZMQSocket] = [:]
+    /// Our part in the relay tree, with `--relay`.
+    private let relay: Relay?
+    /// The chunks of the step being put together (relayed, or the coordinator's).
     private var assembly: WeightsAssembly?
     /// Orders of one step that came before their weights, in arrival order, and since when they wait.
     private var waiting: [(epoch: Int, shards: [WorkShard], step: Int)] = []
@@ -93,12 +89,6 @@ public final class Worker {
     /// before it, so their chunks (late ones, from a slow relay) are neither put together nor passed on. Relayed
     /// chunks never advance it (a relayed chunk of a far-future step cannot make us drop the real ones).
     private var newestStep = 0
-    /// The chunks of `newestStep` passed on to our children: forwarding does not depend on whether we needed
-    /// them (we may have the weights from an order already).
-    private var forwarded: (step: Int, indices: Set<Int>) = (0, [])
-    /// Bad messages on the relay socket, logged sparingly: anyone may send there.
-    private var badRelayed = 0
-    private var stoppedMidRelay = false
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors.
     static let sendQueue = 4
@@ -132,16 +122,10 @@ public final class Worker {
             handshakes = nil
         }
         try socket.connect(options.endpoint)
-        if let relay = options.relay {
-            if options.curve != nil {
-                // Nobody gets in until the coordinator says which keys are the run's.
-                relayAuthenticator = try Authenticator(context: context, allowed: [], log: log)
-            } else {
-                relayAuthenticator = nil
-            }
-            (relayIn, relayAddress) = try Worker.bindRelay(relay, keys: options.curve?.keys, context: context)
+        if let endpoint = options.relay {
+            relay = try Relay(endpoint: endpoint, keys: options.curve?.keys, context: context, stopMidBroadcastAt: options.stopMidRelayAtStep, log: log)
         } else {
-            (relayIn, relayAddress, relayAuthenticator) = (nil, nil, nil)
+            relay = nil
         }
         let wakeups = "inproc://computed-\(generator.next())"
         finishedEvents = try ZMQSocket(context, .pair)
@@ -152,46 +136,13 @@ public final class Worker {
         try finishedSignal.connect(wakeups)
     }
 
-    deinit { relayAuthenticator?.stop() }
-
-    /// Binds the socket our parent pushes chunks to (a CURVE server with our own key pair, when we have one);
-    /// returns it and how others reach it.
-    private static func bindRelay(_ endpoint: String, keys: CurveKeyPair?, context: ZMQContext) throws -> (ZMQSocket, RelayPeer) {
-        let pull = try ZMQSocket(context, .pull)
-        try pull.setOption(.linger, 0)
-        if let keys {
-            try pull.setOption(.curveServer, 1)
-            try pull.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
-            try pull.setOption(.zapDomain, Array("charrnn-relay".utf8))
-        }
-        try pull.setOption(.heartbeatInterval, 250)
-        try pull.setOption(.heartbeatTimeout, 1500)
-        // A chunk's first frame with the longest route, or a chunk: nothing larger is buffered.
-        try pull.setOption(.maxMessageSize, WireCodec.headerSize + max(WireCodec.chunkBytes, WireCodec.largestWeightsBody))
-        // Bounds what a sender can make us buffer (the sender's own queue holds the rest of a step's chunks).
-        try pull.setOption(.receiveHighWaterMark, 64)
-        do {
-            try IPCEndpoint.requireFree(endpoint)
-            try pull.bind(endpoint)
-        } catch {
-            throw WorkerError.relay("cannot bind \(endpoint): \(error)")
-        }
-        let address = try pull.lastEndpoint()
-        // Other workers connect to what we advertise: a wildcard address is not one they can reach.
-        if address.contains("0.0.0.0") || address.contains("[::]") {
-            throw WorkerError.relay("give an address other workers can reach, e.g. tcp://10.0.0.2:* (not \(endpoint))")
-        }
-        guard (try? WireCodec.checkEndpoint(Array(address.utf8))) != nil else {
-            throw WorkerError.relay("the endpoint \(address) is longer than \(RelayRoute.maxEndpointBytes) bytes or not printable ASCII")
-        }
-        return (pull, RelayPeer(endpoint: address, key: keys?.publicKey))
-    }
+    deinit { relay?.stop() }
 
     /// Serves until the coordinator says shutdown (or a stop is requested).
     public func run() throws {
-        log("worker \(options.name) connecting to \(options.endpoint)" + (relayAddress.map { ", relaying weights from \($0.endpoint)" } ?? ""))
+        log("worker \(options.name) connecting to \(options.endpoint)" + (relay.map { ", relaying weights from \($0.address.endpoint)" } ?? ""))
         var joined = false
-        let hello = WorkerHello(name: options.name, blasThreads: options.blasThreads, relay: relayAddress)
+        let hello = WorkerHello(name: options.name, blasThreads: options.blasThreads, relay: relay?.address)
         var lastHeard = PhaseClock.now()
         var lastHello = -Double.infinity
         // Never return (or throw) with a thread inside OpenBLAS: exiting would tear the library down under it.
@@ -217,16 +168,16 @@ public final class Worker {
                 lastHello = now
                 send(.hello(hello), step: 0)
             }
-            if let first = waiting.first, askedForStep != first.step, now - waitingSince >= (relayIn == nil ? 0 : options.relayPatience),
+            if let first = waiting.first, askedForStep != first.step, now - waitingSince >= (relay == nil ? 0 : options.relayPatience),
                send(.needWeights, step: first.step)
             {
                 askedForStep = first.step
             }
             // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
-            let relaying = joined ? relayIn : nil
-            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0, .readable)] } ?? []), timeoutMs: 100)
+            let relaying = joined ? relay : nil
+            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []), timeoutMs: 100)
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
-            if let relaying { try receiveRelayed(relaying) }
+            for (chunk, step) in try relaying?.receive(codec) ?? [] { take(chunk, step: step, fromCoordinator: false) }
             guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
@@ -258,7 +209,8 @@ public final class Worker {
                 }
                 // Orders and weights from another run cannot be used with this run's sizes.
                 if codec.runID != envelope.runID {
-                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep, forwarded) = ([], nil, [], nil, nil, 0, (0, []))
+                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep) = ([], nil, [], nil, nil, 0)
+                    relay?.reset()
                 }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
                 codec = WireCodec(runID: envelope.runID, shape: shape)
@@ -295,7 +247,7 @@ public final class Worker {
                 // would not change that.
                 throw WorkerError.refused(message)
             case .relayKeys(let keys):
-                relayAuthenticator?.allow(Set(keys))
+                relay?.allow(keys)
             case .ping, .hello, .result, .needWeights:
                 break
             }
@@ -312,31 +264,13 @@ public final class Worker {
         return Array(sha.hexDigest().utf8.prefix(32))
     }
 
-    /// Takes the chunks our parent in the relay tree has pushed (anything else there is dropped: that socket
-    /// carries weights only), a step's worth at most per call so that the coordinator's socket is read too.
-    private func receiveRelayed(_ relayIn: ZMQSocket) throws {
-        let limit = WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4
-        for _ in 0..<limit {
-            guard let frames = try relayIn.receiveMultipart(timeoutMs: 0) else { return }
-            guard let envelope = try? codec.decode(frames), case .weights(let chunk) = envelope.message else {
-                badRelayed += 1
-                if badRelayed <= 10 || badRelayed % 1000 == 0 { log("dropped a bad message on the relay socket (\(badRelayed) so far)") }
-                continue
-            }
-            take(chunk, step: envelope.step, fromCoordinator: false)
-        }
-    }
-
     /// A chunk of `step`'s weights: passed on to our children at once (the broadcast is pipelined chunk by
     /// chunk), then put in place. Chunks of a step older than the newest we know of are dropped, and so are
     /// chunks of a step whose weights we have, once passed on. A relayed chunk never displaces the chunks of a
     /// newer step (which may be forged: the coordinator's answer to our need-weights then does).
     private func take(_ chunk: WeightsChunk, step: Int, fromCoordinator: Bool) {
         guard let shape = codec.shape, step >= newestStep else { return }
-        if forwarded.step != step { forwarded = (step, []) }
-        // A chunk with nobody below (the coordinator's answer to need-weights) does not count as passed on: our
-        // parent's copy of it, with the route, may still come.
-        if !chunk.route.peers.isEmpty, forwarded.indices.insert(chunk.index).inserted { forward(chunk, step: step) }
+        relay?.passOn(chunk, step: step, codec)
         guard step > stepWeights?.step ?? -1 else { return }
         if let other = assembly?.step, other > step, !fromCoordinator { return }
         if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
@@ -347,56 +281,6 @@ public final class Worker {
             assembly = nil
             adopt(weights, step: step)
         }
-    }
-
-    /// Pushes `chunk` to each of our children with its route. Never blocks: a child that is gone or not
-    /// reading loses the chunk and asks the coordinator for the weights.
-    private func forward(_ chunk: WeightsChunk, step: Int) {
-        let children = chunk.route.children()
-        if !children.isEmpty {
-            // Children change only when workers join or leave; sockets to former ones go.
-            for stale in relayOut.keys where !children.contains(where: { $0.peer == stale }) {
-                relayOut.removeValue(forKey: stale)?.close()
-            }
-        }
-        for (child, below) in children {
-            do {
-                let push = try relaySocket(child)
-                try push.send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: below)), step: step), dontWait: true)
-            } catch {
-                // The child will ask the coordinator; nothing here can do better.
-                continue
-            }
-        }
-        if step == options.stopMidRelayAtStep, !children.isEmpty, !stoppedMidRelay, let shape = codec.shape,
-           chunk.index == WireCodec.chunkCount(floats: shape.parameterCount) / 2 {
-            stoppedMidRelay = true
-            log("fault injection: stopping mid-broadcast at step \(step)")
-            kill(getpid(), SIGSTOP)
-        }
-    }
-
-    /// A CURVE client of the child's own key in a run with keys (a child without one is not talked to: it would
-    /// take our chunks in plaintext).
-    private func relaySocket(_ child: RelayPeer) throws -> ZMQSocket {
-        if let known = relayOut[child] { return known }
-        let push = try ZMQSocket(context, .push)
-        try push.setOption(.linger, 0)
-        if let keys = options.curve?.keys {
-            guard let server = child.key else { throw WorkerError.relay("a child in the tree without a key") }
-            try push.setOption(.curveServerKey, Array(server.z85.utf8))
-            try push.setOption(.curvePublicKey, Array(keys.publicKey.z85.utf8))
-            try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
-        }
-        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory.
-        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4)
-        try push.setOption(.heartbeatInterval, 250)
-        try push.setOption(.heartbeatTimeout, 1500)
-        try push.setOption(.reconnectInterval, 100)
-        try push.setOption(.reconnectIntervalMax, 2000)
-        try push.connect(child.endpoint)
-        relayOut[child] = push
-        return push
     }
 
     /// `step`'s weights are in (whole, or put together from chunks): its waiting orders go to the queue.

@@ -124,6 +124,11 @@ final class RelayTests: XCTestCase {
         assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://127.0.0.1:*", "--connect", "ipc://\(dir.path)/c.sock"]), mentions: "ipc://")
         assertCleanFailure(try CLI.run(["worker", "--relay", "udp://x", "--connect", "tcp://127.0.0.1:1"]), mentions: "tcp://ADDRESS:PORT")
         assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://*:\(freeTCPPort())", "--connect", "tcp://127.0.0.1:1"]), mentions: "an address other workers can reach")
+        // With keys the relay's ZAP handler is already running when the bind fails: the worker still exits at once.
+        for name in ["w", "c"] { XCTAssertEqual(try CLI.run(["keygen", "--output", dir.appendingPathComponent(name).path]).status, 0) }
+        assertCleanFailure(try CLI.run(["worker", "--relay", "tcp://*:\(freeTCPPort())", "--connect", "tcp://127.0.0.1:1",
+                                        "--secret-key", dir.appendingPathComponent("w.key").path, "--coordinator-key", dir.appendingPathComponent("c.pub").path]),
+                           mentions: "an address other workers can reach")
         assertCleanFailure(try CLI.run(["worker", "--relay-patience", "0"]), mentions: "--relay-patience")
         assertCleanFailure(try CLI.run(["coordinator", "--relay-fanout", "65"]), mentions: "--relay-fanout")
     }

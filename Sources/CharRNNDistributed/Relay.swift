@@ -1,0 +1,153 @@
+import CharRNN
+import Foundation
+
+/// A worker's part in the relay tree (`RelayRoute`): the socket its parent pushes a step's weights chunks to,
+/// and one socket per child to pass each chunk on as soon as it is in. Putting the chunks together is the
+/// worker's (`WeightsAssembly`): a worker that does not relay gets chunks too, from the coordinator.
+///
+/// With keys the relay socket is a CURVE server with the worker's own key pair, and a ZAP handler in the
+/// worker's context admits only the run's worker keys, which the coordinator sends after the welcome (`allow`);
+/// nobody before. Sends never block: a child that is gone or not reading loses the chunk and asks the
+/// coordinator for the weights.
+final class Relay {
+    /// How others reach this relay: the bound endpoint (a wildcard port resolved) and, with keys, our public key.
+    let address: RelayPeer
+    let socket: ZMQSocket
+    private let context: ZMQContext
+    private let keys: CurveKeyPair?
+    private let authenticator: Authenticator?
+    private let log: (String) -> Void
+    private var children: [RelayPeer: ZMQSocket] = [:]
+    /// The chunks of one step passed on: forwarding does not depend on whether the worker needed them.
+    private var forwarded: (step: Int, indices: Set<Int>) = (0, [])
+    /// Bad messages on the relay socket, logged sparingly: anyone who reaches it may send there.
+    private var bad = 0
+    /// Test-only fault injection: at this step, stop the process (SIGSTOP) halfway through passing the chunks on.
+    private let stopMidBroadcastAt: Int?
+    private var stopped = false
+
+    init(endpoint: String, keys: CurveKeyPair?, context: ZMQContext, stopMidBroadcastAt: Int?, log: @escaping @Sendable (String) -> Void) throws {
+        self.context = context
+        self.keys = keys
+        self.log = log
+        self.stopMidBroadcastAt = stopMidBroadcastAt
+        socket = try ZMQSocket(context, .pull)
+        // Nobody gets in until the coordinator says which keys are the run's.
+        let authenticator = keys == nil ? nil : try Authenticator(context: context, allowed: [], log: log)
+        do {
+            address = try Relay.bind(socket, endpoint, keys: keys)
+        } catch {
+            // Before the context goes: its termination waits for the handler's socket.
+            authenticator?.stop()
+            socket.close()
+            throw error
+        }
+        self.authenticator = authenticator
+    }
+
+    /// Stops the ZAP handler (before the context is terminated).
+    func stop() { authenticator?.stop() }
+
+    /// The worker keys the relay socket admits from now on (a run with keys).
+    func allow(_ keys: [CurveKey]) { authenticator?.allow(Set(keys)) }
+
+    /// Returns how others reach `socket` once bound to `endpoint`.
+    private static func bind(_ pull: ZMQSocket, _ endpoint: String, keys: CurveKeyPair?) throws -> RelayPeer {
+        try pull.setOption(.linger, 0)
+        if let keys {
+            try pull.setOption(.curveServer, 1)
+            try pull.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
+            try pull.setOption(.zapDomain, Array("charrnn-relay".utf8))
+        }
+        try pull.setOption(.heartbeatInterval, 250)
+        try pull.setOption(.heartbeatTimeout, 1500)
+        // A chunk's first frame with the longest route, or a chunk: nothing larger is buffered.
+        try pull.setOption(.maxMessageSize, WireCodec.headerSize + max(WireCodec.chunkBytes, WireCodec.largestWeightsBody))
+        // Bounds what a sender can make us buffer (the sender's own queue holds the rest of a step's chunks).
+        try pull.setOption(.receiveHighWaterMark, 64)
+        do {
+            try IPCEndpoint.requireFree(endpoint)
+            try pull.bind(endpoint)
+        } catch {
+            throw WorkerError.relay("cannot bind \(endpoint): \(error)")
+        }
+        let address = try pull.lastEndpoint()
+        // Other workers connect to what we advertise: a wildcard address is not one they can reach.
+        if address.contains("0.0.0.0") || address.contains("[::]") {
+            throw WorkerError.relay("give an address other workers can reach, e.g. tcp://10.0.0.2:* (not \(endpoint))")
+        }
+        guard (try? WireCodec.checkEndpoint(Array(address.utf8))) != nil else {
+            throw WorkerError.relay("the endpoint \(address) is longer than \(RelayRoute.maxEndpointBytes) bytes or not printable ASCII")
+        }
+        return RelayPeer(endpoint: address, key: keys?.publicKey)
+    }
+
+    /// The chunks our parent has pushed (anything else there is dropped: that socket carries weights only), a
+    /// step's worth at most per call so that the worker reads the coordinator's socket too.
+    func receive(_ codec: WireCodec) throws -> [(chunk: WeightsChunk, step: Int)] {
+        var out: [(WeightsChunk, Int)] = []
+        for _ in 0..<(WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4) {
+            guard let frames = try socket.receiveMultipart(timeoutMs: 0) else { break }
+            guard let envelope = try? codec.decode(frames), case .weights(let chunk) = envelope.message else {
+                bad += 1
+                if bad <= 10 || bad % 1000 == 0 { log("dropped a bad message on the relay socket (\(bad) so far)") }
+                continue
+            }
+            out.append((chunk, envelope.step))
+        }
+        return out
+    }
+
+    /// Pushes `chunk` of `step` to each child of its route with the route below it, once per chunk and step. A
+    /// chunk with nobody below (the coordinator's answer to need-weights) does not count: our parent's copy of
+    /// it, with the route, may still come.
+    func passOn(_ chunk: WeightsChunk, step: Int, _ codec: WireCodec) {
+        let below = chunk.route.children()
+        guard !below.isEmpty else { return }
+        if forwarded.step != step { forwarded = (step, []) }
+        guard forwarded.indices.insert(chunk.index).inserted else { return }
+        // Children change only when workers join or leave; sockets to former ones go.
+        for stale in children.keys where !below.contains(where: { $0.peer == stale }) {
+            children.removeValue(forKey: stale)?.close()
+        }
+        for (child, route) in below {
+            do {
+                try socket(to: child, codec).send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: route)), step: step), dontWait: true)
+            } catch {
+                // The child will ask the coordinator; nothing here can do better.
+                continue
+            }
+        }
+        if step == stopMidBroadcastAt, !stopped, let shape = codec.shape, chunk.index == WireCodec.chunkCount(floats: shape.parameterCount) / 2 {
+            stopped = true
+            log("fault injection: stopping mid-broadcast at step \(step)")
+            kill(getpid(), SIGSTOP)
+        }
+    }
+
+    /// A PUSH to `child`; with keys a CURVE client of the child's own key (a child without one is not talked
+    /// to: it would take our chunks in plaintext).
+    private func socket(to child: RelayPeer, _ codec: WireCodec) throws -> ZMQSocket {
+        if let known = children[child] { return known }
+        let push = try ZMQSocket(context, .push)
+        try push.setOption(.linger, 0)
+        if let keys {
+            guard let server = child.key else { throw WorkerError.relay("a child in the tree without a key") }
+            try push.setOption(.curveServerKey, Array(server.z85.utf8))
+            try push.setOption(.curvePublicKey, Array(keys.publicKey.z85.utf8))
+            try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
+        }
+        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory.
+        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4)
+        try push.setOption(.heartbeatInterval, 250)
+        try push.setOption(.heartbeatTimeout, 1500)
+        try push.setOption(.reconnectInterval, 100)
+        try push.setOption(.reconnectIntervalMax, 2000)
+        try push.connect(child.endpoint)
+        children[child] = push
+        return push
+    }
+
+    /// A new run: nothing passed on yet.
+    func reset() { forwarded = (0, []) }
+}
