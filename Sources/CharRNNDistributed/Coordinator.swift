@@ -87,9 +87,14 @@ public final class Coordinator: ShardPool {
     /// The current step's tree: each member's parent (nil: a child of the coordinator), and who asked for the
     /// weights. A worker that asked while its parent did not marks a link that failed: the parent stalled or does
     /// not pass chunks on, or the worker's endpoint cannot be reached from the parent's host. Which one is not
-    /// known here, so both leave later trees (and get the weights in their orders) until they say hello again.
+    /// known here, so both sit out the next `benchSteps` trees (and get the weights in their orders): a link that
+    /// failed once (a restart, a pause) gets another chance, one that keeps failing costs a wait every
+    /// `benchSteps` steps only.
     private var parents: [WorkerID: WorkerID?] = [:]
     private var askers: Set<WorkerID> = []
+    /// Worker → the first step it is in the tree again.
+    private var benched: [WorkerID: Int] = [:]
+    static let benchSteps = 20
     /// Worker → the step it last asked the weights of: a second request for a step is a protocol violation
     /// (each costs a full copy of the weights).
     private var resentTo: [WorkerID: Int] = [:]
@@ -122,6 +127,9 @@ public final class Coordinator: ShardPool {
         socket = try ZMQSocket(context, .router)
         if let curve = options.curve {
             guard CurveKey.isAvailable else { throw CoordinatorError.setup(CurveError.unavailable.description) }
+            if options.relayFanout > 0 && curve.authorized.count > RelayRoute.maxEndpoints {
+                throw CoordinatorError.setup("relays admit at most \(RelayRoute.maxEndpoints) worker keys, and --authorized-keys has \(curve.authorized.count): use --relay-fanout 0")
+            }
             authenticator = try Authenticator(context: context, allowed: curve.authorized, log: log)
             try socket.setOption(.curveServer, 1)
             try socket.setOption(.curveSecretKey, Array(curve.keys.secretKey.z85.utf8))
@@ -173,12 +181,12 @@ public final class Coordinator: ShardPool {
     /// below it. Every worker in the tree is then counted as sent the weights (its orders go without them); one
     /// that does not get them asks (need-weights).
     private func broadcast(step: Int) {
-        demoteFailedLinks()
+        benchFailedLinks(step: step)
         guard options.relayFanout > 0, let snapshot else { return }
         // In hello order; of two live peers at one endpoint (a restarted worker whose old self is not yet
         // forgotten) the newer. Beyond the most a route can name, workers get the weights in their orders.
         var byEndpoint: [String: WorkerID] = [:]
-        for (peer, relay) in relays.filter({ peers.contains($0.key) }).sorted(by: { $0.value.since < $1.value.since }) {
+        for (peer, relay) in relays.filter({ peers.contains($0.key) && benched[$0.key, default: 0] <= step }).sorted(by: { $0.value.since < $1.value.since }) {
             byEndpoint[relay.peer.endpoint] = peer
         }
         let members = Array(byEndpoint.values.sorted { relays[$0]!.since < relays[$1]!.since }.prefix(RelayRoute.maxEndpoints + 1))
@@ -198,15 +206,16 @@ public final class Coordinator: ShardPool {
         stats.weightsRelayed += members.count - route.children().count
     }
 
-    /// Takes both ends of every link of the last tree that failed out of the tree (see `parents`).
-    private func demoteFailedLinks() {
+    /// Benches both ends of every link of the last tree that failed (see `parents`), from `step` on.
+    private func benchFailedLinks(step: Int) {
         for asker in askers {
-            guard let parent = parents[asker] ?? nil, !askers.contains(parent) else { continue }
-            let removed = [parent, asker].filter { relays.removeValue(forKey: $0) != nil }
-            if !removed.isEmpty {
-                log("a relay did not pass the weights on to the worker below it: both are left out of the tree until they say hello again")
-            }
+            // A parent that is gone (lost, or its chunks could not be sent) is out of the tree already: its children
+            // asked through no fault of a link.
+            guard let parent = parents[asker] ?? nil, peers.contains(parent), !askers.contains(parent) else { continue }
+            for end in [parent, asker] { benched[end] = step + Coordinator.benchSteps }
+            log("a relay did not pass the weights on to the worker below it: both sit out the tree for \(Coordinator.benchSteps) steps")
         }
+        benched = benched.filter { $0.value > step }
         (parents, askers) = ([:], [])
     }
 
@@ -263,7 +272,8 @@ public final class Coordinator: ShardPool {
     private func pingAll(now: Double) {
         lastPing = now
         for peer in peers {
-            if let reason = transmit(.ping, step: 0, to: peer) { pending.append(.left(peer, reason: reason)) }
+            // The step being dealt: a relaying worker with no order of it yet still knows which chunks are current.
+            if let reason = transmit(.ping, step: snapshot?.step ?? 0, to: peer) { pending.append(.left(peer, reason: reason)) }
         }
     }
 
@@ -321,19 +331,24 @@ public final class Coordinator: ShardPool {
             }
             // Every hello is answered: a worker the driver declared lost comes back this way.
             weightsSent[peer] = nil
-            if let reason = transmit(.welcome(shape), step: 0, to: peer) {
+            // With keys, a relay needs its own key (its parent connects as a CURVE client of it) and the run's
+            // worker keys, which its socket admits: sent before the welcome, so that they are in place before any
+            // parent can connect to it as a member of the run.
+            var relay = hello.relay
+            if let announced = relay,
+               !(announced.endpoint.hasPrefix("tcp://") || announced.endpoint.hasPrefix("ipc://")) || (announced.key != nil) != (options.curve != nil)
+            {
+                log("worker \(hello.name) announced a relay this run cannot use (\(announced.endpoint), \(announced.key == nil ? "no key" : "a key")): it gets the weights directly")
+                relay = nil
+            }
+            var refusal: String?
+            if relay != nil, let curve = options.curve { refusal = transmit(.relayKeys(Array(curve.authorized)), step: 0, to: peer) }
+            if let reason = refusal ?? transmit(.welcome(shape), step: 0, to: peer) {
                 pending.append(.left(peer, reason: reason))
             } else {
                 peers.insert(peer)
                 hellos += 1
-                // With keys, a relay needs its own (its parent connects as a CURVE client of it) and the run's
-                // worker keys (which its socket admits).
-                if let relay = hello.relay, relay.endpoint.hasPrefix("tcp://") || relay.endpoint.hasPrefix("ipc://"),
-                   (relay.key != nil) == (options.curve != nil),
-                   options.curve.map({ transmit(.relayKeys(Array($0.authorized)), step: 0, to: peer) == nil }) ?? true
-                {
-                    relays[peer] = (relay, hellos)
-                }
+                if let relay { relays[peer] = (relay, hellos) }
                 forgotten.remove(peer)
                 pending.append(.joined(peer, name: hello.name))
             }

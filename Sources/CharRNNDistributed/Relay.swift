@@ -25,6 +25,7 @@ final class Relay {
     /// Test-only fault injection: at this step, stop the process (SIGSTOP) halfway through passing the chunks on.
     private let stopMidBroadcastAt: Int?
     private var stopped = false
+    private var warnedNoKey = false
 
     init(endpoint: String, keys: CurveKeyPair?, context: ZMQContext, stopMidBroadcastAt: Int?, log: @escaping @Sendable (String) -> Void) throws {
         self.context = context
@@ -113,9 +114,17 @@ final class Relay {
         for (child, route) in below {
             do {
                 try socket(to: child, codec).send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: route)), step: step), dontWait: true)
+            } catch let error as ZMQError where error.code == EAGAIN {
+                // Its queue is full: the child is stopped or gone, or refused the connection, which libzmq never
+                // retries (a restarted child that had not yet heard the run's keys). It asks the coordinator for
+                // these weights; a new socket tries afresh with the next chunk.
+                children.removeValue(forKey: child)?.close()
             } catch {
                 // The child will ask the coordinator; nothing here can do better.
-                continue
+                if !warnedNoKey, case WorkerError.relay = error {
+                    warnedNoKey = true
+                    log("not passing weights on to \(child.endpoint): \(error)")
+                }
             }
         }
         if step == stopMidBroadcastAt, !stopped, let shape = codec.shape, chunk.index == WireCodec.chunkCount(floats: shape.parameterCount) / 2 {

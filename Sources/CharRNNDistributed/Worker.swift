@@ -122,11 +122,6 @@ public final class Worker {
             handshakes = nil
         }
         try socket.connect(options.endpoint)
-        if let endpoint = options.relay {
-            relay = try Relay(endpoint: endpoint, keys: options.curve?.keys, context: context, stopMidBroadcastAt: options.stopMidRelayAtStep, log: log)
-        } else {
-            relay = nil
-        }
         let wakeups = "inproc://computed-\(generator.next())"
         finishedEvents = try ZMQSocket(context, .pair)
         try finishedEvents.setOption(.linger, 0)
@@ -134,6 +129,12 @@ public final class Worker {
         finishedSignal = try ZMQSocket(context, .pair)
         try finishedSignal.setOption(.linger, 0)
         try finishedSignal.connect(wakeups)
+        // Last: nothing after it can fail and leave its ZAP handler's thread running without a deinit to stop it.
+        if let endpoint = options.relay {
+            relay = try Relay(endpoint: endpoint, keys: options.curve?.keys, context: context, stopMidBroadcastAt: options.stopMidRelayAtStep, log: log)
+        } else {
+            relay = nil
+        }
     }
 
     deinit { relay?.stop() }
@@ -177,7 +178,9 @@ public final class Worker {
             let relaying = joined ? relay : nil
             let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []), timeoutMs: 100)
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
-            for (chunk, step) in try relaying?.receive(codec) ?? [] { take(chunk, step: step, fromCoordinator: false) }
+            // A relayed chunk may be of the step after the newest we know (it can overtake that step's order and
+            // ping), not later: a far-future step number is no chunk of this run's, and is neither used nor passed on.
+            for (chunk, step) in try relaying?.receive(codec) ?? [] where step <= newestStep + 1 { take(chunk, step: step, fromCoordinator: false) }
             guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
@@ -248,7 +251,9 @@ public final class Worker {
                 throw WorkerError.refused(message)
             case .relayKeys(let keys):
                 relay?.allow(keys)
-            case .ping, .hello, .result, .needWeights:
+            case .ping:
+                newestStep = max(newestStep, envelope.step)
+            case .hello, .result, .needWeights:
                 break
             }
         }
@@ -272,7 +277,10 @@ public final class Worker {
         guard let shape = codec.shape, step >= newestStep else { return }
         relay?.passOn(chunk, step: step, codec)
         guard step > stepWeights?.step ?? -1 else { return }
-        if let other = assembly?.step, other > step, !fromCoordinator { return }
+        // Chunks still coming is no silence: the patience counts from the last one.
+        if waiting.first?.step == step { waitingSince = PhaseClock.now() }
+        // A relayed chunk displaces chunks of a newer step only for a step an order of the coordinator waits for.
+        if let other = assembly?.step, other > step, !fromCoordinator, !waiting.contains(where: { $0.step == step }) { return }
         if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
         guard !assembly!.has(chunk.index) else { return }
         assembly!.add(chunk)

@@ -78,11 +78,22 @@ final class CoordinatorWeightsTests: XCTestCase {
 }
 
 /// The coordinator's relay tree: three relaying workers (test DEALERs) in a chain; when the second asks for the
-/// weights while the first, its parent, did not, the link between them failed and both leave the next tree.
+/// weights while the first, its parent, did not, the link between them failed and both sit out the next trees.
 final class CoordinatorRelayTreeTests: XCTestCase {
     private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
 
     func testBothEndsOfAFailedLinkLeaveTheTree() throws {
+        try chain(forgetHead: false)
+    }
+
+    /// When the parent is gone (here declared lost), its child's asking is no fault of a link: the child stays.
+    func testChildrenOfALostRelayStayInTheTree() throws {
+        try chain(forgetHead: true)
+    }
+
+    /// Workers a → b → c (fan-out 1); after step 1's orders b asks for the weights (a too is forgotten with
+    /// `forgetHead`); then step 2 is dealt.
+    private func chain(forgetHead: Bool) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rt-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -131,11 +142,19 @@ final class CoordinatorRelayTreeTests: XCTestCase {
             return try received()
         }
         XCTAssertEqual(try deal(1), [["chunk for [\"ipc:///relay/b\", \"ipc:///relay/c\"]", "order"], ["order"], ["order"]])
+        if forgetHead { coordinator.forget(workers[0].id) }
         try workers[1].socket.send(codec.encode(.needWeights, step: 1))
         for _ in 0..<20 { _ = try coordinator.poll(until: PhaseClock.now() + 0.01) }
         XCTAssertEqual(coordinator.stats.weightsResent, 1)
         XCTAssertEqual(try received(), [[], ["chunk for []"], []], "the weights again, to b alone")
-        XCTAssertEqual(try deal(2), [["order+weights"], ["order+weights"], ["chunk for []", "order"]])
+        if forgetHead {
+            XCTAssertEqual(try deal(2), [["order+weights"], ["chunk for [\"ipc:///relay/c\"]", "order"], ["order"]])
+        } else {
+            XCTAssertEqual(try deal(2), [["order+weights"], ["order+weights"], ["chunk for []", "order"]])
+            // Benched, not banished: from step 2 + benchSteps on, the link gets another chance.
+            XCTAssertEqual(try deal(1 + Coordinator.benchSteps), [["order+weights"], ["order+weights"], ["chunk for []", "order"]])
+            XCTAssertEqual(try deal(2 + Coordinator.benchSteps), [["chunk for [\"ipc:///relay/b\", \"ipc:///relay/c\"]", "order"], ["order"], ["order"]])
+        }
     }
 }
 

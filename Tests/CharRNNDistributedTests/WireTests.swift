@@ -529,6 +529,37 @@ final class WireTests: XCTestCase {
         XCTAssertEqual(got.route, route)
         let mixed = RelayRoute(fanout: 2, peers: [RelayPeer(endpoint: "ipc:///a", key: keys.publicKey), RelayPeer(endpoint: "ipc:///b")])
         XCTAssertThrowsError(try codec.encode(.weights(WeightsChunk(index: 0, floats: chunk.floats, route: mixed))), "keys for some workers only")
+
+        // A hello's key of another length, or a key without an endpoint; a keys flag other than 0 or 1; too many
+        // relay keys, or fewer than counted.
+        let hello = bytes(try WireCodec().encode(.hello(keyed)))
+        let keyAt = hello[0].count - 32 - 4
+        var shortKey = hello
+        put(UInt32(16), at: keyAt, in: &shortKey[0])
+        shortKey[0].removeLast(16)
+        put(UInt64(shortKey[0].count - WireCodec.headerSize), at: 24, in: &shortKey[0])
+        reseal(&shortKey)
+        assertMalformed(shortKey, with: WireCodec(), containing: "relay key of 16 bytes")
+        let noEndpoint = bytes(try WireCodec().encode(.hello(WorkerHello(name: "w", blasThreads: 1))))
+        var keyAlone = noEndpoint
+        put(UInt32(32), at: keyAlone[0].count - 4, in: &keyAlone[0])
+        keyAlone[0] += keys.publicKey.bytes
+        put(UInt64(keyAlone[0].count - WireCodec.headerSize), at: 24, in: &keyAlone[0])
+        reseal(&keyAlone)
+        assertMalformed(keyAlone, with: WireCodec(), containing: "relay key of 32 bytes")
+        var flag = try encoded(.weights(chunk))
+        put(UInt32(2), at: WireCodec.headerSize + 12, in: &flag[0])
+        reseal(&flag)
+        assertMalformed(flag, containing: "route keys flag 2")
+        var many = try encoded(.relayKeys([keys.publicKey]))
+        put(UInt32(RelayRoute.maxEndpoints + 1), at: WireCodec.headerSize, in: &many[0])
+        reseal(&many)
+        assertMalformed(many, containing: "relay keys exceed")
+        var fewer = try encoded(.relayKeys([keys.publicKey]))
+        put(UInt32(2), at: WireCodec.headerSize, in: &fewer[0])
+        reseal(&fewer)
+        XCTAssertThrowsError(try decode(fewer), "two keys counted, one present")
+        XCTAssertThrowsError(try codec.encode(.relayKeys(Array(repeating: keys.publicKey, count: RelayRoute.maxEndpoints + 1))))
         let ask = try encoded(.needWeights, step: 12)
         XCTAssertEqual(ask.map(\.count), [WireCodec.headerSize])
         let envelope = try decode(ask)
@@ -652,6 +683,10 @@ final class WireTests: XCTestCase {
             try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6), route: RelayRoute(fanout: 2, endpoints: ["ipc:///a", "tcp://10.0.0.3:7"])))),
             try encoded(.needWeights),
             bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: RelayPeer(endpoint: "tcp://10.0.0.2:6000"))))),
+            bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: RelayPeer(endpoint: "ipc:///r", key: CurveKey(bytes: Array(repeating: 7, count: 32))))))),
+            try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6),
+                                              route: RelayRoute(fanout: 1, peers: [RelayPeer(endpoint: "ipc:///a", key: CurveKey(bytes: Array(repeating: 9, count: 32)))])))),
+            try encoded(.relayKeys([CurveKey(bytes: Array(repeating: 1, count: 32)), CurveKey(bytes: Array(repeating: 2, count: 32))])),
         ]
         // CI runs 4,000 mutations; a longer hunt: CHARRNN_FUZZ_ITERATIONS=10000000 CHARRNN_FUZZ_SEED=7 swift test
         // -c release --filter testMutatedFramesNeverCrash

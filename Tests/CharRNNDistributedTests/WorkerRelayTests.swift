@@ -149,17 +149,46 @@ final class WorkerRelayTests: XCTestCase {
         try h.assertComputedWithTheWeights(step: 3)
     }
 
+    /// Chunks that are not this step's do not stop the real ones: a far-future step's (anyone's) is neither used
+    /// nor passed on; a next step's that came first is displaced by the real step's, which an order waits for;
+    /// and a worker that has the step's weights from an order still passes the chunks on to its children.
+    func testOtherStepsChunksDoNotStopTheRealOnes() throws {
+        let h = try Harness(shape: shape, keys: nil, patience: 0.2)
+        defer { h.finish() }
+        try h.send(.workSameWeights(epoch: 0, shards: [h.shard]), step: 3)
+        guard case .needWeights = try h.receive().message else { return XCTFail("no need-weights") }
+        let parent = try h.pusher(nil)
+        let route = RelayRoute(fanout: 1, endpoints: ["ipc://\(h.dir.path)/child.relay"])
+        let forged = FloatBuffer(count: shape.parameterCount)
+        for step in [1_000_000, 4] {
+            try parent.send(h.codec.encode(.weights(WeightsChunk(index: 0, floats: forged, route: route)), step: step))
+        }
+        for index in 0..<3 { try parent.send(h.codec.encode(.weights(WeightsChunk(index: index, floats: h.weights, route: route)), step: 3)) }
+        var steps: [Int] = []
+        while let frames = try h.child.receiveMultipart(timeoutMs: steps.count < 4 ? 10_000 : 300) { steps.append(try h.codec.decode(frames).step) }
+        XCTAssertEqual(steps.sorted(), [3, 3, 3, 4], "the far-future chunk was passed on, or a real one was not")
+        try h.assertComputedWithTheWeights(step: 3)
+
+        try h.send(.work(WorkOrder(epoch: 0, shards: [h.shard], weights: h.weights)), step: 5)
+        try h.assertComputedWithTheWeights(step: 5)
+        for index in 0..<3 { try parent.send(h.codec.encode(.weights(WeightsChunk(index: index, floats: h.weights, route: route)), step: 5)) }
+        XCTAssertEqual(try h.passedOn(expecting: 3, step: 5, route: .leaf).sorted(), [0, 1, 2])
+    }
+
     /// With keys, the relay socket is a CURVE server that admits only the keys the coordinator sent: an intruder's
     /// chunks (forged weights, sent first) never arrive, the authorized parent's do, and they are passed on over
     /// CURVE to a child reached with the key in the route.
     func testWithKeysOnlyTheRunsWorkersCanPassWeightsOn() throws {
         guard CurveKey.isAvailable else { throw XCTSkip("libzmq without CURVE") }
         let workerKeys = try CurveKeyPair.generate(), parentKeys = try CurveKeyPair.generate(), intruderKeys = try CurveKeyPair.generate()
-        let h = try Harness(shape: shape, keys: (workerKeys, try CurveKeyPair.generate()), patience: 60)
+        let h = try Harness(shape: shape, keys: (workerKeys, try CurveKeyPair.generate()), patience: 0.2)
         defer { h.finish() }
         XCTAssertEqual(h.relay.key, workerKeys.publicKey)
         try h.send(.relayKeys([workerKeys.publicKey, parentKeys.publicKey]), step: 0)
         try h.send(.workSameWeights(epoch: 0, shards: [h.shard]), step: 3)
+        // Its need-weights says the order is in, and so the keys sent before it: the intruder is refused by the
+        // allow-list, not by an empty one.
+        guard case .needWeights = try h.receive().message else { return XCTFail("no need-weights") }
         let route = RelayRoute(fanout: 1, peers: [RelayPeer(endpoint: "ipc://\(h.dir.path)/child.relay", key: h.childKeys!.publicKey)])
 
         let intruder = try h.pusher(intruderKeys)
