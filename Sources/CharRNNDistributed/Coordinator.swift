@@ -186,7 +186,7 @@ public final class Coordinator: ShardPool {
         // In hello order; of two live peers at one endpoint (a restarted worker whose old self is not yet
         // forgotten) the newer. Beyond the most a route can name, workers get the weights in their orders.
         var byEndpoint: [String: WorkerID] = [:]
-        for (peer, relay) in relays.filter({ peers.contains($0.key) && benched[$0.key, default: 0] <= step }).sorted(by: { $0.value.since < $1.value.since }) {
+        for (peer, relay) in relays.filter({ peers.contains($0.key) && benched[$0.key] == nil }).sorted(by: { $0.value.since < $1.value.since }) {
             byEndpoint[relay.peer.endpoint] = peer
         }
         let members = Array(byEndpoint.values.sorted { relays[$0]!.since < relays[$1]!.since }.prefix(RelayRoute.maxEndpoints + 1))
@@ -199,11 +199,12 @@ public final class Coordinator: ShardPool {
             }
         }
         record(route, under: nil)
-        for (child, below) in route.children() {
+        let top = route.children()
+        for (child, below) in top {
             if sendWeights(snapshot.weights, step: step, route: below, to: byEndpoint[child.endpoint]!) { stats.weightsDirect += 1 }
         }
         for member in members { weightsSent[member] = step }
-        stats.weightsRelayed += members.count - route.children().count
+        stats.weightsRelayed += members.count - top.count
     }
 
     /// Benches both ends of every link of the last tree that failed (see `parents`), from `step` on.
@@ -215,6 +216,7 @@ public final class Coordinator: ShardPool {
             for end in [parent, asker] { benched[end] = step + Coordinator.benchSteps }
             log("a relay did not pass the weights on to the worker below it: both sit out the tree for \(Coordinator.benchSteps) steps")
         }
+        // Left: only workers still benched at `step`.
         benched = benched.filter { $0.value > step }
         (parents, askers) = ([:], [])
     }

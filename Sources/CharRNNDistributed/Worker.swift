@@ -200,6 +200,8 @@ public final class Worker {
                 log("dropped a bad frame: \(error)")
                 continue
             }
+            // Every message of the coordinator's (a ping too) tells which step it is dealing.
+            newestStep = max(newestStep, envelope.step)
             switch envelope.message {
             case .welcome(let shape):
                 guard shape.workerBytes <= options.maxMemory else {
@@ -226,12 +228,10 @@ public final class Worker {
                 joined = true
             case .work(let order):
                 guard joined else { continue }
-                newestStep = max(newestStep, envelope.step)
                 adopt(order.weights, step: envelope.step)
                 enqueue(order, step: envelope.step)
             case .workSameWeights(let epoch, let shards):
                 guard joined else { continue }
-                newestStep = max(newestStep, envelope.step)
                 if let known = stepWeights, known.step == envelope.step {
                     enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step)
                 } else {
@@ -240,7 +240,6 @@ public final class Worker {
             case .weights(let chunk):
                 // From the coordinator: we are one of its children in the tree, or it answers our need-weights.
                 guard joined else { continue }
-                newestStep = max(newestStep, envelope.step)
                 take(chunk, step: envelope.step, fromCoordinator: true)
             case .shutdown:
                 log("coordinator says the run is over; \(stepsComputed) work orders computed")
@@ -251,9 +250,7 @@ public final class Worker {
                 throw WorkerError.refused(message)
             case .relayKeys(let keys):
                 relay?.allow(keys)
-            case .ping:
-                newestStep = max(newestStep, envelope.step)
-            case .hello, .result, .needWeights:
+            case .ping, .hello, .result, .needWeights:
                 break
             }
         }
@@ -271,15 +268,14 @@ public final class Worker {
 
     /// A chunk of `step`'s weights: passed on to our children at once (the broadcast is pipelined chunk by
     /// chunk), then put in place. Chunks of a step older than the newest we know of are dropped, and so are
-    /// chunks of a step whose weights we have, once passed on. A relayed chunk never displaces the chunks of a
-    /// newer step (which may be forged: the coordinator's answer to our need-weights then does).
+    /// chunks of a step whose weights we have, once passed on. A relayed chunk displaces the chunks of a newer
+    /// step (which may be forged) only for a step an order waits for; the coordinator's own always do.
     private func take(_ chunk: WeightsChunk, step: Int, fromCoordinator: Bool) {
         guard let shape = codec.shape, step >= newestStep else { return }
         relay?.passOn(chunk, step: step, codec)
         guard step > stepWeights?.step ?? -1 else { return }
         // Chunks still coming is no silence: the patience counts from the last one.
         if waiting.first?.step == step { waitingSince = PhaseClock.now() }
-        // A relayed chunk displaces chunks of a newer step only for a step an order of the coordinator waits for.
         if let other = assembly?.step, other > step, !fromCoordinator, !waiting.contains(where: { $0.step == step }) { return }
         if assembly?.step != step { assembly = WeightsAssembly(step: step, parameters: shape.parameterCount) }
         guard !assembly!.has(chunk.index) else { return }
