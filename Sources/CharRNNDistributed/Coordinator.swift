@@ -47,12 +47,28 @@ public struct CoordinatorStats: Sendable {
     public var weightsDirect = 0
     public var weightsRelayed = 0
     public var weightsResent = 0
+    /// Steps whose orders put the workers in the reduction up the tree; the root sums received and used, and
+    /// sums refused (overlapping results already in, of another step, or from a worker not holding shard 0).
+    public var reducedSteps = 0
+    public var sumsReceived = 0
+    public var sumsRefused = 0
+    /// Shard results received one by one (every result when the tree is off; when it is on, those of orders
+    /// dealt again and of workers whose patience ran out).
+    public var resultsReceived = 0
 }
 
 /// The workers behind a ZeroMQ ROUTER socket, as a shard pool for the step driver: it welcomes workers that
 /// say hello, pings them, carries work orders out and results back, and reports who joined, left or failed.
 /// Every rule about who computes what, and which result counts, is the driver's; this class is plumbing:
-/// the socket, CURVE, pings, and ignoring peers that keep sending garbage.
+/// the socket, CURVE, pings, ignoring peers that keep sending garbage, and how weights and gradients travel
+/// (the relay tree down, the reduction tree up).
+///
+/// The reduction up the tree: orders are sent when the driver next polls, so the coordinator sees a dealing
+/// whole. When a step's first dealing covers every shard, one order each, and every holder relays, each order
+/// says where the sum of its shard's top node goes (`SumTarget`, `ReductionShare`): the workers sum the tree
+/// among themselves and shard 0's holder sends the root, one gradient instead of S. The root counts only if
+/// none of its shards came in otherwise; results of orders dealt again, and of workers that gave up waiting on
+/// a peer, come one by one as before.
 ///
 /// Single-threaded: the driver's loop calls it.
 public final class Coordinator: ShardPool {
@@ -98,6 +114,12 @@ public final class Coordinator: ShardPool {
     /// Worker → the step it last asked the weights of: a second request for a step is a protocol violation
     /// (each costs a full copy of the weights).
     private var resentTo: [WorkerID: Int] = [:]
+    /// Orders the driver handed over since it last polled: sent at the poll, when the dealing is whole.
+    private var outbox: [(order: WorkOrder, step: Int, worker: WorkerID)] = []
+    /// The step whose first dealing was sent, and its shards' holders when its workers reduce up the tree.
+    private var reduction: (step: Int, holders: [WorkerID]?)?
+    /// Shards of the current step whose results (alone or in a sum) went to the driver.
+    private var delivered: Set<Int> = []
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
     /// so this never locks out an honest worker for good).
     private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
@@ -162,19 +184,65 @@ public final class Coordinator: ShardPool {
 
     // MARK: ShardPool
 
+    /// Queued until the next poll (a failed send is then reported as the worker leaving).
     public func send(_ order: WorkOrder, step: Int, to worker: WorkerID) -> Bool {
         if snapshot?.step != step {
             snapshot = (step, order.weights.copy())
+            delivered = []
             broadcast(step: step)
         }
-        let direct = weightsSent[worker] != step
-        let message: WireMessage = direct
-            ? .work(WorkOrder(epoch: order.epoch, shards: order.shards, weights: snapshot!.weights))
-            : .workSameWeights(epoch: order.epoch, shards: order.shards)
-        guard transmit(message, step: step, to: worker) == nil else { return false }
-        if direct { stats.weightsDirect += 1 }
-        weightsSent[worker] = step
+        outbox.append((order, step, worker))
         return true
+    }
+
+    /// Sends the orders queued since the last poll, with sum targets when they are the step's first dealing and
+    /// it can be reduced up the tree.
+    private func sendOrders() {
+        let orders = outbox
+        outbox = []
+        guard let step = orders.last?.step else { return }
+        // Targets go with the first dealing only: later orders of the step (dealt again) are answered directly.
+        var first = false
+        if reduction?.step != step {
+            reduction = (step, reductionHolders(orders))
+            first = reduction!.holders != nil
+        }
+        for (order, step, worker) in orders {
+            let target = first ? sumTarget(order.shards[0].index) : nil
+            let direct = weightsSent[worker] != step
+            let message: WireMessage = direct
+                ? .work(WorkOrder(epoch: order.epoch, shards: order.shards, weights: snapshot!.weights), sum: target)
+                : .workSameWeights(epoch: order.epoch, shards: order.shards, sum: target)
+            if let reason = transmit(message, step: step, to: worker) {
+                pending.append(.left(worker, reason: reason))
+                continue
+            }
+            if direct { stats.weightsDirect += 1 }
+            weightsSent[worker] = step
+        }
+    }
+
+    /// The holder of each shard when `orders`, a step's first dealing, can be reduced up the tree: the tree is
+    /// on, they are all of one step and deal every shard once, one per order, to workers that relay (their
+    /// relay sockets take peers' sums).
+    private func reductionHolders(_ orders: [(order: WorkOrder, step: Int, worker: WorkerID)]) -> [WorkerID]? {
+        let shards = orders.map { $0.order.shards.map(\.index) }
+        guard options.relayFanout > 0, shape.shardCount > 1, shards.allSatisfy({ $0.count == 1 }),
+              shards.map({ $0[0] }).sorted() == Array(0..<shape.shardCount),
+              orders.allSatisfy({ $0.step == orders[0].step && relays[$0.worker] != nil }) else { return nil }
+        stats.reducedSteps += 1
+        var holders = orders.map(\.worker)
+        for (k, s) in shards.enumerated() { holders[s[0]] = orders[k].worker }
+        return holders
+    }
+
+    /// Where the holder of `shard` sends its top node's sum (`ReductionTree.top(of:)`).
+    private func sumTarget(_ shard: Int) -> SumTarget {
+        let tree = ReductionTree(shards: shape.shardCount)
+        guard let holders = reduction?.holders else { preconditionFailure("no reduction planned") }
+        guard let receiver = tree.receiver(of: tree.top(of: shard)) else { return .coordinator }
+        if holders[receiver] == holders[shard] { return .kept }
+        return .peer(relays[holders[receiver]]!.peer)
     }
 
     /// Sends the step's weights down the relay tree: chunk by chunk to the root's children, each with the route
@@ -235,6 +303,7 @@ public final class Coordinator: ShardPool {
     }
 
     public func poll(until deadline: Double) throws -> [PoolEvent] {
+        sendOrders()
         while true {
             let now = PhaseClock.now()
             if now - lastPing >= options.pingInterval { pingAll(now: now) }
@@ -355,7 +424,27 @@ public final class Coordinator: ShardPool {
                 pending.append(.joined(peer, name: hello.name))
             }
         case .result(let results):
+            stats.resultsReceived += results.count
+            if envelope.step == snapshot?.step { delivered.formUnion(results.map(\.index)) }
             pending.append(.results(peer, step: envelope.step, results))
+        case .sum(let part):
+            // Only the root comes here, from shard 0's holder, of the step being reduced; and it counts only if
+            // none of its shards came otherwise (a sum cannot be taken apart).
+            guard let step = reduction?.step, let holders = reduction?.holders, step == envelope.step, step == snapshot?.step, part.node.count == shape.shardCount else {
+                stats.sumsRefused += 1
+                return
+            }
+            guard peer == holders[0] else {
+                stats.sumsRefused += 1
+                return strike(peer)
+            }
+            guard delivered.isEmpty else {
+                stats.sumsRefused += 1
+                return
+            }
+            stats.sumsReceived += 1
+            delivered.formUnion(part.node.shards)
+            pending.append(.sum(step: step, part, holders: holders))
         case .error(let message):
             weightsSent[peer] = nil
             pending.append(.failed(peer, message: message))

@@ -1,9 +1,10 @@
 import CharRNN
 import Foundation
 
-/// A worker's part in the relay tree (`RelayRoute`): the socket its parent pushes a step's weights chunks to,
-/// and one socket per child to pass each chunk on as soon as it is in. Putting the chunks together is the
-/// worker's (`WeightsAssembly`): a worker that does not relay gets chunks too, from the coordinator.
+/// A worker's links to other workers: the socket its parent in the relay tree (`RelayRoute`) pushes a step's
+/// weights chunks to and its peers push sums up the reduction tree to (`ReductionShare`), one socket per child
+/// to pass each chunk on as soon as it is in, and one per peer it sends sums to. Putting the chunks together is
+/// the worker's (`WeightsAssembly`): a worker that does not relay gets chunks too, from the coordinator.
 ///
 /// With keys the relay socket is a CURVE server with the worker's own key pair, and a ZAP handler in the
 /// worker's context admits only the run's worker keys, which the coordinator sends after the welcome (`allow`);
@@ -18,6 +19,9 @@ final class Relay {
     private let authenticator: Authenticator?
     private let log: (String) -> Void
     private var children: [RelayPeer: ZMQSocket] = [:]
+    /// Peers we send sums to (the holders of the shards our top nodes' parents start at): few, and stable
+    /// while the workers are.
+    private var receivers: [RelayPeer: ZMQSocket] = [:]
     /// The chunks of one step passed on: forwarding does not depend on whether the worker needed them.
     private var forwarded: (step: Int, indices: Set<Int>) = (0, [])
     /// Bad messages on the relay socket, logged sparingly: anyone who reaches it may send there.
@@ -83,20 +87,48 @@ final class Relay {
         return RelayPeer(endpoint: address, key: keys?.publicKey)
     }
 
-    /// The chunks our parent has pushed (anything else there is dropped: that socket carries weights only), a
-    /// step's worth at most per call so that the worker reads the coordinator's socket too.
-    func receive(_ codec: WireCodec) throws -> [(chunk: WeightsChunk, step: Int)] {
-        var out: [(WeightsChunk, Int)] = []
+    enum Inbound {
+        case chunk(WeightsChunk, step: Int)
+        case sum(SubtreeSum, step: Int)
+    }
+
+    /// The chunks our parent has pushed and the sums peers have (anything else there is dropped), a step's worth
+    /// of chunks at most per call so that the worker reads the coordinator's socket too.
+    func receive(_ codec: WireCodec) throws -> [Inbound] {
+        var out: [Inbound] = []
         for _ in 0..<(WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4) {
             guard let frames = try socket.receiveMultipart(timeoutMs: 0) else { break }
-            guard let envelope = try? codec.decode(frames), case .weights(let chunk) = envelope.message else {
+            switch (try? codec.decode(frames)).map({ ($0.message, $0.step) }) {
+            case (.weights(let chunk), let step)?: out.append(.chunk(chunk, step: step))
+            case (.sum(let part), let step)?: out.append(.sum(part, step: step))
+            default:
                 bad += 1
                 if bad <= 10 || bad % 1000 == 0 { log("dropped a bad message on the relay socket (\(bad) so far)") }
-                continue
             }
-            out.append((chunk, envelope.step))
         }
         return out
+    }
+
+    /// Pushes a sum of `step` to `peer`'s relay socket; whether it was queued. One that is not (the peer is
+    /// stopped or gone, its queue full) is not tried again: the patience rule of `ReductionShare` gets the step
+    /// done without it.
+    @discardableResult
+    func send(_ part: SubtreeSum, step: Int, to peer: RelayPeer, _ codec: WireCodec) -> Bool {
+        // Peers change only when workers join or leave; a socket to a former one goes, and its queue with it.
+        if receivers[peer] == nil && receivers.count >= 4, let stale = receivers.keys.first {
+            receivers.removeValue(forKey: stale)?.close()
+        }
+        do {
+            let push = try receivers[peer] ?? socket(to: peer, codec)
+            receivers[peer] = push
+            try push.send(codec.encode(.sum(part), step: step), dontWait: true)
+            return true
+        } catch let error as ZMQError where error.code == EAGAIN {
+            receivers.removeValue(forKey: peer)?.close()
+        } catch {
+            log("cannot send a sum to \(peer.endpoint): \(error)")
+        }
+        return false
     }
 
     /// Pushes `chunk` of `step` to each child of its route with the route below it, once per chunk and step. A
@@ -113,7 +145,9 @@ final class Relay {
         }
         for (child, route) in below {
             do {
-                try socket(to: child, codec).send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: route)), step: step), dontWait: true)
+                let push = try children[child] ?? socket(to: child, codec)
+                children[child] = push
+                try push.send(codec.encode(.weights(WeightsChunk(index: chunk.index, floats: chunk.floats, route: route)), step: step), dontWait: true)
             } catch let error as ZMQError where error.code == EAGAIN {
                 // Its queue is full: the child is stopped or gone, or refused the connection, which libzmq never
                 // retries (a restarted child that had not yet heard the run's keys). It asks the coordinator for
@@ -134,10 +168,9 @@ final class Relay {
         }
     }
 
-    /// A PUSH to `child`; with keys a CURVE client of the child's own key (a child without one is not talked
-    /// to: it would take our chunks in plaintext).
+    /// A new PUSH to `child`; with keys a CURVE client of the child's own key (a child without one is not talked
+    /// to: it would take our chunks or sums in plaintext).
     private func socket(to child: RelayPeer, _ codec: WireCodec) throws -> ZMQSocket {
-        if let known = children[child] { return known }
         let push = try ZMQSocket(context, .push)
         try push.setOption(.linger, 0)
         if let keys {
@@ -153,7 +186,6 @@ final class Relay {
         try push.setOption(.reconnectInterval, 100)
         try push.setOption(.reconnectIntervalMax, 2000)
         try push.connect(child.endpoint)
-        children[child] = push
         return push
     }
 

@@ -1,9 +1,10 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 6 (4 added the numerics identity to hello; 5 cut bulk vectors
+// The coordinator<->worker wire format, version 7 (4 added the numerics identity to hello; 5 cut bulk vectors
 // into frames of at most 512 KiB, see WireChunks.swift; 6 added the relay tree: a relay endpoint and key in hello,
 // the weights message a step's weights travel down the tree in, need-weights and relay-keys, see RelayRoute.swift;
-// a ping from the coordinator carries the step being dealt). Every message is one ZeroMQ multipart message:
+// a ping from the coordinator carries the step being dealt; 7 added the reduction up the tree: a sum target in
+// work orders and the sum message, see WireSum.swift). Every message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
 // own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
 // the last. All integers and floats are little-endian; floats are IEEE float32 unless marked f64.
@@ -13,7 +14,7 @@ import CharRNN
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
 // | 4      | 2    | version        | u16, 6                                                              |
-// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys |
+// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys, 11 sum |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
 // | 24     | 8    | payload length | u64, bytes after the header in frame 0 plus all bytes of frames 1…  |
@@ -24,7 +25,7 @@ import CharRNN
 // |----------|-----------------------------------------------------------------------|------------------------|
 // | hello    | u32 BLAS threads (1…1024), u32 name length (≤ 256), name (UTF-8, no control characters), u32 kernel length (≤ 64), OpenBLAS kernel name (printable ASCII), u32 version length (≤ 64), charrnn version (printable ASCII), u64 probe hash (see NumericsIdentity), u32 relay endpoint length (≤ 256; 0: the worker does not relay), relay endpoint (printable ASCII, no spaces), u32 relay key length (0, or 32 with keys and an endpoint), the worker's CURVE public key; the header's version is the worker's protocol version | none |
 // | welcome  | u32 vocab V, u32 embed E, u32 units H, u32 seq T, u32 rows per shard R, u32 shard count S, u32 cell (0 GRU, 1 LSTM), u32 layers L, u64 parameter count P, f32 dropout rate (0 none, else in (0, 1)), u64 dropout seed | none |
-// | work     | u64 epoch, u64 weight count (= P; or 0: no weight frames, the worker computes with the step's weights, which it was sent with an earlier order or gets in weights messages, and asks for them with need-weights when they do not come), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V) | P f32 weights, in k = ceil(4·P / 524288) frames (none with weight count 0) |
+// | work     | u64 epoch, u64 weight count (= P; or 0: no weight frames, the worker computes with the step's weights, which it was sent with an earlier order or gets in weights messages, and asks for them with need-weights when they do not come), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 flags (bit 0: reset state; other bits 0), u32 rows (= R), u32 seq (= T), [R·W f32 hidden state (W = L·H, an LSTM's 2·L·H), absent when reset], R·T i32 inputs, R·T i32 targets (ids < V); then the sum target (WireSum.swift; with a target, n = 1) | P f32 weights, in k = ceil(4·P / 524288) frames (none with weight count 0) |
 // | result   | u64 gradient count (= P), u32 shard count n (1…S), then n shards: u32 index (< S, unique), u32 rows (= R), f64 mean loss, R·W f32 final hidden state | n·k: P f32 gradient of each shard, in body order, k frames each |
 // | ping     | empty                                                                 | none                   |
 // | shutdown | empty                                                                 | none                   |
@@ -32,6 +33,7 @@ import CharRNN
 // | weights  | u32 chunk index i (< k), u32 fan-out (1…64), u32 route length m (≤ 4096), u32 keyed (0 or 1), then m × (u32 length 1…256, relay endpoint, printable ASCII, no spaces, and when keyed its worker's 32-byte CURVE public key): the workers below the recipient, in pre-order (RelayRoute) | one frame: chunk i of the step's P f32 weights, cut as above |
 // | relay-keys | u32 n (≤ 4096), n × 32-byte CURVE public keys: coordinator → relaying worker of a run with keys, the worker keys its relay socket admits | none |
 // | need-weights | empty: worker → coordinator, asking for the weights of the header's step (an order came without them, and they did not come by relay) | none |
+// | sum      | see WireSum.swift: a node's summed gradient, the losses and states of its shards | gradient, then states |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
 // header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
@@ -95,10 +97,11 @@ public enum WireMessage: Sendable {
     /// coordinator → worker: the run id (in the envelope) and the sizes every later message must match.
     case welcome(RunShape)
     /// coordinator → worker.
-    case work(WorkOrder)
+    /// With a sum target, the worker sums its shard into the step's reduction tree instead of answering.
+    case work(WorkOrder, sum: SumTarget? = nil)
     /// coordinator → worker: an order of a step whose weights the worker was sent with an earlier order of the
     /// step (on the wire: a work message with weight count 0 and no weight frames).
-    case workSameWeights(epoch: Int, shards: [WorkShard])
+    case workSameWeights(epoch: Int, shards: [WorkShard], sum: SumTarget? = nil)
     /// worker → coordinator: one entry per shard of the work order.
     case result([ShardResult])
     /// either way: liveness.
@@ -113,6 +116,8 @@ public enum WireMessage: Sendable {
     case needWeights
     /// coordinator → relaying worker, with keys: the worker keys its relay socket lets in (the run's authorized ones).
     case relayKeys([CurveKey])
+    /// worker → the worker summing the node above (its relay socket), or the root's → coordinator.
+    case sum(SubtreeSum)
 }
 
 /// A decoded message with its header fields.
@@ -123,13 +128,13 @@ public struct WireEnvelope: Sendable {
 }
 
 private enum MessageType: UInt16 {
-    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys
+    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys, sum
 }
 
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 6
+    public static let version: UInt16 = 7
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -164,12 +169,12 @@ public struct WireCodec: Sendable {
         case .welcome(let shape):
             type = .welcome
             Self.encodeWelcome(shape, into: &body)
-        case .work(let order):
+        case .work(let order, let target):
             type = .work
-            bulk = try encodeWork(epoch: order.epoch, shards: order.shards, weights: order.weights, into: &body)
-        case .workSameWeights(let epoch, let shards):
+            bulk = try encodeWork(epoch: order.epoch, shards: order.shards, weights: order.weights, target: target, into: &body)
+        case .workSameWeights(let epoch, let shards, let target):
             type = .work
-            bulk = try encodeWork(epoch: epoch, shards: shards, weights: nil, into: &body)
+            bulk = try encodeWork(epoch: epoch, shards: shards, weights: nil, target: target, into: &body)
         case .result(let shards):
             type = .result
             bulk = try encodeResult(shards, into: &body)
@@ -188,6 +193,9 @@ public struct WireCodec: Sendable {
         case .relayKeys(let keys):
             type = .relayKeys
             try Self.encodeRelayKeys(keys, into: &body)
+        case .sum(let part):
+            type = .sum
+            bulk = try encodeSum(part, into: &body)
         }
         let frames = chunk.map { [$0] } ?? extra
 
@@ -251,6 +259,7 @@ public struct WireCodec: Sendable {
         let received = type == .result || type == .work
             ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("\(type)").parameterCount, into: &sum) : nil
         let chunk = type == .weights ? Self.checksumChunk(frames[1], into: &sum) : nil
+        let summed = type == .sum ? Self.checksumSum(frames.dropFirst(), try requireShape("sum"), into: &sum) : nil
         guard sum.value == checksum else { throw .badChecksum }
         guard let stepValue = Int(exactly: step) else { throw .malformed("step \(step) out of range") }
 
@@ -267,6 +276,7 @@ public struct WireCodec: Sendable {
         case .weights: message = try decodeWeights(&reader, frame: frames[1], received: chunk)
         case .needWeights: message = .needWeights
         case .relayKeys: message = try decodeRelayKeys(&reader)
+        case .sum: message = try decodeSum(&reader, frames: frames.count - 1, received: summed)
         }
         try reader.finish()
         return WireEnvelope(runID: run, step: stepValue, message: message)
@@ -289,12 +299,17 @@ public struct WireCodec: Sendable {
             let s = try requireShape("result")
             let k = Self.chunkCount(floats: s.parameterCount)
             return (Self.largestBody(.result, s) + s.shardCount * 4 * s.parameterCount, (1 + k)...(1 + s.shardCount * k))
+        case .sum:
+            let s = try requireShape("sum")
+            let k = Self.chunkCount(floats: s.parameterCount)
+            return (20 + 8 * s.shardCount + 4 * s.parameterCount + s.shardCount * 4 * s.stateCount,
+                    (1 + k + Self.stateChunks(s))...(1 + k + s.shardCount * Self.stateChunks(s)))
         }
     }
 
     /// The largest body (frame 0 after the header) of a work order or result of a run of `s`'s sizes.
     private static func largestBody(_ type: MessageType, _ s: RunShape) -> Int {
-        type == .work ? 20 + s.shardCount * (16 + 4 * s.stateCount + 8 * s.tokenCount) : 12 + s.shardCount * (16 + 4 * s.stateCount)
+        type == .work ? 20 + s.shardCount * (16 + 4 * s.stateCount + 8 * s.tokenCount) + largestTarget : 12 + s.shardCount * (16 + 4 * s.stateCount)
     }
 
     /// The largest single frame a worker of a run of `shape`'s sizes can need to send the coordinator (a result's

@@ -4,11 +4,12 @@ import CharRNN
 
 extension WireCodec {
     /// Writes the body; returns the bulk vector (the weights), none for an order without them.
-    func encodeWork(epoch: Int, shards: [WorkShard], weights: FloatBuffer?, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
+    func encodeWork(epoch: Int, shards: [WorkShard], weights: FloatBuffer?, target: SumTarget?, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
         let shape = try requireShape("work")
         guard epoch >= 0 else { throw .malformed("negative epoch \(epoch)") }
         try Self.checkShardIndices(shards.map(\.index), shape)
         if let weights { try Self.checkParameters(weights.count, shape, "weights") }
+        if target != nil, shards.count != 1 { throw .malformed("an order with a sum target has \(shards.count) shards, not one") }
         body.u64(epoch)
         body.u64(weights?.count ?? 0)
         body.u32(shards.count)
@@ -35,6 +36,7 @@ extension WireCodec {
             shard.rows.inputs.withUnsafeBytes { body.bytes($0) }
             shard.rows.targets.withUnsafeBytes { body.bytes($0) }
         }
+        try Self.writeTarget(target, into: &body)
         guard let weights else { return [] }
         try Self.checkFinite(weights.rawBytes, "weights")
         return [weights]
@@ -71,6 +73,8 @@ extension WireCodec {
             try Self.checkTokens(targets, shape, "targets of shard \(index)")
             views.append((index, state, inputs, targets))
         }
+        let target = try Self.readTarget(&reader)
+        if target != nil, shardCount != 1 { throw .malformed("an order with a sum target has \(shardCount) shards, not one") }
         try reader.finish()
         try Self.checkShardIndices(views.map(\.index), shape)
         if weightCount == 0 {
@@ -88,7 +92,7 @@ extension WireCodec {
                 index: view.index, state: view.state.map(FloatBuffer.init(wireBytes:)),
                 rows: ShardRows(rows: shape.rowsPerShard, seq: shape.seq, inputs: Self.int32s(view.inputs), targets: Self.int32s(view.targets)))
         }
-        if weightCount == 0 { return .workSameWeights(epoch: epochValue, shards: shards) }
-        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: received!.buffers[0]))
+        if weightCount == 0 { return .workSameWeights(epoch: epochValue, shards: shards, sum: target) }
+        return .work(WorkOrder(epoch: epochValue, shards: shards, weights: received!.buffers[0]), sum: target)
     }
 }

@@ -38,6 +38,9 @@ public struct WorkerOptions: Sendable {
     /// Test-only fault injection: at this global step, stop this process (SIGSTOP) after passing on half the
     /// weights' chunks, so a test can kill -9 or continue a relay caught mid-broadcast.
     public var stopMidRelayAtStep: Int? = nil
+    /// Test-only fault injection: at this global step, stop this process (SIGSTOP) when about to send a peer a sum
+    /// of more than one shard (one we summed from a peer's), so a test can kill -9 or continue it mid-reduction.
+    public var stopMidReductionAtStep: Int? = nil
 
     public init(endpoint: String, name: String, blasThreads: Int) {
         self.endpoint = endpoint
@@ -54,7 +57,8 @@ public struct WorkerOptions: Sendable {
 /// serve its later orders of the step, or, for a relaying worker, chunk by chunk down the relay tree
 /// (`RelayRoute`), each chunk passed on to our children as soon as it is in. An order whose weights do not come
 /// is not lost: after `relayPatience` we ask the coordinator for them (need-weights), which is how a stopped or
-/// dead relay is routed around.
+/// dead relay is routed around. An order with a sum target puts its result into the step's reduction up the
+/// tree (`ReductionShare`) instead of answering it: summed with peers' sums, sent on as one.
 public final class Worker {
     private let options: WorkerOptions
     private let log: (String) -> Void
@@ -63,13 +67,13 @@ public final class Worker {
     private let socket: ZMQSocket
     private var codec = WireCodec()
     private var shardStep: ShardStep?
-    private var computing: (computation: ShardComputation, runID: UInt64?)?
+    private var computing: (computation: ShardComputation, runID: UInt64?, target: SumTarget?)?
     /// A computation that finishes sends an empty message here, waking the loop's poll at once.
     private let finishedSignal: ZMQSocket
     private let finishedEvents: ZMQSocket
     /// Orders waiting their turn, in arrival order, all of one step (an order of a newer step drops the others:
     /// the coordinator has moved on).
-    private var queue: [(order: WorkOrder, step: Int)] = []
+    private var queue: [(order: WorkOrder, step: Int, target: SumTarget?)] = []
     /// The weights of the newest step this worker was sent, for its orders that come without them.
     private var stepWeights: (step: Int, weights: FloatBuffer)?
     /// The weights `shardStep` last computed with (received buffers are never written): the step's later
@@ -81,7 +85,11 @@ public final class Worker {
     /// The chunks of the step being put together (relayed, or the coordinator's).
     private var assembly: WeightsAssembly?
     /// Orders of one step that came before their weights, in arrival order, and since when they wait.
-    private var waiting: [(epoch: Int, shards: [WorkShard], step: Int)] = []
+    private var waiting: [(epoch: Int, shards: [WorkShard], step: Int, target: SumTarget?)] = []
+    /// Our part in the reduction of the newest step whose orders came with sum targets (or whose peers' sums
+    /// came first); dropped once the coordinator deals a later step.
+    private var share: ReductionShare?
+    private var stoppedMidReduction = false
     private var waitingSince = 0.0
     /// The step we last asked the coordinator for weights: once per step.
     private var askedForStep: Int?
@@ -174,13 +182,28 @@ public final class Worker {
             {
                 askedForStep = first.step
             }
+            if let current = share {
+                if current.step < newestStep {
+                    share = nil
+                } else {
+                    perform(share!.check(now: now, patience: options.relayPatience), step: current.step)
+                }
+            }
             // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
             let relaying = joined ? relay : nil
             let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []), timeoutMs: 100)
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
-            // A relayed chunk may be of the step after the newest we know (it can overtake that step's order and
-            // ping), not later: a far-future step number is no chunk of this run's, and is neither used nor passed on.
-            for (chunk, step) in try relaying?.receive(codec) ?? [] where step <= newestStep + 1 { take(chunk, step: step, fromCoordinator: false) }
+            // A relayed chunk or a peer's sum may be of the step after the newest we know (it can overtake that
+            // step's order and ping), not later: a far-future step number is no message of this run's, and is
+            // neither used nor passed on.
+            for inbound in try relaying?.receive(codec) ?? [] {
+                switch inbound {
+                case .chunk(let chunk, let step) where step <= newestStep + 1: take(chunk, step: step, fromCoordinator: false)
+                case .sum(let part, let step) where step <= newestStep + 1 && step >= newestStep:
+                    if shareOf(step) != nil { perform(share!.add(peerSum: part, now: PhaseClock.now()), step: step) }
+                default: break
+                }
+            }
             guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
@@ -214,7 +237,7 @@ public final class Worker {
                 }
                 // Orders and weights from another run cannot be used with this run's sizes.
                 if codec.runID != envelope.runID {
-                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep) = ([], nil, [], nil, nil, 0)
+                    (queue, stepWeights, waiting, assembly, askedForStep, newestStep, share) = ([], nil, [], nil, nil, 0, nil)
                     relay?.reset()
                 }
                 if !joined || codec.runID != envelope.runID { log("joined run \(String(envelope.runID, radix: 16)): \(shape)") }
@@ -226,16 +249,18 @@ public final class Worker {
                     loadedWeights = nil
                 }
                 joined = true
-            case .work(let order):
+            case .work(let order, let target):
                 guard joined else { continue }
+                let target = expect(order.shards, target: target, step: envelope.step)
                 adopt(order.weights, step: envelope.step)
-                enqueue(order, step: envelope.step)
-            case .workSameWeights(let epoch, let shards):
+                enqueue(order, step: envelope.step, target: target)
+            case .workSameWeights(let epoch, let shards, let target):
                 guard joined else { continue }
+                let target = expect(shards, target: target, step: envelope.step)
                 if let known = stepWeights, known.step == envelope.step {
-                    enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step)
+                    enqueue(WorkOrder(epoch: epoch, shards: shards, weights: known.weights), step: envelope.step, target: target)
                 } else {
-                    wait(epoch: epoch, shards: shards, step: envelope.step)
+                    wait(epoch: epoch, shards: shards, step: envelope.step, target: target)
                 }
             case .weights(let chunk):
                 // From the coordinator: we are one of its children in the tree, or it answers our need-weights.
@@ -250,7 +275,7 @@ public final class Worker {
                 throw WorkerError.refused(message)
             case .relayKeys(let keys):
                 relay?.allow(keys)
-            case .ping, .hello, .result, .needWeights:
+            case .ping, .hello, .result, .needWeights, .sum:
                 break
             }
         }
@@ -293,28 +318,63 @@ public final class Worker {
         stepWeights = (step, weights)
         let ready = waiting.filter { $0.step == step }
         waiting.removeAll { $0.step <= step }
-        for order in ready { enqueue(WorkOrder(epoch: order.epoch, shards: order.shards, weights: weights), step: step) }
+        for order in ready { enqueue(WorkOrder(epoch: order.epoch, shards: order.shards, weights: weights), step: step, target: order.target) }
     }
 
     /// An order whose weights are not here yet: it waits for them (by relay, or asked for after `relayPatience`).
-    private func wait(epoch: Int, shards: [WorkShard], step: Int) {
+    private func wait(epoch: Int, shards: [WorkShard], step: Int, target: SumTarget?) {
         waiting.removeAll { $0.step < step }
         if waiting.isEmpty { waitingSince = PhaseClock.now() }
-        waiting.append((epoch, shards, step))
+        waiting.append((epoch, shards, step, target))
     }
 
     /// Queues `order` behind the others of its step (dropping those of earlier steps: the coordinator has
     /// dealt them again) and starts the next order if nothing is computing.
-    private func enqueue(_ order: WorkOrder, step: Int) {
+    private func enqueue(_ order: WorkOrder, step: Int, target: SumTarget?) {
         queue.removeAll { $0.step < step }
-        queue.append((order, step))
+        queue.append((order, step, target))
         startNext()
+    }
+
+    /// Our share of `step`'s reduction, started if there is none or only an older step's; nil for an older step.
+    private func shareOf(_ step: Int) -> ReductionShare? {
+        guard let shape = codec.shape else { return nil }
+        if let current = share, current.step >= step { return current.step == step ? current : nil }
+        share = ReductionShare(step: step, tree: ReductionTree(shards: shape.shardCount), gradientCount: shape.parameterCount, now: PhaseClock.now())
+        return share
+    }
+
+    /// An order's target, registered with the step's share; nil (answer directly) without a relay socket, which
+    /// peers' sums would need.
+    private func expect(_ shards: [WorkShard], target: SumTarget?, step: Int) -> SumTarget? {
+        guard let target, relay != nil, shards.count == 1, shareOf(step) != nil else { return nil }
+        perform(share!.expect(shards[0].index, target: target, now: PhaseClock.now()), step: step)
+        return target
+    }
+
+    /// Carries out what the step's share decided: sums to a peer or the coordinator, or our results directly.
+    private func perform(_ actions: [ReductionShare.Action], step: Int) {
+        for action in actions {
+            switch action {
+            case .send(let part, .peer(let peer)):
+                if step == options.stopMidReductionAtStep, part.node.count > 1, !stoppedMidReduction {
+                    stoppedMidReduction = true
+                    log("fault injection: stopping mid-reduction at step \(step)")
+                    kill(getpid(), SIGSTOP)
+                }
+                relay?.send(part, step: step, to: peer, codec)
+            case .send(let part, _):
+                send(.sum(part), step: step)
+            case .leaves(let leaves):
+                send(.result(leaves), step: step)
+            }
+        }
     }
 
     /// Starts computing the first waiting order, unless a computation is running.
     private func startNext() {
         guard computing == nil, !queue.isEmpty, let shardStep, let shape = codec.shape else { return }
-        let (order, step) = queue.removeFirst()
+        let (order, step, target) = queue.removeFirst()
         // Used by the finishing thread only, one computation at a time (the handoff is the thread start).
         let signal = finishedSignal
         let loaded = loadedWeights === order.weights
@@ -322,16 +382,22 @@ public final class Worker {
         let computation = ShardComputation(
             order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep, options.slowdown),
             finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
-        computing = (computation, codec.runID)
+        computing = (computation, codec.runID, target)
     }
 
     /// Sends the results of a finished computation and starts the next waiting order, if any.
     private func collect() {
-        guard let (computation, runID) = computing, let results = computation.results else { return }
+        guard let (computation, runID, target) = computing, let results = computation.results else { return }
         computing = nil
         stepsComputed += 1
         // Results of a run we have since left (its coordinator restarted) would only be refused.
-        if runID == codec.runID { send(.result(results), step: computation.step) }
+        if runID == codec.runID {
+            if target != nil, share?.step == computation.step {
+                for r in results { perform(share!.add(leaf: r, now: PhaseClock.now()), step: computation.step) }
+            } else {
+                send(.result(results), step: computation.step)
+            }
+        }
         startNext()
     }
 

@@ -37,6 +37,11 @@ struct CoordinatorStatus: Codable, Equatable {
     var weightsDirect = 0
     var weightsRelayed = 0
     var weightsResent = 0
+    /// Steps reduced up the tree, root sums used and refused, and results that came one by one.
+    var reducedSteps = 0
+    var sumsReceived = 0
+    var sumsRefused = 0
+    var resultsReceived = 0
 
     init(run: String, endpoint: String) {
         self.run = run
@@ -53,6 +58,7 @@ struct CoordinatorStatus: Codable, Equatable {
         (verifiedShards, unverifiedShards, mismatches, distrustedWorkers) = (d.verifiedShards, d.unverifiedShards, d.mismatches, d.distrustedWorkers)
         (badFrames, bannedPeers) = (transport.badFrames, transport.bannedPeers)
         (weightsDirect, weightsRelayed, weightsResent) = (transport.weightsDirect, transport.weightsRelayed, transport.weightsResent)
+        (reducedSteps, sumsReceived, sumsRefused, resultsReceived) = (transport.reducedSteps, transport.sumsReceived, transport.sumsRefused, transport.resultsReceived)
     }
 
     /// Best effort: a status that cannot be written must not stop training (the checkpoint directory's own

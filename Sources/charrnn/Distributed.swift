@@ -21,7 +21,8 @@ struct CoordinatorCommand: ParsableCommand {
         options.relayFanout = cluster.relayFanout
         if cluster.verify > 0 && cluster.relayFanout > 0 {
             // A relay could pass its whole subtree the same wrong weights, and two workers below it would then
-            // agree on a wrong result: checks need every worker's weights to come from the coordinator.
+            // agree on a wrong result: checks need every worker's weights to come from the coordinator, and every
+            // shard's result (a sum cannot be checked).
             options.relayFanout = 0
         }
         // validate() saw that the two key options come together.
@@ -108,7 +109,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
-    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; 0: send them to every worker directly (so does --verify).")
+    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; and, when a step deals each shard once to such workers, sum their gradients among themselves up the reduction tree, so that the coordinator receives one gradient per step. 0: neither, every worker gets the weights directly and sends its results (so does --verify).")
     var relayFanout = 2
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
     @Option(help: ArgumentHelp("Benchmarks only: shards a worker holds at most (as many as the step has: all dealt at once).", visibility: .hidden))
@@ -153,9 +154,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file; a coordinator with another key is refused.") var coordinatorKey: String?
     @Option(help: "GiB of memory this worker may use for a run; a coordinator asking for more is refused (default: 8, or the machine's memory if less).")
     var maxMemory: Double?
-    @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. With keys, relay links use them too.")
+    @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), and take part in summing the gradients up the tree, listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. With keys, relay links use them too.")
     var relay: String?
-    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them.") var relayPatience: Double = 2
+    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them; and seconds without progress in summing a step's gradients up the tree (a peer stopped or gone) before sending this worker's own results to the coordinator directly.") var relayPatience: Double = 2
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
     @Option(help: ArgumentHelp("Test only: take this many times as long per work order (a slower machine).", visibility: .hidden))
@@ -163,6 +164,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
     @Option(help: ArgumentHelp("Test only: stop this process (SIGSTOP) halfway through passing on this step's weights.", visibility: .hidden))
     var faultStopMidRelay: Int?
+    @Option(help: ArgumentHelp("Test only: stop this process (SIGSTOP) at this step when about to pass a sum of several shards up the tree.", visibility: .hidden))
+    var faultStopMidReduction: Int?
     @Option(help: ArgumentHelp("Test only: seconds a connection may take to complete its CURVE handshake.", visibility: .hidden))
     var handshakeTimeout: Double = 30
 
@@ -199,6 +202,7 @@ struct WorkerCommand: ParsableCommand {
         options.relay = relay
         options.relayPatience = relayPatience
         options.stopMidRelayAtStep = faultStopMidRelay
+        options.stopMidReductionAtStep = faultStopMidReduction
         if let secretKey, let coordinatorKey {
             guard let key = try CurveKeyFile.read(coordinatorKey).first else { throw CurveError.badKeyFile(coordinatorKey, "no key in the file") }
             options.curve = (try CurveKey(z85: key), try CurveKeyPair.load(secretKeyFile: secretKey))

@@ -166,6 +166,10 @@ struct CoordinatorStatusFile: Decodable {
     var weightsDirect: Int
     var weightsRelayed: Int
     var weightsResent: Int
+    var reducedSteps: Int
+    var sumsReceived: Int
+    var sumsRefused: Int
+    var resultsReceived: Int
 
     var names: [String] { workers.map(\.name) }
 

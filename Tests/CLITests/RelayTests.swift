@@ -66,6 +66,13 @@ final class RelayTests: XCTestCase {
             XCTAssertEqual(status.weightsDirect, min(2, workers) * Self.steps, "\(run): \(coordinator.output)")
             XCTAssertEqual(status.weightsRelayed, (workers - min(2, workers)) * Self.steps, run)
             XCTAssertEqual(status.weightsResent, 0, run)
+            // 6 shards: three workers or more are dealt all of them at once, and sum them up the tree; the coordinator
+            // receives one gradient per step. One worker is dealt two at a time and answers each.
+            let reduced = workers >= 3 ? Self.steps : 0
+            XCTAssertEqual(status.reducedSteps, reduced, "\(run): \(coordinator.output)")
+            XCTAssertEqual(status.sumsReceived, reduced, run)
+            XCTAssertEqual(status.sumsRefused, 0, run)
+            XCTAssertEqual(status.resultsReceived, (Self.steps - reduced) * 6, run)
             assertSameCheckpoint(references[cell]!, ckpt.appendingPathComponent(name).path)
         }
     }

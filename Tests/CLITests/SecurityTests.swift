@@ -129,8 +129,8 @@ final class SecurityTests: XCTestCase {
         while dealt.count < 2 && Date() < deadline {
             guard let frames = try forger.receiveMultipart(timeoutMs: 100), let envelope = try? codec.decode(frames) else { continue }
             switch envelope.message {
-            case .work(let order): dealt.formUnion(order.shards.map { [envelope.step, $0.index] })
-            case .workSameWeights(_, let shards): dealt.formUnion(shards.map { [envelope.step, $0.index] })
+            case .work(let order, _): dealt.formUnion(order.shards.map { [envelope.step, $0.index] })
+            case .workSameWeights(_, let shards, _): dealt.formUnion(shards.map { [envelope.step, $0.index] })
             default: break
             }
         }

@@ -35,7 +35,7 @@ final class WeightlessWorkTests: XCTestCase {
         XCTAssertEqual(frames[0].count + 4 * shape.parameterCount, full.reduce(0) { $0 + $1.count }, "the same body, without the weights")
         let envelope = try codec.decode(frames.map(ZMQMessage.init(copying:)))
         XCTAssertEqual(envelope.step, 9)
-        guard case .workSameWeights(let epoch, let back) = envelope.message else { return XCTFail("\(envelope.message)") }
+        guard case .workSameWeights(let epoch, let back, _) = envelope.message else { return XCTFail("\(envelope.message)") }
         XCTAssertEqual(epoch, 4)
         XCTAssertEqual(back.map(\.index), [1])
         XCTAssert(back[0].state!.bitwiseEqual(sent[0].state!))

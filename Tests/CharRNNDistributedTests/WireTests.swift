@@ -165,7 +165,7 @@ final class WireTests: XCTestCase {
         let envelope = try decode(bytes(frames))
         XCTAssertEqual(envelope.runID, runID)
         XCTAssertEqual(envelope.step, 42)
-        guard case .work(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
+        guard case .work(let received, _) = envelope.message else { return XCTFail("\(envelope.message)") }
         XCTAssertEqual(received.epoch, 3)
         XCTAssert(received.weights.bitwiseEqual(order.weights))
         XCTAssertEqual(received.shards.map(\.index), [2, 0])
@@ -390,7 +390,7 @@ final class WireTests: XCTestCase {
         XCTAssertEqual(offset, 4 * p)
         let wire = bytes(frames)
         XCTAssert(wire.allSatisfy { $0.count <= WireCodec.largestFrame(bigShape) })
-        guard case .work(let received) = try decode(wire, with: bigCodec).message else { return XCTFail("not work") }
+        guard case .work(let received, _) = try decode(wire, with: bigCodec).message else { return XCTFail("not work") }
         XCTAssert(received.weights.bitwiseEqual(weights))
 
         let sent = (0..<2).map { i in
@@ -667,6 +667,66 @@ final class WireTests: XCTestCase {
         assertMalformed(recut, with: codec, containing: "frame 1 of gradient of shard 1")
     }
 
+    // MARK: The reduction up the tree
+
+    private func sum(_ lo: Int, _ hi: Int) -> SubtreeSum {
+        SubtreeSum(node: ReductionNode(lo: lo, hi: hi), gradient: floats(shape.parameterCount, seed: 30),
+                   losses: (lo..<hi).map { 1.5 + Double($0) }, states: (lo..<hi).map { floats(stateCount, seed: 40 + UInt64($0)) })
+    }
+
+    func testSumRoundTripsWithItsStatesInFramesOfTheirOwn() throws {
+        let sent = sum(0, 2)
+        let frames = try codec.encode(.sum(sent), step: 9)
+        XCTAssertEqual(frames.count, 1 + 1 + 2, "the gradient, then a state per shard, each a frame of its own here")
+        let envelope = try decode(bytes(frames))
+        guard case .sum(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
+        XCTAssertEqual(envelope.step, 9)
+        XCTAssertEqual(received.node, sent.node)
+        XCTAssertEqual(received.losses.map(\.bitPattern), sent.losses.map(\.bitPattern))
+        XCTAssert(received.gradient.bitwiseEqual(sent.gradient))
+        for (r, s) in zip(received.states, sent.states) { XCTAssert(r.bitwiseEqual(s)) }
+    }
+
+    func testSumsAreChecked() throws {
+        XCTAssertThrowsError(try codec.encode(.sum(sum(1, 3))), "1..<3 is no node of the tree over 3 shards")
+        var frames = try encoded(.sum(sum(2, 3)))
+        put(UInt32(1), at: WireCodec.headerSize, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "not a node of the reduction tree")
+        // A state frame too many, the length and checksum made to match: the frame count gives it away.
+        frames = try encoded(.sum(sum(2, 3)))
+        frames.append(frames[2])
+        put(UInt64(frames.dropFirst().reduce(frames[0].count - WireCodec.headerSize) { $0 + $1.count }), at: 24, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "expected 2")
+        frames = try encoded(.sum(sum(0, 2)))
+        put(Float.nan.bitPattern, at: 4, in: &frames[3])
+        reseal(&frames)
+        assertRejects(frames, .nonFinite("hidden state of shard 1"))
+        frames = try encoded(.sum(sum(0, 2)))
+        put(Double.infinity.bitPattern, at: WireCodec.headerSize + 20 + 8, in: &frames[0])
+        reseal(&frames)
+        assertRejects(frames, .nonFinite("loss of shard 1"))
+    }
+
+    func testWorkOrdersCarryTheirSumTarget() throws {
+        let one = WorkOrder(epoch: 1, shards: [WorkShard(index: 1, state: nil, rows: rows(seed: 5))], weights: floats(shape.parameterCount, seed: 4))
+        let targets: [SumTarget?] = [nil, .coordinator, .kept, .peer(RelayPeer(endpoint: "tcp://10.0.0.7:4100")),
+                                     .peer(RelayPeer(endpoint: "ipc:///r", key: CurveKey(bytes: Array(repeating: 3, count: 32))))]
+        for target in targets {
+            guard case .work(_, let got) = try decode(try encoded(.work(one, sum: target))).message else { return XCTFail("work") }
+            XCTAssertEqual(got, target)
+            guard case .workSameWeights(_, _, let same) = try decode(try encoded(.workSameWeights(epoch: 1, shards: one.shards, sum: target))).message
+            else { return XCTFail("work without weights") }
+            XCTAssertEqual(same, target)
+        }
+        XCTAssertThrowsError(try codec.encode(.work(workOrder(), sum: .kept)), "a target is for an order of one shard")
+        var frames = try encoded(.workSameWeights(epoch: 1, shards: one.shards, sum: .kept))
+        put(UInt32(9), at: frames[0].count - 4, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "unknown sum target 9")
+    }
+
     // MARK: Fuzzing
 
     /// Thousands of mutated valid frames: every outcome must be a clean decode or a `WireError` (the
@@ -687,6 +747,8 @@ final class WireTests: XCTestCase {
             try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6),
                                               route: RelayRoute(fanout: 1, peers: [RelayPeer(endpoint: "ipc:///a", key: CurveKey(bytes: Array(repeating: 9, count: 32)))])))),
             try encoded(.relayKeys([CurveKey(bytes: Array(repeating: 1, count: 32)), CurveKey(bytes: Array(repeating: 2, count: 32))])),
+            try encoded(.sum(sum(0, 2))),
+            try encoded(.workSameWeights(epoch: 1, shards: [WorkShard(index: 1, state: nil, rows: rows(seed: 5))], sum: .peer(RelayPeer(endpoint: "ipc:///r")))),
         ]
         // CI runs 4,000 mutations; a longer hunt: CHARRNN_FUZZ_ITERATIONS=10000000 CHARRNN_FUZZ_SEED=7 swift test
         // -c release --filter testMutatedFramesNeverCrash

@@ -309,4 +309,49 @@ final class ReductionTreeTests: XCTestCase {
         }
         XCTAssertEqual(plan.state.weights.storage.array, StepDriverTests.reference)
     }
+
+    /// Each shard's holder sums the nodes that start at its shard and sends the top one to the holder of the
+    /// shard the node above starts at: every node is summed by exactly one holder, the root by shard 0's.
+    func testEachShardsTopGoesToAnEarlierShard() {
+        let five = ReductionTree(shards: 5)
+        XCTAssertEqual((0..<5).map { five.top(of: $0).description }, ["shards 0..<5", "shard 1", "shards 2..<4", "shard 3", "shard 4"])
+        XCTAssertEqual((0..<5).map { five.receiver(of: five.top(of: $0)) }, [nil, 0, 0, 2, 0])
+        for s in 1...40 {
+            let tree = ReductionTree(shards: s)
+            var received = [Int](repeating: 0, count: s)
+            for shard in 0..<s {
+                let top = tree.top(of: shard)
+                XCTAssertEqual(top.lo, shard)
+                guard let receiver = tree.receiver(of: top) else {
+                    XCTAssertEqual(top, tree.root)
+                    continue
+                }
+                XCTAssertLessThan(receiver, shard)
+                received[receiver] += 1
+            }
+            XCTAssertLessThanOrEqual(received.max()!, tree.depth, "a holder receives at most one sum per level, S = \(s)")
+            // Every node is under exactly one top: the tops partition the tree's nodes.
+            let covered = (0..<s).flatMap { shard in Self.nodes(tree).filter { $0.lo == shard && $0.hi <= tree.top(of: shard).hi } }
+            XCTAssertEqual(covered.count, 2 * s - 1)
+        }
+    }
+
+    /// A worker's reducer refuses a sum that would repeat a shard (a peer's message, checked before `add`) and
+    /// hands out a node it must send on, forgetting its shards.
+    func testReducerAcceptsOnlyNewNodesAndHandsOneOut() {
+        let tree = ReductionTree(shards: 5)
+        let g = Self.gradients(5, count: 10)
+        var r = TreeReducer(tree: tree, gradientCount: 10)
+        r.add(Self.leaf(2, g[2]))
+        XCTAssertFalse(r.accepts(ReductionNode(lo: 2, hi: 4)), "shard 2 is in")
+        XCTAssertFalse(r.accepts(ReductionNode(lo: 1, hi: 3)), "not a node of the tree")
+        XCTAssertTrue(r.accepts(ReductionNode(lo: 3, hi: 4)))
+        XCTAssertNil(r.take(ReductionNode(lo: 2, hi: 4)), "not complete")
+        r.add(Self.leaf(3, g[3]))
+        let sum = r.take(ReductionNode(lo: 2, hi: 4))
+        XCTAssertEqual(sum?.gradient.array, (0..<10).map { g[2][$0] + g[3][$0] })
+        XCTAssertEqual(sum?.losses, [2.5, 3.5])
+        XCTAssertEqual(r.held, 0)
+        XCTAssertTrue(r.accepts(ReductionNode(lo: 2, hi: 4)), "taken and forgotten: a node above may come back summed")
+    }
 }

@@ -55,6 +55,19 @@ public struct ReductionTree: Equatable, Sendable {
         return (ReductionNode(lo: node.lo, hi: split), ReductionNode(lo: split, hi: node.hi))
     }
 
+    /// The highest node whose first shard is `shard`: leaf `shard` and every node above it that starts there.
+    /// Whoever holds `shard` sums all of them (their left halves start there too); the node above `top` starts at
+    /// an earlier shard, whose holder needs `top`'s sum. So each shard's holder sends one sum up, and a holder of
+    /// several shards sums the ones whose tops meet at its own locally.
+    public func top(of shard: Int) -> ReductionNode {
+        var node = leaf(shard)
+        while let (parent, _) = parentAndSibling(of: node), parent.lo == shard { node = parent }
+        return node
+    }
+
+    /// The shard whose holder sums the node above `node` (`node`'s sum goes there); nil for the root.
+    public func receiver(of node: ReductionNode) -> Int? { parentAndSibling(of: node)?.parent.lo }
+
     /// Whether `node` is a node of this tree (not just any range of shards).
     public func contains(_ node: ReductionNode) -> Bool { ancestors(of: node) != nil }
 
@@ -182,6 +195,12 @@ public struct TreeReducer {
     public var pendingNodes: [ReductionNode] { pending.keys.sorted { $0.lo < $1.lo } }
     public var isComplete: Bool { pending[tree.root] != nil }
 
+    /// Whether `node`'s sum can be added: a node of the tree none of whose shards came before (what a sum from a peer
+    /// must pass before `add`, which would stop the process).
+    public func accepts(_ node: ReductionNode) -> Bool {
+        tree.contains(node) && node.shards.allSatisfy { states[$0] == nil }
+    }
+
     /// Adds a node's sum, and with it every sum it completes up the tree. Each shard must come exactly once.
     public mutating func add(_ part: SubtreeSum) {
         precondition(tree.contains(part.node), "\(part.node) is not a node of the reduction tree over \(tree.shardCount) shards")
@@ -226,6 +245,16 @@ public struct TreeReducer {
         pending = [:]
         clearShards()
         return out
+    }
+
+    /// Hands out `node`'s sum, if it is complete and pending (not yet summed into a node above it), with its
+    /// shards' losses and states; the gradient is the caller's from then on. The reducer forgets those shards:
+    /// a worker sends the node to a peer, whose sum of a node above may come back to it.
+    public mutating func take(_ node: ReductionNode) -> SubtreeSum? {
+        guard let held = pending.removeValue(forKey: node) else { return nil }
+        let part = SubtreeSum(node: node, gradient: held.gradient, losses: Array(losses[node.shards]), states: states[node.shards].map { $0! })
+        for s in node.shards { (losses[s], states[s]) = (.nan, nil) }
+        return part
     }
 
     /// Forgets everything added (an abandoned or finished step); its own buffers go back to the free list.

@@ -29,6 +29,9 @@ public enum PoolEvent: Sendable {
     case left(WorkerID, reason: String)
     /// A worker's results for (some of) the shards of global step `step`.
     case results(WorkerID, step: Int, [ShardResult])
+    /// The sum of a whole node of the step's reduction tree, summed by workers (`holders[k]` was dealt shard
+    /// `part.node.lo + k` and computed it): one message instead of one result per shard.
+    case sum(step: Int, SubtreeSum, holders: [WorkerID])
     /// A worker reported that it cannot compute what it was given.
     case failed(WorkerID, message: String)
 }

@@ -92,7 +92,8 @@ public enum DealingEvent: Sendable {
 /// - shards of a worker that is lost (it left, a send to it failed, it reported an error, or it held an order
 ///   past `deadline`) are dealt again;
 /// - a result counts only from a worker that was dealt that shard in this step, and only the first one: late
-///   results of earlier steps, repeats and results for undealt shards are counted and dropped;
+///   results of earlier steps, repeats and results for undealt shards are counted and dropped. A pool may
+///   deliver a whole subtree's sum instead (`PoolEvent.sum`); it counts only if none of its shards is in yet;
 /// - nothing is dealt while fewer than `minWorkers` workers are live;
 /// - with `verify` F, a fraction F of the shards is computed again on another worker and must agree bit for
 ///   bit (`Audit`); a worker in the minority is distrusted and its results of the step computed again.
@@ -270,6 +271,23 @@ public final class StepDriver {
                 throw .shardFailed(step: step, shard: s, worker: name, message: message)
             }
             lose(worker, because: "it reported an error")
+        case .sum(let sumStep, let part, let holders):
+            // A sum cannot be checked shard by shard, nor taken apart if one of its shards is in already: it counts
+            // only whole and new. Its shards' holders then send their own results (the pool's business).
+            guard sumStep == step else {
+                stats.staleResults += part.node.count
+                return
+            }
+            guard audit.shards.isEmpty, holders.count == part.node.count, part.node.shards.allSatisfy({ !reduction.has($0) }) else {
+                stats.duplicateResults += part.node.count
+                return
+            }
+            let now = clock.now()
+            for (s, worker) in zip(part.node.shards, holders) {
+                members.answered(s, by: worker, now: now)
+                members.completed(s, by: worker)
+            }
+            reduction.add(part)
         case .results(let worker, let resultStep, let results):
             let now = clock.now()
             guard resultStep == step else {

@@ -32,6 +32,13 @@ struct StepReduction {
         return true
     }
 
+    /// Adds a whole subtree's sum, none of whose shards is in yet (never with `holdAll`: a sum cannot be checked).
+    mutating func add(_ part: SubtreeSum) {
+        precondition(!holdAll && part.node.shards.allSatisfy { !received.contains($0) }, "a sum that cannot count")
+        received.formUnion(part.node.shards)
+        plan.accumulate(part)
+    }
+
     /// Throws away the held results that came from `worker` alone; returns their shards, missing again.
     mutating func discard(from worker: WorkerID) -> [Int] {
         let shards = source.filter { $0.value == worker }.map(\.key).sorted()

@@ -1,0 +1,143 @@
+import XCTest
+import CharRNN
+@testable import CharRNNDistributed
+
+/// Workers' parts in a step's reduction up the tree, wired to each other by hand on a fake clock: the root that
+/// reaches the coordinator has the bits of the in-process tree whatever the holders and the arrival order, and a
+/// stalled peer makes the others send their own results directly after the patience, once.
+final class ReductionShareTests: XCTestCase {
+    static let count = 1_000
+
+    static func leaf(_ s: Int) -> ShardResult {
+        var rng = RandomSource(seed: UInt64(s + 1))
+        let g = FloatBuffer((0..<count).map { _ in (2 * rng.nextUnitFloat() - 1) * Float(1 << rng.nextIndex(below: 20)) })
+        return ShardResult(index: s, loss: Double(s) + 0.25, state: FloatBuffer([Float(s), -Float(s)]), gradient: g)
+    }
+
+    static func inProcessRoot(_ shards: Int) -> [Float] {
+        var r = TreeReducer(tree: ReductionTree(shards: shards), gradientCount: count)
+        for s in 0..<shards { r.add(SubtreeSum(leaf(s))) }
+        return r.root().gradient.array
+    }
+
+    /// Holders (worker → its shards) as the coordinator would deal and target them.
+    struct Step {
+        let tree: ReductionTree
+        let holder: [Int: Int]
+        var shares: [Int: ReductionShare] = [:]
+        var toCoordinator: [ReductionShare.Action] = []
+        /// In flight between workers: (to worker, sum).
+        var wire: [(Int, SubtreeSum)] = []
+
+        init(shards: Int, holders: [[Int]]) {
+            tree = ReductionTree(shards: shards)
+            var h: [Int: Int] = [:]
+            for (w, mine) in holders.enumerated() { for s in mine { h[s] = w } }
+            holder = h
+            for w in holders.indices { shares[w] = ReductionShare(step: 7, tree: tree, gradientCount: ReductionShareTests.count, now: 0) }
+        }
+
+        func target(_ shard: Int) -> SumTarget {
+            guard let receiver = tree.receiver(of: tree.top(of: shard)) else { return .coordinator }
+            return holder[receiver] == holder[shard] ? .kept : .peer(RelayPeer(endpoint: "ipc://w\(holder[receiver]!)"))
+        }
+
+        mutating func route(_ actions: [ReductionShare.Action]) {
+            for action in actions {
+                if case .send(let part, .peer(let peer)) = action {
+                    wire.append((Int(peer.endpoint.dropFirst("ipc://w".count))!, part))
+                } else {
+                    toCoordinator.append(action)
+                }
+            }
+        }
+
+        mutating func order(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.expect(shard, target: target(shard), now: now)) }
+        mutating func computed(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.add(leaf: ReductionShareTests.leaf(shard), now: now)) }
+        mutating func deliver(now: Double = 0) {
+            while !wire.isEmpty {
+                let (w, part) = wire.removeFirst()
+                route(shares[w]!.add(peerSum: part, now: now))
+            }
+        }
+        mutating func tick(_ now: Double) { for w in shares.keys.sorted() { route(shares[w]!.check(now: now, patience: 2)) } }
+    }
+
+    func testRootHasTheInProcessBitsForAnyHoldersAndOrder() throws {
+        let cases: [(Int, [[Int]])] = [(4, [[0], [1], [2], [3]]), (5, [[0], [1], [2], [3], [4]]), (6, [[0, 3], [1, 4], [2, 5]]),
+                                       (6, [[0, 5], [1], [2], [3], [4]]), (3, [[0, 1, 2]]), (7, [[6], [0, 2], [5, 1], [3, 4]])]
+        var rng = RandomSource(seed: 5)
+        for (shards, holders) in cases {
+            for round in 0..<4 {
+                var step = Step(shards: shards, holders: holders)
+                // Orders and results in a shuffled order (each shard's order before its result), sums delivered at
+                // random moments between them; in round 0 the last shards come first, so sums arrive early.
+                var events = (0..<shards).flatMap { [(0, $0), (1, $0)] }
+                for i in stride(from: events.count - 1, to: 0, by: -1) { events.swapAt(i, rng.nextIndex(below: i + 1)) }
+                for shard in 0..<shards {
+                    let (a, b) = (events.firstIndex { $0 == (0, shard) }!, events.firstIndex { $0 == (1, shard) }!)
+                    if b < a { events.swapAt(a, b) }
+                }
+                if round == 0 { events = (0..<shards).reversed().flatMap { [(0, $0), (1, $0)] } }
+                for (kind, shard) in events {
+                    if kind == 0 { step.order(shard) } else { step.computed(shard) }
+                    if rng.nextIndex(below: 2) == 0 { step.deliver() }
+                }
+                step.deliver()
+                XCTAssertEqual(step.toCoordinator.count, 1, "one message for the coordinator, S = \(shards), \(holders)")
+                guard case .send(let root, .coordinator) = try XCTUnwrap(step.toCoordinator.first) else { return XCTFail("not the root") }
+                XCTAssertEqual(root.node, step.tree.root)
+                XCTAssertEqual(root.gradient.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
+                XCTAssertEqual(root.losses, (0..<shards).map { Double($0) + 0.25 })
+                XCTAssertEqual(root.states.map(\.array), (0..<shards).map { [Float($0), -Float($0)] })
+            }
+        }
+    }
+
+    /// Shard 2's holder is stopped after its order: shard 3's holder sent it its sum, which is stuck there. The
+    /// others wait out the patience from their last progress, then send their own results directly, once; a sum
+    /// that comes after that is dropped.
+    func testStalledPeerMakesTheOthersSendTheirResultsAfterThePatience() throws {
+        var step = Step(shards: 4, holders: [[0], [1], [2], [3]])
+        for s in 0..<4 { step.order(s) }
+        for s in [0, 1, 3] { step.computed(s, now: 1) }
+        step.deliver(now: 1)
+        let stuck = step.wire
+        XCTAssertTrue(stuck.isEmpty, "shard 3's sum went to shard 2's holder, which holds it")
+        step.tick(2.9)
+        XCTAssertTrue(step.toCoordinator.isEmpty, "within the patience nobody gives up")
+        step.tick(3)
+        let direct = step.toCoordinator.compactMap { action -> [Int]? in
+            if case .leaves(let leaves) = action { return leaves.map(\.index) }
+            return nil
+        }
+        XCTAssertEqual(direct.sorted { $0[0] < $1[0] }, [[0], [1], [3]])
+        step.toCoordinator = []
+        step.tick(10)
+        XCTAssertTrue(step.toCoordinator.isEmpty, "once only")
+        // Shard 2's holder wakes up: its sum of 2..<4 goes to shard 0's holder, which left the tree.
+        step.computed(2, now: 11)
+        step.deliver(now: 11)
+        XCTAssertTrue(step.toCoordinator.isEmpty, "a sum to a worker that gave up is dropped")
+    }
+
+    /// A peer's message is only a peer's word: a node that is not the top of a shard, one whose node above is not
+    /// ours, or a repeat, is not used (a repeat would stop the process in the reducer).
+    func testSumsThatAreNotOursAreIgnored() {
+        let tree = ReductionTree(shards: 4)
+        var share = ReductionShare(step: 1, tree: tree, gradientCount: Self.count, now: 0)
+        XCTAssertTrue(share.expect(2, target: .peer(RelayPeer(endpoint: "ipc://w0")), now: 0).isEmpty)
+        func part(_ lo: Int, _ hi: Int) -> SubtreeSum {
+            SubtreeSum(node: ReductionNode(lo: lo, hi: hi), gradient: FloatBuffer(count: Self.count),
+                       losses: Array(repeating: 1, count: hi - lo), states: (lo..<hi).map { _ in FloatBuffer([0, 0]) })
+        }
+        XCTAssertTrue(share.add(peerSum: part(2, 4), now: 0).isEmpty, "our own node")
+        XCTAssertTrue(share.add(peerSum: part(1, 2), now: 0).isEmpty, "shard 0's holder sums that; kept early at most")
+        XCTAssertTrue(share.add(peerSum: part(3, 4), now: 0).isEmpty)
+        XCTAssertTrue(share.add(peerSum: part(3, 4), now: 0).isEmpty, "a repeat")
+        let out = share.add(leaf: Self.leaf(2), now: 0)
+        guard case .send(let sum, .peer) = try? XCTUnwrap(out.first) else { return XCTFail("\(out)") }
+        XCTAssertEqual(sum.node, ReductionNode(lo: 2, hi: 4))
+        XCTAssertEqual(out.count, 1)
+    }
+}
