@@ -17,13 +17,13 @@ final class RelayTests: XCTestCase {
     }
 
     /// A coordinator on ipc with `options` (after the model's), in a fresh directory with a text.
-    private func startCoordinator(_ options: [String]) throws -> (dir: URL, data: String, group: ProcessGroup, endpoint: String, ckpt: URL, coordinator: Spawned) {
+    private func startCoordinator(_ options: [String], model: [String]? = nil) throws -> (dir: URL, data: String, group: ProcessGroup, endpoint: String, ckpt: URL, coordinator: Spawned) {
         let dir = try CLI.temporaryDirectory(self)
         let data = try CLI.write(CLI.text(characters: 40_000), in: dir)
         let group = ProcessGroup(self, dir: dir)
         let endpoint = "ipc://\(dir.path)/c.sock"
         let ckpt = dir.appendingPathComponent("ckpt")
-        let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path] + options + model)
+        let coordinator = try group.start("coordinator", ["coordinator", "--bind", endpoint, "--data", data, "--checkpoint-dir", ckpt.path] + options + (model ?? self.model))
         return (dir, data, group, endpoint, ckpt, coordinator)
     }
 
@@ -114,6 +114,47 @@ final class RelayTests: XCTestCase {
         }
     }
 
+    /// Four workers, four shards: shard 3's holder sends its result to shard 2's, which stops itself (SIGSTOP)
+    /// at step 4 holding the sum of shards 2..<4, as it is about to send it to shard 0's holder. With no progress
+    /// for --relay-patience, the other three send their own results to the coordinator directly, the stopped
+    /// worker's shard is dealt again as a straggler's, and the run ends with the bits of an uninterrupted
+    /// in-process run, whether the stopped worker is then continued or killed with SIGKILL.
+    func testWorkerStoppedMidReductionIsRoutedAround() throws {
+        let model = self.model.map { $0 == "6" ? "4" : $0 }
+        XCTAssertEqual(model[model.firstIndex(of: "--shards")! + 1], "4")
+        for ending in ["continued", "killed"] {
+            let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(
+                ["--steps", "\(Self.steps)", "--min-workers", "3", "--deadline", "60"], model: model)
+            // Every worker has the fault; only the one holding shard 2 at step 4 sends a sum of several shards to a peer
+            // (shards 2..<4 to shard 0's holder, with three workers or four).
+            let pool = try (0..<4).map { k in
+                try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1",
+                                                                  "--fault-stop-mid-reduction", "4"])
+            }
+            let pid = try XCTUnwrap(waitForStopped(pool.map(\.pid)), "no worker stopped itself: \(coordinator.output)")
+            let stopped = pool.first { $0.pid == pid }!
+            let rest = pool.filter { $0.pid != pid }
+            if ending == "continued" {
+                usleep(3_000_000)
+                stopped.signal(SIGCONT)
+            } else {
+                stopped.signal(SIGKILL)
+            }
+            XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+            for w in rest { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+            let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
+            // Step 4's root never came; its shards came one by one: three after the patience, one dealt again.
+            XCTAssertEqual(status.reducedSteps, Self.steps, "\(ending): \(coordinator.output)")
+            XCTAssertLessThanOrEqual(status.sumsReceived, Self.steps - 1, ending)
+            XCTAssertGreaterThanOrEqual(status.sumsReceived, Self.steps - 2, ending)
+            XCTAssertGreaterThanOrEqual(status.resultsReceived, 4, ending)
+            let times = try MetricsLog.read(ckpt.appendingPathComponent(MetricsLog.jsonName)).filter { $0.loss != nil }.map(\.wallTime)
+            let longest = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? .infinity
+            XCTAssertLessThan(longest, 10, "\(ending): the longest step took \(longest) s, as if waiting out --deadline")
+            try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
+        }
+    }
+
     /// With --verify every worker's weights come from the coordinator: two workers below one lying relay would
     /// agree on a wrong result.
     func testVerifyTurnsTheRelayTreeOff() throws {
@@ -141,15 +182,20 @@ final class RelayTests: XCTestCase {
     }
 
     /// Whether process `pid` is stopped (state T in /proc/PID/stat) within 60 s.
-    private func waitForStopped(_ pid: Int32) -> Bool {
+    private func waitForStopped(_ pid: Int32) -> Bool { waitForStopped([pid]) != nil }
+
+    /// The first of `pids` to be stopped (state T in /proc/PID/stat) within 60 s.
+    private func waitForStopped(_ pids: [Int32]) -> Int32? {
         let end = Date().addingTimeInterval(60)
         while Date() < end {
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-               let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "T" {
-                return true
+            for pid in pids {
+                if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                   let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "T" {
+                    return pid
+                }
             }
             usleep(20_000)
         }
-        return false
+        return nil
     }
 }
