@@ -48,13 +48,18 @@ final class CoordinatorWeightsTests: XCTestCase {
         func order(_ s: Int) -> WorkOrder {
             WorkOrder(epoch: 0, shards: [WorkShard(index: s, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
         }
-        for (shard, step) in [(0, 4), (1, 4), (2, 4), (0, 5), (1, 5)] { XCTAssertTrue(coordinator.send(order(shard), step: step, to: worker)) }
+        // Orders leave when the driver next polls.
+        for (shard, step) in [(0, 4), (1, 4), (2, 4)] { XCTAssertTrue(coordinator.send(order(shard), step: step, to: worker)) }
+        _ = try coordinator.poll(until: 0)
+        for (shard, step) in [(0, 5), (1, 5)] { XCTAssertTrue(coordinator.send(order(shard), step: step, to: worker)) }
+        _ = try coordinator.poll(until: 0)
         var got = try (0..<5).map { _ in try XCTUnwrap(try nextWork()) }
         XCTAssertEqual(got.map(\.step), [4, 4, 4, 5, 5])
         XCTAssertEqual(got.map(\.weights), [true, false, false, true, false])
 
         XCTAssertEqual(try hello(), worker)
         XCTAssertTrue(coordinator.send(order(2), step: 5, to: worker))
+        _ = try coordinator.poll(until: 0)
         got = [try XCTUnwrap(try nextWork())]
         XCTAssertEqual(got.map(\.weights), [true], "after a hello the weights go again")
 
@@ -139,6 +144,7 @@ final class CoordinatorRelayTreeTests: XCTestCase {
                 let order = WorkOrder(epoch: 0, shards: [WorkShard(index: k, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
                 XCTAssertTrue(coordinator.send(order, step: step, to: w.id))
             }
+            _ = try coordinator.poll(until: 0)
             return try received()
         }
         XCTAssertEqual(try deal(1), [["chunk for [\"ipc:///relay/b\", \"ipc:///relay/c\"]", "order"], ["order"], ["order"]])
