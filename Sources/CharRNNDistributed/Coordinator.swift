@@ -120,6 +120,8 @@ public final class Coordinator: ShardPool {
     private var reduction: (step: Int, holders: [WorkerID]?)?
     /// Shards of the current step whose results (alone or in a sum) went to the driver.
     private var delivered: Set<Int> = []
+    /// The last step whose root sum was used.
+    private var rootStep: Int?
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
     /// so this never locks out an honest worker for good).
     private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
@@ -342,9 +344,12 @@ public final class Coordinator: ShardPool {
 
     private func pingAll(now: Double) {
         lastPing = now
+        // The step being dealt: a relaying worker with no order of it yet still knows which chunks are current. Once
+        // its root is in, the next: the workers drop what they kept for the step, rather than take the pause before
+        // the next one (a checkpoint, validation) for a stalled peer and send their results again.
+        let step = snapshot.map { $0.step + (rootStep == $0.step ? 1 : 0) } ?? 0
         for peer in peers {
-            // The step being dealt: a relaying worker with no order of it yet still knows which chunks are current.
-            if let reason = transmit(.ping, step: snapshot?.step ?? 0, to: peer) { pending.append(.left(peer, reason: reason)) }
+            if let reason = transmit(.ping, step: step, to: peer) { pending.append(.left(peer, reason: reason)) }
         }
     }
 
@@ -443,6 +448,7 @@ public final class Coordinator: ShardPool {
                 return
             }
             stats.sumsReceived += 1
+            rootStep = step
             delivered.formUnion(part.node.shards)
             pending.append(.sum(step: step, part, holders: holders))
         case .error(let message):

@@ -4,7 +4,8 @@ import CharRNN
 // into frames of at most 512 KiB, see WireChunks.swift; 6 added the relay tree: a relay endpoint and key in hello,
 // the weights message a step's weights travel down the tree in, need-weights and relay-keys, see RelayRoute.swift;
 // a ping from the coordinator carries the step being dealt; 7 added the reduction up the tree: a sum target in
-// work orders and the sum message, see WireSum.swift). Every message is one ZeroMQ multipart message:
+// work orders and the sum message, see WireSum.swift, and a ping carries the next step once the step's root sum
+// is in). Every message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
 // own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
 // the last. All integers and floats are little-endian; floats are IEEE float32 unless marked f64.

@@ -93,22 +93,14 @@ final class RelayTests: XCTestCase {
             XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names == ["w0"] }, coordinator.output)
             let rest = try (1...3).map { try relay($0) }
             XCTAssertTrue(waitForStopped(head.pid), "the relay never stopped itself: \(head.output)")
-            if ending == "continued" {
-                usleep(3_000_000)
-                head.signal(SIGCONT)
-            } else {
-                head.signal(SIGKILL)
-            }
-            XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
-            for w in rest { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+            end(head, ending, coordinator: coordinator, rest: rest)
             let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
             XCTAssertGreaterThanOrEqual(status.weightsResent, 2, "the workers below the stopped relay asked: \(coordinator.output)")
             // In the step of the stop only (3 workers below it, a little slack): the next trees leave the failed
             // link out, so its children do not wait out the patience again every step.
             XCTAssertLessThanOrEqual(status.weightsResent, 5, "\(ending): \(coordinator.output)")
             // Waiting out --deadline (60 s) or more would mean the fall-back did not happen.
-            let times = try MetricsLog.read(ckpt.appendingPathComponent(MetricsLog.jsonName)).filter { $0.loss != nil }.map(\.wallTime)
-            let longest = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? .infinity
+            let longest = try longestStep(ckpt)
             XCTAssertLessThan(longest, 10, "\(ending): the longest step took \(longest) s")
             try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
         }
@@ -133,23 +125,14 @@ final class RelayTests: XCTestCase {
             }
             let pid = try XCTUnwrap(waitForStopped(pool.map(\.pid)), "no worker stopped itself: \(coordinator.output)")
             let stopped = pool.first { $0.pid == pid }!
-            let rest = pool.filter { $0.pid != pid }
-            if ending == "continued" {
-                usleep(3_000_000)
-                stopped.signal(SIGCONT)
-            } else {
-                stopped.signal(SIGKILL)
-            }
-            XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
-            for w in rest { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+            end(stopped, ending, coordinator: coordinator, rest: pool.filter { $0.pid != pid })
             let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
             // Step 4's root never came; its shards came one by one: three after the patience, one dealt again.
             XCTAssertEqual(status.reducedSteps, Self.steps, "\(ending): \(coordinator.output)")
             XCTAssertLessThanOrEqual(status.sumsReceived, Self.steps - 1, ending)
             XCTAssertGreaterThanOrEqual(status.sumsReceived, Self.steps - 2, ending)
             XCTAssertGreaterThanOrEqual(status.resultsReceived, 4, ending)
-            let times = try MetricsLog.read(ckpt.appendingPathComponent(MetricsLog.jsonName)).filter { $0.loss != nil }.map(\.wallTime)
-            let longest = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? .infinity
+            let longest = try longestStep(ckpt)
             XCTAssertLessThan(longest, 10, "\(ending): the longest step took \(longest) s, as if waiting out --deadline")
             try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
         }
@@ -179,6 +162,25 @@ final class RelayTests: XCTestCase {
                            mentions: "an address other workers can reach")
         assertCleanFailure(try CLI.run(["worker", "--relay-patience", "0"]), mentions: "--relay-patience")
         assertCleanFailure(try CLI.run(["coordinator", "--relay-fanout", "65"]), mentions: "--relay-fanout")
+    }
+
+    /// Continues `stopped` after 3 s (`ending` "continued") or kills it with SIGKILL, then waits for the run to end
+    /// and the `rest` of the workers to exit.
+    private func end(_ stopped: Spawned, _ ending: String, coordinator: Spawned, rest: [Spawned]) {
+        if ending == "continued" {
+            usleep(3_000_000)
+            stopped.signal(SIGCONT)
+        } else {
+            stopped.signal(SIGKILL)
+        }
+        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+        for w in rest { XCTAssertEqual(w.waitExit(timeout: 20), 0, "worker did not exit on shutdown: \(w.output)") }
+    }
+
+    /// The longest step of the run in `ckpt`, from its metrics.
+    private func longestStep(_ ckpt: URL) throws -> Double {
+        let times = try MetricsLog.read(ckpt.appendingPathComponent(MetricsLog.jsonName)).filter { $0.loss != nil }.map(\.wallTime)
+        return zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? .infinity
     }
 
     /// Whether process `pid` is stopped (state T in /proc/PID/stat) within 60 s.

@@ -1,0 +1,115 @@
+import Foundation
+import XCTest
+import CharRNN
+@testable import CharRNNDistributed
+
+/// The coordinator's side of the reduction up the tree, with three relaying workers played by test DEALERs: the
+/// targets of a step's first dealing, the root taken only whole, new and from shard 0's holder, orders dealt
+/// again answered directly, and pings that move on to the next step once the root is in.
+final class CoordinatorReductionTests: XCTestCase {
+    private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
+
+    func testRootCountsOnlyWholeNewAndFromShardZerosHolder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cr-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let endpoint = "ipc://\(dir.path)/c.sock"
+        let coordinator = try Coordinator(shape: shape, options: CoordinatorOptions(endpoint: endpoint), log: { _ in })
+        let context = try ZMQContext()
+        var codec = WireCodec()
+        var workers: [(socket: ZMQSocket, id: WorkerID)] = []
+        for name in ["a", "b", "c"] {
+            let dealer = try ZMQSocket(context, .dealer)
+            try dealer.setOption(.linger, 0)
+            try dealer.connect(endpoint)
+            try dealer.send(codec.encode(.hello(WorkerHello(name: name, blasThreads: 1, relay: RelayPeer(endpoint: "ipc:///relay/\(name)"))), step: 0))
+            var id: WorkerID?
+            for _ in 0..<200 where id == nil {
+                for case .joined(let joined, _) in try coordinator.poll(until: PhaseClock.now() + 0.05) { id = joined }
+            }
+            workers.append((dealer, try XCTUnwrap(id, "the coordinator never saw \(name)'s hello")))
+            guard let frames = try dealer.receiveMultipart(timeoutMs: 5_000), case .welcome = try codec.decode(frames).message else {
+                return XCTFail("no welcome")
+            }
+            codec = WireCodec(runID: coordinator.runID, shape: shape)
+        }
+        let ids = [Int32](repeating: 1, count: shape.tokenCount)
+        let weights = FloatBuffer(count: shape.parameterCount)
+        func deal(_ shard: Int, step: Int, to k: Int) {
+            let order = WorkOrder(epoch: 0, shards: [WorkShard(index: shard, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
+            XCTAssertTrue(coordinator.send(order, step: step, to: workers[k].id))
+        }
+        /// The sum target of the next order worker `k` receives (skipping chunks and pings); "none" without one.
+        func target(_ k: Int) throws -> String {
+            while let frames = try workers[k].socket.receiveMultipart(timeoutMs: 5_000) {
+                switch try codec.decode(frames).message {
+                case .work(_, let target), .workSameWeights(_, _, let target):
+                    switch target {
+                    case nil: return "none"
+                    case .coordinator: return "coordinator"
+                    case .kept: return "kept"
+                    case .peer(let peer): return peer.endpoint
+                    }
+                default: continue
+                }
+            }
+            return "no order"
+        }
+        func root(from k: Int, step: Int) throws {
+            let part = SubtreeSum(node: ReductionTree(shards: 3).root, gradient: FloatBuffer(count: shape.parameterCount), losses: [1, 2, 3],
+                                  states: (0..<3).map { _ in FloatBuffer(count: shape.stateCount) })
+            try workers[k].socket.send(codec.encode(.sum(part), step: step))
+        }
+        func events() throws -> [PoolEvent] {
+            var out: [PoolEvent] = []
+            for _ in 0..<20 { out += try coordinator.poll(until: PhaseClock.now() + 0.01) }
+            return out
+        }
+
+        // Step 1: every shard dealt at once, one each. Over 3 shards the tree is (0..<2) + 2: shard 0's holder sends
+        // the root; shards 1 and 2 go to it (a node 1 and 2 each, whose node above starts at shard 0).
+        for (shard, k) in [(0, 0), (1, 1), (2, 2)] { deal(shard, step: 1, to: k) }
+        _ = try coordinator.poll(until: 0)
+        XCTAssertEqual(try (0..<3).map { try target($0) }, ["coordinator", "ipc:///relay/a", "ipc:///relay/a"])
+        XCTAssertEqual(coordinator.stats.reducedSteps, 1)
+        try root(from: 1, step: 1)
+        XCTAssertTrue(try events().isEmpty, "a root from a worker not holding shard 0 is refused")
+        try root(from: 0, step: 1)
+        let sums = try events().compactMap { event -> [WorkerID]? in
+            if case .sum(1, let part, let holders) = event, part.node.count == 3 { return holders }
+            return nil
+        }
+        XCTAssertEqual(sums, [workers.map(\.id)], "the root, with each shard's holder")
+        XCTAssertEqual(coordinator.stats.sumsReceived, 1)
+        XCTAssertEqual(coordinator.stats.sumsRefused, 1)
+        // The root is in: pings now carry step 2, so workers drop what they kept for step 1.
+        var pinged: Int?
+        for _ in 0..<40 where pinged == nil {
+            guard let frames = try workers[2].socket.receiveMultipart(timeoutMs: 2_000) else { break }
+            let envelope = try codec.decode(frames)
+            if case .ping = envelope.message, envelope.step == 2 { pinged = 2 }
+            _ = try coordinator.poll(until: PhaseClock.now() + 0.05)
+        }
+        XCTAssertEqual(pinged, 2)
+
+        // Step 2: shard 1's result comes on its own first (its holder's patience ran out); the root then overlaps it
+        // and is refused whole. An order dealt again in the step goes without a target.
+        for (shard, k) in [(0, 0), (1, 1), (2, 2)] { deal(shard, step: 2, to: k) }
+        _ = try coordinator.poll(until: 0)
+        XCTAssertEqual(try (0..<3).map { try target($0) }, ["coordinator", "ipc:///relay/a", "ipc:///relay/a"])
+        let leaf = ShardResult(index: 1, loss: 1, state: FloatBuffer(count: shape.stateCount), gradient: FloatBuffer(count: shape.parameterCount))
+        try workers[1].socket.send(codec.encode(.result([leaf]), step: 2))
+        XCTAssertEqual(try events().count, 1)
+        try root(from: 0, step: 2)
+        XCTAssertTrue(try events().isEmpty)
+        XCTAssertEqual(coordinator.stats.sumsRefused, 2)
+        deal(2, step: 2, to: 1)
+        _ = try coordinator.poll(until: 0)
+        XCTAssertEqual(try target(1), "none")
+        // A step dealt in part (two shards of three) is answered directly.
+        for (shard, k) in [(0, 0), (1, 1)] { deal(shard, step: 3, to: k) }
+        _ = try coordinator.poll(until: 0)
+        XCTAssertEqual(try (0..<2).map { try target($0) }, ["none", "none"])
+        XCTAssertEqual(coordinator.stats.reducedSteps, 2)
+    }
+}
