@@ -433,9 +433,10 @@ public final class Coordinator: ShardPool {
             if envelope.step == snapshot?.step { delivered.formUnion(results.map(\.index)) }
             pending.append(.results(peer, step: envelope.step, results))
         case .sum(let part):
-            // Only the root comes here, from shard 0's holder, of the step being reduced; and it counts only if
-            // none of its shards came otherwise (a sum cannot be taken apart).
-            guard let step = reduction?.step, let holders = reduction?.holders, step == envelope.step, step == snapshot?.step, part.node.count == shape.shardCount else {
+            // Only the whole root comes here, from shard 0's holder, of the step being reduced; and it counts only
+            // if none of its shards came otherwise (a sum cannot be taken apart).
+            guard let step = reduction?.step, let holders = reduction?.holders, step == envelope.step, step == snapshot?.step,
+                  part.node.count == shape.shardCount, part.chunks == 0..<WireCodec.chunkCount(floats: shape.parameterCount), let shards = part.shards else {
                 stats.sumsRefused += 1
                 return
             }
@@ -450,7 +451,7 @@ public final class Coordinator: ShardPool {
             stats.sumsReceived += 1
             rootStep = step
             delivered.formUnion(part.node.shards)
-            pending.append(.sum(step: step, part, holders: holders))
+            pending.append(.sum(step: step, SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), holders: holders))
         case .error(let message):
             weightsSent[peer] = nil
             pending.append(.failed(peer, message: message))

@@ -5,9 +5,15 @@ import CharRNN
 /// The coordinator deals a step's shards, and with each order says where the sum of the shard's top node
 /// (`ReductionTree.top(of:)`) goes: to the worker holding the shard the node above starts at, to the coordinator
 /// for the root, or nowhere when that holder is this worker. Each worker adds its own results and the sums its
-/// peers send it into a `TreeReducer` over the step's tree, and sends a top node on as soon as it is complete.
-/// So every node is summed once, by the holder of its first shard, along the fixed tree: the bits are the tree's,
-/// whoever holds what. The coordinator receives one gradient per step, and no worker more than ⌈log₂ S⌉.
+/// peers send it into the step's tree, and sends a top node on as soon as it is complete. So every node is summed
+/// once, by the holder of its first shard, along the fixed tree: the bits are the tree's, whoever holds what. The
+/// coordinator receives one gradient per step, and no worker more than ⌈log₂ S⌉.
+///
+/// Chunk by chunk: the gradient is cut as the wire cuts it (`WireCodec.chunkRanges`), one `TreeReducer` per
+/// chunk, and a top node's chunk goes to a peer as soon as it is summed (`SumPart`), so the levels of the tree
+/// overlap instead of each waiting for the whole sum below it. The sum is element-wise, so a chunk's sum is that
+/// chunk of the tree's sum, bit for bit. Losses and states travel with chunk 0; the root goes to the coordinator
+/// whole, once every chunk of it is in.
 ///
 /// A peer that is stopped or dead holds up only the nodes above it. The rule that gets the step done anyway:
 /// once this worker has computed its shards, if `patience` passes with nothing new (no sum in or out) and the
@@ -17,30 +23,38 @@ import CharRNN
 /// is refused by the coordinator, so nothing is counted twice. Own results are kept until the step ends for this.
 struct ReductionShare {
     enum Action {
-        /// To the coordinator (the root) or a peer.
-        case send(SubtreeSum, to: SumTarget)
+        /// Chunks to a peer, or the whole root to the coordinator.
+        case send(SumPart, to: SumTarget)
         /// Our own results, to the coordinator directly.
         case leaves([ShardResult])
     }
 
     let step: Int
     let tree: ReductionTree
-    private var reducer: TreeReducer
+    /// The float range of each chunk.
+    private let pieces: [Range<Int>]
+    /// One reducer per chunk; chunk 0's also carries the shards' losses and states.
+    private var reducers: [TreeReducer]
     /// Our shards of the step → where their top node's sum goes.
     private var targets: [Int: SumTarget] = [:]
     /// Our own results, in the order computed.
     private(set) var leaves: [ShardResult] = []
-    /// Peers' sums that came before the order that says they are ours to sum (a peer can be faster than our
-    /// socket); at most one per level of the tree for each of the two shards a worker holds at most.
-    private var early: [SubtreeSum] = []
+    /// Peers' chunks that came before the order that says they are ours to sum (a peer can be faster than our
+    /// socket); at most a step's worth per level of the tree for each of the two shards a worker holds at most.
+    private var early: [SumPart] = []
+    /// Root chunks summed so far, until the root is whole.
+    private var rootChunks: [Int: SubtreeSum] = [:]
     /// Whether we left the tree for this step: our results went to the coordinator, and peers' sums are dropped.
     private(set) var gaveUp = false
     private var lastProgress: Double
+    /// Losses and states of chunks other than 0: none (the reducers want one per shard).
+    private static let noState = FloatBuffer(count: 0)
 
-    init(step: Int, tree: ReductionTree, gradientCount: Int, now: Double) {
+    init(step: Int, tree: ReductionTree, parameters: Int, now: Double) {
         self.step = step
         self.tree = tree
-        reducer = TreeReducer(tree: tree, gradientCount: gradientCount)
+        pieces = WireCodec.chunkRanges(floats: parameters).map { ($0.lowerBound / 4)..<($0.upperBound / 4) }
+        reducers = pieces.map { TreeReducer(tree: tree, gradientCount: $0.count) }
         lastProgress = now
     }
 
@@ -63,38 +77,80 @@ struct ReductionShare {
         leaves.append(leaf)
         lastProgress = now
         if gaveUp { return [.leaves([leaf])] }
-        reducer.add(SubtreeSum(leaf))
-        return ready()
+        let node = tree.leaf(leaf.index)
+        var out: [Action] = []
+        for (k, piece) in pieces.enumerated() {
+            let floats = FloatBuffer(uninitializedCount: piece.count)
+            floats.base.update(from: leaf.gradient.base + piece.lowerBound, count: piece.count)
+            out += add(SubtreeSum(node: node, gradient: floats, losses: k == 0 ? [leaf.loss] : [0], states: k == 0 ? [leaf.state] : [Self.noState]), chunk: k)
+        }
+        return out
     }
 
-    /// A sum a peer sent us: used if it is the top node of a shard whose sum the node above ours needs, and new.
-    mutating func add(peerSum part: SubtreeSum, now: Double) -> [Action] {
+    /// Chunks a peer sent us: used if their node is the top node of a shard whose node above we sum, they are
+    /// chunks the wire would cut, and new.
+    mutating func add(peerSum part: SumPart, now: Double) -> [Action] {
         guard !gaveUp, tree.contains(part.node), tree.top(of: part.node.lo) == part.node, let receiver = tree.receiver(of: part.node),
-              reducer.accepts(part.node) else { return [] }
+              part.chunks.upperBound <= pieces.count, part.floats.count == part.chunks.reduce(0, { $0 + pieces[$1].count }),
+              (part.chunks.lowerBound == 0) == (part.shards != nil),
+              part.chunks.allSatisfy({ reducers[$0].accepts(part.node) }) else { return [] }
         guard targets[receiver] != nil else {
-            if early.count < 2 * (tree.depth + 1), !early.contains(where: { $0.node == part.node }) { early.append(part) }
+            if early.count < 2 * (tree.depth + 1) * pieces.count, !early.contains(where: { $0.node == part.node && $0.chunks.overlaps(part.chunks) }) {
+                early.append(part)
+            }
             return []
         }
-        reducer.add(part)
         lastProgress = now
-        return ready()
+        var out: [Action] = []
+        var offset = 0
+        for k in part.chunks {
+            // A single chunk (what peers send) is summed from the received buffer itself.
+            var floats = part.floats
+            if part.chunks.count > 1 {
+                floats = FloatBuffer(uninitializedCount: pieces[k].count)
+                floats.base.update(from: part.floats.base + offset, count: pieces[k].count)
+            }
+            offset += pieces[k].count
+            let shards: (losses: [Double], states: [FloatBuffer]) = k == 0
+                ? part.shards! : (Array(repeating: 0, count: part.node.count), Array(repeating: Self.noState, count: part.node.count))
+            out += add(SubtreeSum(node: part.node, gradient: floats, losses: shards.losses, states: shards.states), chunk: k)
+        }
+        return out
     }
 
     /// The patience rule (see the type's comment): our results to the coordinator, once.
     mutating func check(now: Double, patience: Double) -> [Action] {
         guard !gaveUp, computing == 0, !leaves.isEmpty, now - lastProgress >= patience else { return [] }
         gaveUp = true
-        reducer.reset()
-        early = []
+        for k in reducers.indices { reducers[k].reset() }
+        (early, rootChunks) = ([], [:])
         return [.leaves(leaves)]
     }
 
-    /// The top nodes of our shards that are complete, to send on.
-    private mutating func ready() -> [Action] {
+    /// Adds one chunk's sum, and sends on the chunks of our top nodes it completes: each at once to a peer, the
+    /// root once whole.
+    private mutating func add(_ part: SubtreeSum, chunk k: Int) -> [Action] {
+        reducers[k].add(part)
         var out: [Action] = []
         for (shard, target) in targets.sorted(by: { $0.key < $1.key }) where target != .kept {
-            if let part = reducer.take(tree.top(of: shard)) { out.append(.send(part, to: target)) }
+            let top = tree.top(of: shard)
+            guard let done = reducers[k].take(top) else { continue }
+            if target == .coordinator {
+                rootChunks[k] = done
+                if rootChunks.count == pieces.count { out.append(.send(wholeRoot(), to: target)) }
+            } else {
+                out.append(.send(SumPart(node: top, chunks: k..<(k + 1), floats: done.gradient, shards: k == 0 ? (done.losses, done.states) : nil), to: target))
+            }
         }
         return out
+    }
+
+    /// The root's chunks in one vector, with chunk 0's losses and states.
+    private mutating func wholeRoot() -> SumPart {
+        let floats = FloatBuffer(uninitializedCount: pieces.last!.upperBound)
+        for (k, piece) in pieces.enumerated() { (floats.base + piece.lowerBound).update(from: rootChunks[k]!.gradient.base, count: piece.count) }
+        let first = rootChunks[0]!
+        rootChunks = [:]
+        return SumPart(node: tree.root, chunks: 0..<pieces.count, floats: floats, shards: (first.losses, first.states))
     }
 }

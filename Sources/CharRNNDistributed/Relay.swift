@@ -89,7 +89,7 @@ final class Relay {
 
     enum Inbound {
         case chunk(WeightsChunk, step: Int)
-        case sum(SubtreeSum, step: Int)
+        case sum(SumPart, step: Int)
     }
 
     /// The chunks our parent has pushed and the sums peers have (anything else there is dropped), a step's worth
@@ -109,11 +109,11 @@ final class Relay {
         return out
     }
 
-    /// Pushes a sum of `step` to `peer`'s relay socket; whether it was queued. One that is not (the peer is
+    /// Pushes chunks of a sum of `step` to `peer`'s relay socket; whether they were queued. One that is not (the peer is
     /// stopped or gone, its queue full) is not tried again: the patience rule of `ReductionShare` gets the step
     /// done without it.
     @discardableResult
-    func send(_ part: SubtreeSum, step: Int, to peer: RelayPeer, _ codec: WireCodec) -> Bool {
+    func send(_ part: SumPart, step: Int, to peer: RelayPeer, _ codec: WireCodec) -> Bool {
         // Peers change only when workers join or leave; a socket to a former one goes, and its queue with it.
         if receivers[peer] == nil && receivers.count >= 4, let stale = receivers.keys.first {
             receivers.removeValue(forKey: stale)?.close()

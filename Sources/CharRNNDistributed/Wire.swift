@@ -118,7 +118,7 @@ public enum WireMessage: Sendable {
     /// coordinator → relaying worker, with keys: the worker keys its relay socket lets in (the run's authorized ones).
     case relayKeys([CurveKey])
     /// worker → the worker summing the node above (its relay socket), or the root's → coordinator.
-    case sum(SubtreeSum)
+    case sum(SumPart)
 }
 
 /// A decoded message with its header fields.
@@ -260,7 +260,7 @@ public struct WireCodec: Sendable {
         let received = type == .result || type == .work
             ? Self.checksumChunks(frames.dropFirst(), floats: try requireShape("\(type)").parameterCount, into: &sum) : nil
         let chunk = type == .weights ? Self.checksumChunk(frames[1], into: &sum) : nil
-        let summed = type == .sum ? Self.checksumSum(frames.dropFirst(), try requireShape("sum"), into: &sum) : nil
+        let summed = type == .sum ? Self.checksumSum(frames.dropFirst(), body: body, try requireShape("sum"), into: &sum) : nil
         guard sum.value == checksum else { throw .badChecksum }
         guard let stepValue = Int(exactly: step) else { throw .malformed("step \(step) out of range") }
 
@@ -277,7 +277,7 @@ public struct WireCodec: Sendable {
         case .weights: message = try decodeWeights(&reader, frame: frames[1], received: chunk)
         case .needWeights: message = .needWeights
         case .relayKeys: message = try decodeRelayKeys(&reader)
-        case .sum: message = try decodeSum(&reader, frames: frames.count - 1, received: summed)
+        case .sum: message = try decodeSum(&reader, frames: frames.dropFirst(), received: summed)
         }
         try reader.finish()
         return WireEnvelope(runID: run, step: stepValue, message: message)
@@ -303,8 +303,7 @@ public struct WireCodec: Sendable {
         case .sum:
             let s = try requireShape("sum")
             let k = Self.chunkCount(floats: s.parameterCount)
-            return (20 + 8 * s.shardCount + 4 * s.parameterCount + s.shardCount * 4 * s.stateCount,
-                    (1 + k + Self.stateChunks(s))...(1 + k + s.shardCount * Self.stateChunks(s)))
+            return (28 + 8 * s.shardCount + 4 * s.parameterCount + s.shardCount * 4 * s.stateCount, 2...(1 + k + s.shardCount * Self.stateChunks(s)))
         }
     }
 

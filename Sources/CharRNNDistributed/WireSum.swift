@@ -12,12 +12,32 @@ public enum SumTarget: Equatable, Sendable {
     case peer(RelayPeer)
 }
 
-// The sum message (type 11): the sum of node lo..<hi of the step's reduction tree, from a worker to the worker
-// that sums the node above (its relay socket), or the root's to the coordinator.
-// | body   | u32 lo, u32 hi (a node of the tree over S shards), u64 gradient count (= P), u32 rows (= R), then hi − lo f64 mean losses, shard lo first |
-// | frames | k: the node's P f32 summed gradient; then hi − lo states, each R·W f32 in ceil(4·R·W / 524288) frames, shard lo first |
-// States travel as frames rather than in the body, so that no frame of a sum exceeds a chunk: a relay's socket
-// bounds frames before it knows the run's sizes.
+/// Some chunks of a node's summed gradient on their way up the tree: chunks `chunks` of the P floats, cut as
+/// `WireCodec.chunkRanges` cuts them, and with chunk 0 each shard's loss and final state. Between workers a sum
+/// travels chunk by chunk, each passed on as soon as it is summed (as the weights come down), so a level of the
+/// tree waits for one chunk of the level below, not for its whole sum; the root goes to the coordinator whole.
+public struct SumPart: Sendable {
+    public let node: ReductionNode
+    public let chunks: Range<Int>
+    /// The floats of those chunks, in order.
+    public let floats: FloatBuffer
+    /// With chunk 0: each shard's mean loss and final state, shard `node.lo` first.
+    public let shards: (losses: [Double], states: [FloatBuffer])?
+
+    public init(node: ReductionNode, chunks: Range<Int>, floats: FloatBuffer, shards: (losses: [Double], states: [FloatBuffer])?) {
+        self.node = node
+        self.chunks = chunks
+        self.floats = floats
+        self.shards = shards
+    }
+}
+
+// The sum message (type 11), from a worker to the worker that sums the node above (its relay socket), or the
+// root's, whole, to the coordinator:
+// | body   | u32 lo, u32 hi (a node of the tree over S shards), u64 gradient count (= P), u32 rows (= R), u32 first chunk f, u32 chunk count c (f + c ≤ k); with f = 0 then hi − lo f64 mean losses, shard lo first |
+// | frames | c: chunks f..<f+c of the node's P f32 summed gradient, cut as above; with f = 0 then hi − lo states, each R·W f32 in ceil(4·R·W / 524288) frames, shard lo first |
+// States travel as frames rather than in the body so that no frame exceeds a chunk: a relay's socket bounds
+// frames before it knows the run's sizes.
 //
 // A work order's target follows its shards: u32 kind (0 none: answer with a result; 1 coordinator; 2 kept;
 // 3 peer, then its relay endpoint and key as in hello).
@@ -52,33 +72,45 @@ extension WireCodec {
     /// The state frames of one shard.
     static func stateChunks(_ shape: RunShape) -> Int { chunkCount(floats: shape.stateCount) }
 
-    /// Writes the body; returns the bulk vectors: the gradient, then each shard's state.
-    func encodeSum(_ part: SubtreeSum, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
+    /// The floats chunks `chunks` of a P-float vector cover.
+    static func floatRange(_ chunks: Range<Int>, parameters: Int) -> Range<Int> {
+        let ranges = chunkRanges(floats: parameters)
+        return (ranges[chunks.lowerBound].lowerBound / 4)..<(ranges[chunks.upperBound - 1].upperBound / 4)
+    }
+
+    /// Writes the body; returns the bulk vectors: the chunks, then each shard's state.
+    func encodeSum(_ part: SumPart, into body: inout WireWriter) throws(WireError) -> [FloatBuffer] {
         let shape = try requireShape("sum")
         try Self.checkNode(part.node, shape)
-        try Self.checkParameters(part.gradient.count, shape, "gradient of \(part.node)")
+        let k = Self.chunkCount(floats: shape.parameterCount)
+        guard !part.chunks.isEmpty, part.chunks.upperBound <= k, part.floats.count == Self.floatRange(part.chunks, parameters: shape.parameterCount).count else {
+            throw .malformed("chunks \(part.chunks) of \(part.node) with \(part.floats.count) floats")
+        }
+        guard (part.chunks.lowerBound == 0) == (part.shards != nil) else { throw .malformed("losses and states go with chunk 0, and only with it") }
         body.u32(part.node.lo)
         body.u32(part.node.hi)
         body.u64(shape.parameterCount)
         body.u32(shape.rowsPerShard)
-        for (k, loss) in part.losses.enumerated() {
-            guard loss.isFinite else { throw .nonFinite("loss of shard \(part.node.lo + k)") }
-            body.u64(loss.bitPattern)
-        }
-        for (k, state) in part.states.enumerated() {
-            guard state.count == shape.stateCount else {
-                throw .malformed("state of shard \(part.node.lo + k) has \(state.count) floats, expected \(shape.stateCount)")
+        body.u32(part.chunks.lowerBound)
+        body.u32(part.chunks.count)
+        if let (losses, states) = part.shards {
+            guard losses.count == part.node.count, states.count == part.node.count else { throw .malformed("one loss and one state per shard of \(part.node)") }
+            for (s, (loss, state)) in zip(part.node.shards, zip(losses, states)) {
+                guard loss.isFinite else { throw .nonFinite("loss of shard \(s)") }
+                guard state.count == shape.stateCount else { throw .malformed("state of shard \(s) has \(state.count) floats, expected \(shape.stateCount)") }
+                try Self.checkFinite(state.rawBytes, "hidden state of shard \(s)")
+                body.u64(loss.bitPattern)
             }
-            try Self.checkFinite(state.rawBytes, "hidden state of shard \(part.node.lo + k)")
         }
-        try Self.checkFinite(part.gradient.rawBytes, "gradient of \(part.node)")
-        return [part.gradient] + part.states
+        try Self.checkFinite(part.floats.rawBytes, "gradient of \(part.node)")
+        // Each chunk a frame of its own, as `chunkSegments` cuts a vector that starts at a chunk boundary.
+        return [part.floats] + (part.shards?.states ?? [])
     }
 
-    /// `received`: the gradient and the states as the checksum pass copied them (nil when the frames are not cut
-    /// as the format cuts them).
+    /// `received`: the gradient chunks, copied into one buffer, and the states, as the checksum pass copied them
+    /// (nil when the frames are not cut as the format cuts them).
     func decodeSum(
-        _ reader: inout WireReader, frames: Int, received: (gradient: ReceivedVectors, states: ReceivedVectors)?
+        _ reader: inout WireReader, frames: ArraySlice<UnsafeRawBufferPointer>, received: (gradient: ReceivedVectors, states: ReceivedVectors?)?
     ) throws(WireError) -> WireMessage {
         let shape = try requireShape("sum")
         let lo = Int(try reader.u32("node start"))
@@ -88,31 +120,54 @@ extension WireCodec {
         try Self.checkNode(node, shape)
         try Self.checkParameters(try reader.u64("gradient count"), shape, "gradient")
         try Self.checkShardRows(Int(try reader.u32("rows")), lo, shape)
+        let first = Int(try reader.u32("first chunk"))
+        let count = Int(try reader.u32("chunk count"))
+        let k = Self.chunkCount(floats: shape.parameterCount)
+        guard count >= 1, first < k, count <= k - first else { throw .malformed("chunks \(first)..<\(first + count) of \(k)") }
         var losses: [Double] = []
-        for s in node.shards {
-            let loss = Double(bitPattern: try reader.u64("loss of shard \(s)"))
-            guard loss.isFinite else { throw .nonFinite("loss of shard \(s)") }
-            losses.append(loss)
+        if first == 0 {
+            for s in node.shards {
+                let loss = Double(bitPattern: try reader.u64("loss of shard \(s)"))
+                guard loss.isFinite else { throw .nonFinite("loss of shard \(s)") }
+                losses.append(loss)
+            }
         }
         try reader.finish()
-        let expected = Self.chunkCount(floats: shape.parameterCount) + node.count * Self.stateChunks(shape)
-        guard frames == expected, let received, received.gradient.buffers.count == 1, received.states.buffers.count == node.count else {
-            throw .malformed("\(node) in \(frames) frames, expected \(expected), cut as the wire format cuts them")
+        let chunks = first..<(first + count)
+        let ranges = Self.chunkRanges(floats: shape.parameterCount)[chunks]
+        let expected = count + (first == 0 ? node.count * Self.stateChunks(shape) : 0)
+        guard frames.count == expected, zip(frames, ranges).allSatisfy({ $0.count == $1.count }), let received,
+              (received.states?.buffers.count ?? 0) == (first == 0 ? node.count : 0) else {
+            throw .malformed("chunks \(chunks) of \(node) in \(frames.count) frames, expected \(expected), cut as the wire format cuts them")
         }
         guard received.gradient.finite[0] else { throw .nonFinite("gradient of \(node)") }
-        if let k = received.states.finite.firstIndex(of: false) { throw .nonFinite("hidden state of shard \(lo + k)") }
-        return .sum(SubtreeSum(node: node, gradient: received.gradient.buffers[0], losses: losses, states: received.states.buffers))
+        if let k = received.states?.finite.firstIndex(of: false) { throw .nonFinite("hidden state of shard \(lo + k)") }
+        return .sum(SumPart(node: node, chunks: chunks, floats: received.gradient.buffers[0],
+                            shards: first == 0 ? (losses, received.states!.buffers) : nil))
     }
 
-    /// The checksum pass over a sum's frames, copying the gradient (its first k frames) and the states.
+    /// The checksum pass over a sum's frames: the gradient chunks (as many as the body says, read ahead of its
+    /// checks: a wrong count only makes the copy fail the checks that follow) copied into one buffer, the states
+    /// each into its own. Buffers are sized from frames whose total length was already checked.
     static func checksumSum(
-        _ frames: ArraySlice<UnsafeRawBufferPointer>, _ shape: RunShape, into sum: inout WireChecksum
-    ) -> (gradient: ReceivedVectors, states: ReceivedVectors)? {
-        let k = chunkCount(floats: shape.parameterCount)
-        let gradient = checksumChunks(frames.prefix(k), floats: shape.parameterCount, into: &sum)
-        let states = frames.count > k ? checksumChunks(frames.dropFirst(k), floats: shape.stateCount, into: &sum) : nil
-        guard let gradient, let states else { return nil }
-        return (gradient, states)
+        _ frames: ArraySlice<UnsafeRawBufferPointer>, body: UnsafeRawBufferPointer, _ shape: RunShape, into sum: inout WireChecksum
+    ) -> (gradient: ReceivedVectors, states: ReceivedVectors?)? {
+        let count = body.count >= 28 ? Int(body.loadUnaligned(fromByteOffset: 24, as: UInt32.self).littleEndian) : 0
+        guard (1...frames.count).contains(count), frames.prefix(count).allSatisfy({ $0.count % 4 == 0 }) else {
+            for frame in frames { sum.add(frame) }
+            return nil
+        }
+        let gradient = FloatBuffer(uninitializedCount: frames.prefix(count).reduce(0) { $0 + $1.count } / 4)
+        var offset = 0
+        var finite = true
+        for frame in frames.prefix(count) {
+            if !sum.add(floats: frame, copyingTo: UnsafeMutableRawPointer(gradient.base) + offset) { finite = false }
+            offset += frame.count
+        }
+        let rest = frames.dropFirst(count)
+        let states = rest.isEmpty ? nil : checksumChunks(rest, floats: shape.stateCount, into: &sum)
+        guard rest.isEmpty || states != nil else { return nil }
+        return (ReceivedVectors(buffers: [gradient], finite: [finite]), states)
     }
 
     static func checkNode(_ node: ReductionNode, _ shape: RunShape) throws(WireError) {

@@ -340,7 +340,7 @@ public final class Worker {
     private func shareOf(_ step: Int) -> ReductionShare? {
         guard let shape = codec.shape else { return nil }
         if let current = share, current.step >= step { return current.step == step ? current : nil }
-        share = ReductionShare(step: step, tree: ReductionTree(shards: shape.shardCount), gradientCount: shape.parameterCount, now: PhaseClock.now())
+        share = ReductionShare(step: step, tree: ReductionTree(shards: shape.shardCount), parameters: shape.parameterCount, now: PhaseClock.now())
         return share
     }
 
@@ -357,7 +357,7 @@ public final class Worker {
         for action in actions {
             switch action {
             case .send(let part, .peer(let peer)):
-                if step == options.stopMidReductionAtStep, part.node.count > 1, !stoppedMidReduction {
+                if step == options.stopMidReductionAtStep, part.node.count > 1, part.chunks.lowerBound == 0, !stoppedMidReduction {
                     stoppedMidReduction = true
                     log("fault injection: stopping mid-reduction at step \(step)")
                     kill(getpid(), SIGSTOP)

@@ -56,8 +56,8 @@ final class CoordinatorReductionTests: XCTestCase {
             return "no order"
         }
         func root(from k: Int, step: Int) throws {
-            let part = SubtreeSum(node: ReductionTree(shards: 3).root, gradient: FloatBuffer(count: shape.parameterCount), losses: [1, 2, 3],
-                                  states: (0..<3).map { _ in FloatBuffer(count: shape.stateCount) })
+            let part = SumPart(node: ReductionTree(shards: 3).root, chunks: 0..<1, floats: FloatBuffer(count: shape.parameterCount),
+                               shards: ([1, 2, 3], (0..<3).map { _ in FloatBuffer(count: shape.stateCount) }))
             try workers[k].socket.send(codec.encode(.sum(part), step: step))
         }
         func events() throws -> [PoolEvent] {

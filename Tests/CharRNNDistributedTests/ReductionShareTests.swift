@@ -3,10 +3,12 @@ import CharRNN
 @testable import CharRNNDistributed
 
 /// Workers' parts in a step's reduction up the tree, wired to each other by hand on a fake clock: the root that
-/// reaches the coordinator has the bits of the in-process tree whatever the holders and the arrival order, and a
-/// stalled peer makes the others send their own results directly after the patience, once.
+/// reaches the coordinator has the bits of the in-process tree whatever the holders and the arrival order of
+/// orders, results and chunks, and a stalled peer makes the others send their own results directly after the
+/// patience, once.
 final class ReductionShareTests: XCTestCase {
-    static let count = 1_000
+    /// Three chunks on the wire, the last a short one.
+    static let count = 2 * WireCodec.chunkBytes / 4 + 1_000
 
     static func leaf(_ s: Int) -> ShardResult {
         var rng = RandomSource(seed: UInt64(s + 1))
@@ -26,15 +28,15 @@ final class ReductionShareTests: XCTestCase {
         let holder: [Int: Int]
         var shares: [Int: ReductionShare] = [:]
         var toCoordinator: [ReductionShare.Action] = []
-        /// In flight between workers: (to worker, sum).
-        var wire: [(Int, SubtreeSum)] = []
+        /// In flight between workers: (to worker, chunks).
+        var wire: [(Int, SumPart)] = []
 
         init(shards: Int, holders: [[Int]]) {
             tree = ReductionTree(shards: shards)
             var h: [Int: Int] = [:]
             for (w, mine) in holders.enumerated() { for s in mine { h[s] = w } }
             holder = h
-            for w in holders.indices { shares[w] = ReductionShare(step: 7, tree: tree, gradientCount: ReductionShareTests.count, now: 0) }
+            for w in holders.indices { shares[w] = ReductionShare(step: 7, tree: tree, parameters: ReductionShareTests.count, now: 0) }
         }
 
         func target(_ shard: Int) -> SumTarget {
@@ -54,6 +56,13 @@ final class ReductionShareTests: XCTestCase {
 
         mutating func order(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.expect(shard, target: target(shard), now: now)) }
         mutating func computed(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.add(leaf: ReductionShareTests.leaf(shard), now: now)) }
+        /// Delivers what is in flight, in a random order when `rng` is given.
+        mutating func deliver(now: Double = 0, _ rng: inout RandomSource) {
+            while !wire.isEmpty {
+                let (w, part) = wire.remove(at: rng.nextIndex(below: wire.count))
+                route(shares[w]!.add(peerSum: part, now: now))
+            }
+        }
         mutating func deliver(now: Double = 0) {
             while !wire.isEmpty {
                 let (w, part) = wire.removeFirst()
@@ -81,17 +90,31 @@ final class ReductionShareTests: XCTestCase {
                 if round == 0 { events = (0..<shards).reversed().flatMap { [(0, $0), (1, $0)] } }
                 for (kind, shard) in events {
                     if kind == 0 { step.order(shard) } else { step.computed(shard) }
-                    if rng.nextIndex(below: 2) == 0 { step.deliver() }
+                    if rng.nextIndex(below: 2) == 0 { step.deliver(&rng) }
                 }
-                step.deliver()
+                step.deliver(&rng)
                 XCTAssertEqual(step.toCoordinator.count, 1, "one message for the coordinator, S = \(shards), \(holders)")
                 guard case .send(let root, .coordinator) = try XCTUnwrap(step.toCoordinator.first) else { return XCTFail("not the root") }
                 XCTAssertEqual(root.node, step.tree.root)
-                XCTAssertEqual(root.gradient.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
-                XCTAssertEqual(root.losses, (0..<shards).map { Double($0) + 0.25 })
-                XCTAssertEqual(root.states.map(\.array), (0..<shards).map { [Float($0), -Float($0)] })
+                XCTAssertEqual(root.chunks, 0..<3, "the root goes whole")
+                XCTAssertEqual(root.floats.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
+                XCTAssertEqual(root.shards?.losses, (0..<shards).map { Double($0) + 0.25 })
+                XCTAssertEqual(root.shards?.states.map(\.array), (0..<shards).map { [Float($0), -Float($0)] })
             }
         }
+    }
+
+    /// Levels overlap: shard 2's holder passes chunk 0 of its sum of 2..<4 on as soon as its own result and chunk 0
+    /// of shard 3's are in, before shard 3's other chunks come.
+    func testAChunkGoesOnAsSoonAsItsInputsAreIn() {
+        var step = Step(shards: 4, holders: [[0], [1], [2], [3]])
+        for s in 0..<4 { step.order(s) }
+        step.computed(2)
+        step.computed(3)
+        XCTAssertEqual(step.wire.map(\.0), [2, 2, 2], "shard 3's three chunks, to shard 2's holder")
+        let (w, first) = step.wire.removeFirst()
+        step.route(step.shares[w]!.add(peerSum: first, now: 0))
+        XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.node) \($0.1.chunks)" }, ["2 shard 3 1..<2", "2 shard 3 2..<3", "0 shards 2..<4 0..<1"])
     }
 
     /// Shard 2's holder is stopped after its order: shard 3's holder sent it its sum, which is stuck there. The
@@ -125,19 +148,26 @@ final class ReductionShareTests: XCTestCase {
     /// ours, or a repeat, is not used (a repeat would stop the process in the reducer).
     func testSumsThatAreNotOursAreIgnored() {
         let tree = ReductionTree(shards: 4)
-        var share = ReductionShare(step: 1, tree: tree, gradientCount: Self.count, now: 0)
+        var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
         XCTAssertTrue(share.expect(2, target: .peer(RelayPeer(endpoint: "ipc://w0")), now: 0).isEmpty)
-        func part(_ lo: Int, _ hi: Int) -> SubtreeSum {
-            SubtreeSum(node: ReductionNode(lo: lo, hi: hi), gradient: FloatBuffer(count: Self.count),
-                       losses: Array(repeating: 1, count: hi - lo), states: (lo..<hi).map { _ in FloatBuffer([0, 0]) })
+        func part(_ lo: Int, _ hi: Int, chunks: Range<Int> = 0..<3) -> SumPart {
+            SumPart(node: ReductionNode(lo: lo, hi: hi), chunks: chunks,
+                    floats: FloatBuffer(count: WireCodec.floatRange(chunks, parameters: Self.count).count),
+                    shards: chunks.lowerBound == 0 ? (Array(repeating: 1, count: hi - lo), (lo..<hi).map { _ in FloatBuffer([0, 0]) }) : nil)
         }
         XCTAssertTrue(share.add(peerSum: part(2, 4), now: 0).isEmpty, "our own node")
         XCTAssertTrue(share.add(peerSum: part(1, 2), now: 0).isEmpty, "shard 0's holder sums that; kept early at most")
+        XCTAssertTrue(share.add(peerSum: SumPart(node: ReductionNode(lo: 3, hi: 4), chunks: 0..<1, floats: FloatBuffer(count: 7), shards: nil), now: 0).isEmpty,
+                      "chunk 0 without its losses and states, and of the wrong size")
         XCTAssertTrue(share.add(peerSum: part(3, 4), now: 0).isEmpty)
-        XCTAssertTrue(share.add(peerSum: part(3, 4), now: 0).isEmpty, "a repeat")
+        XCTAssertTrue(share.add(peerSum: part(3, 4, chunks: 1..<2), now: 0).isEmpty, "a repeat")
         let out = share.add(leaf: Self.leaf(2), now: 0)
-        guard case .send(let sum, .peer) = try? XCTUnwrap(out.first) else { return XCTFail("\(out)") }
-        XCTAssertEqual(sum.node, ReductionNode(lo: 2, hi: 4))
-        XCTAssertEqual(out.count, 1)
+        XCTAssertEqual(out.count, 3, "one message per chunk")
+        for (k, action) in out.enumerated() {
+            guard case .send(let sum, .peer) = action else { return XCTFail("\(out)") }
+            XCTAssertEqual(sum.node, ReductionNode(lo: 2, hi: 4))
+            XCTAssertEqual(sum.chunks, k..<(k + 1))
+            XCTAssertEqual(sum.shards != nil, k == 0)
+        }
     }
 }

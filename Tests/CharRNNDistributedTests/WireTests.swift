@@ -669,9 +669,9 @@ final class WireTests: XCTestCase {
 
     // MARK: The reduction up the tree
 
-    private func sum(_ lo: Int, _ hi: Int) -> SubtreeSum {
-        SubtreeSum(node: ReductionNode(lo: lo, hi: hi), gradient: floats(shape.parameterCount, seed: 30),
-                   losses: (lo..<hi).map { 1.5 + Double($0) }, states: (lo..<hi).map { floats(stateCount, seed: 40 + UInt64($0)) })
+    private func sum(_ lo: Int, _ hi: Int) -> SumPart {
+        SumPart(node: ReductionNode(lo: lo, hi: hi), chunks: 0..<1, floats: floats(shape.parameterCount, seed: 30),
+                shards: ((lo..<hi).map { 1.5 + Double($0) }, (lo..<hi).map { floats(stateCount, seed: 40 + UInt64($0)) }))
     }
 
     func testSumRoundTripsWithItsStatesInFramesOfTheirOwn() throws {
@@ -682,9 +682,34 @@ final class WireTests: XCTestCase {
         guard case .sum(let received) = envelope.message else { return XCTFail("\(envelope.message)") }
         XCTAssertEqual(envelope.step, 9)
         XCTAssertEqual(received.node, sent.node)
-        XCTAssertEqual(received.losses.map(\.bitPattern), sent.losses.map(\.bitPattern))
-        XCTAssert(received.gradient.bitwiseEqual(sent.gradient))
-        for (r, s) in zip(received.states, sent.states) { XCTAssert(r.bitwiseEqual(s)) }
+        XCTAssertEqual(received.chunks, 0..<1)
+        XCTAssertEqual(received.shards?.losses.map(\.bitPattern), sent.shards?.losses.map(\.bitPattern))
+        XCTAssert(received.floats.bitwiseEqual(sent.floats))
+        for (r, s) in zip(received.shards!.states, sent.shards!.states) { XCTAssert(r.bitwiseEqual(s)) }
+    }
+
+    /// A sum goes chunk by chunk between workers: any run of chunks, losses and states with chunk 0 only.
+    func testSumChunksRoundTrip() throws {
+        let big = try RunShape(config: ModelConfig(vocab: 65, embed: 64, units: 256), seq: 3, rowsPerShard: 2, shardCount: 4)
+        let bigCodec = WireCodec(runID: runID, shape: big)
+        let k = WireCodec.chunkCount(floats: big.parameterCount)
+        XCTAssertEqual(k, 3)
+        for chunks in [0..<1, 1..<2, 2..<3, 1..<3, 0..<3] {
+            let range = WireCodec.floatRange(chunks, parameters: big.parameterCount)
+            let part = SumPart(node: ReductionNode(lo: 2, hi: 4), chunks: chunks, floats: floats(range.count, seed: 3),
+                               shards: chunks.lowerBound == 0 ? ([1, 2], [floats(big.stateCount, seed: 4), floats(big.stateCount, seed: 5)]) : nil)
+            let frames = try bigCodec.encode(.sum(part), step: 2)
+            XCTAssertEqual(frames.count, 1 + chunks.count + (chunks.lowerBound == 0 ? 2 : 0))
+            guard case .sum(let back) = try decode(bytes(frames), with: bigCodec).message else { return XCTFail("not a sum") }
+            XCTAssertEqual(back.chunks, chunks)
+            XCTAssert(back.floats.bitwiseEqual(part.floats))
+            XCTAssertEqual(back.shards?.losses, part.shards?.losses)
+        }
+        let wrongSize = SumPart(node: ReductionNode(lo: 0, hi: 1), chunks: 1..<2, floats: floats(10, seed: 1), shards: nil)
+        XCTAssertThrowsError(try bigCodec.encode(.sum(wrongSize)))
+        let statesLater = SumPart(node: ReductionNode(lo: 0, hi: 1), chunks: 2..<3, floats: floats(WireCodec.floatRange(2..<3, parameters: big.parameterCount).count, seed: 1),
+                                  shards: ([1], [floats(big.stateCount, seed: 4)]))
+        XCTAssertThrowsError(try bigCodec.encode(.sum(statesLater)), "losses and states go with chunk 0 only")
     }
 
     func testSumsAreChecked() throws {
@@ -700,11 +725,15 @@ final class WireTests: XCTestCase {
         reseal(&frames)
         assertMalformed(frames, containing: "expected 2")
         frames = try encoded(.sum(sum(0, 2)))
+        put(UInt32(2), at: WireCodec.headerSize + 24, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "chunks 0..<2 of 1")
+        frames = try encoded(.sum(sum(0, 2)))
         put(Float.nan.bitPattern, at: 4, in: &frames[3])
         reseal(&frames)
         assertRejects(frames, .nonFinite("hidden state of shard 1"))
         frames = try encoded(.sum(sum(0, 2)))
-        put(Double.infinity.bitPattern, at: WireCodec.headerSize + 20 + 8, in: &frames[0])
+        put(Double.infinity.bitPattern, at: WireCodec.headerSize + 28 + 8, in: &frames[0])
         reseal(&frames)
         assertRejects(frames, .nonFinite("loss of shard 1"))
     }
