@@ -120,6 +120,8 @@ public final class Coordinator: ShardPool {
     private var reduction: (step: Int, holders: [WorkerID]?)?
     /// Shards of the current step whose results (alone or in a sum) went to the driver.
     private var delivered: Set<Int> = []
+    /// Shards of the step being reduced whose holder's own answer (the root, or its result) went to the driver.
+    private var answered: Set<Int> = []
     /// The last step whose root sum was used.
     private var rootStep: Int?
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
@@ -190,7 +192,7 @@ public final class Coordinator: ShardPool {
     public func send(_ order: WorkOrder, step: Int, to worker: WorkerID) -> Bool {
         if snapshot?.step != step {
             snapshot = (step, order.weights.copy())
-            delivered = []
+            (delivered, answered) = ([], [])
             broadcast(step: step)
         }
         outbox.append((order, step, worker))
@@ -236,6 +238,14 @@ public final class Coordinator: ShardPool {
         var holders = orders.map(\.worker)
         for (k, s) in shards.enumerated() { holders[s[0]] = orders[k].worker }
         return holders
+    }
+
+    /// Every shard of the step being reduced is in: the holders whose results went into a sum that did not count
+    /// (the step was completed with results one by one, and copies) will not answer their orders, and need not.
+    private func releaseHolders() {
+        guard let step = reduction?.step, let holders = reduction?.holders, step == snapshot?.step, delivered.count == shape.shardCount else { return }
+        for s in 0..<shape.shardCount where !answered.contains(s) { pending.append(.released(holders[s], step: step, shard: s)) }
+        answered = Set(0..<shape.shardCount)
     }
 
     /// Where the holder of `shard` sends its top node's sum (`ReductionTree.top(of:)`).
@@ -431,6 +441,10 @@ public final class Coordinator: ShardPool {
         case .result(let results):
             stats.resultsReceived += results.count
             if envelope.step == snapshot?.step { delivered.formUnion(results.map(\.index)) }
+            if let holders = reduction?.holders, reduction?.step == envelope.step {
+                answered.formUnion(results.map(\.index).filter { $0 < holders.count && holders[$0] == peer })
+            }
+            defer { releaseHolders() }
             pending.append(.results(peer, step: envelope.step, results))
         case .sum(let part):
             // Only the whole root comes here, from shard 0's holder, of the step being reduced; and it counts only
@@ -451,6 +465,7 @@ public final class Coordinator: ShardPool {
             stats.sumsReceived += 1
             rootStep = step
             delivered.formUnion(part.node.shards)
+            answered.formUnion(part.node.shards)
             pending.append(.sum(step: step, SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), holders: holders))
         case .error(let message):
             weightsSent[peer] = nil

@@ -5,7 +5,8 @@ import CharRNN
 
 /// The coordinator's side of the reduction up the tree, with three relaying workers played by test DEALERs: the
 /// targets of a step's first dealing, the root taken only whole, new and from shard 0's holder, orders dealt
-/// again answered directly, and pings that move on to the next step once the root is in.
+/// again answered directly, pings that move on to the next step once the root is in, and holders whose results
+/// went into a root that did not count released once the step is whole.
 final class CoordinatorReductionTests: XCTestCase {
     private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
 
@@ -106,6 +107,17 @@ final class CoordinatorReductionTests: XCTestCase {
         deal(2, step: 2, to: 1)
         _ = try coordinator.poll(until: 0)
         XCTAssertEqual(try target(1), "none")
+        // Shard 0 comes from its holder, shard 2 from the copy: every shard is in, and c, whose result went into the
+        // refused root, is released from its order.
+        for (shard, k) in [(0, 0), (2, 1)] {
+            let r = ShardResult(index: shard, loss: 1, state: FloatBuffer(count: shape.stateCount), gradient: FloatBuffer(count: shape.parameterCount))
+            try workers[k].socket.send(codec.encode(.result([r]), step: 2))
+        }
+        let released = try events().compactMap { event -> String? in
+            if case .released(let w, let step, let shard) = event { return "\(workers.firstIndex { $0.id == w }!) \(step) \(shard)" }
+            return nil
+        }
+        XCTAssertEqual(released, ["2 2 2"])
         // A step dealt in part (two shards of three) is answered directly.
         for (shard, k) in [(0, 0), (1, 1)] { deal(shard, step: 3, to: k) }
         _ = try coordinator.poll(until: 0)

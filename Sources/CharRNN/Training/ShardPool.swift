@@ -32,6 +32,10 @@ public enum PoolEvent: Sendable {
     /// The sum of a whole node of the step's reduction tree, summed by workers (`holders[k]` was dealt shard
     /// `part.node.lo + k` and computed it): one message instead of one result per shard.
     case sum(step: Int, SubtreeSum, holders: [WorkerID])
+    /// `worker`'s order for `shard` of global step `step` needs no answer any more: it computed it and its result
+    /// went into a sum that did not count, and the step was completed with other copies. (Otherwise the order
+    /// would look unanswered until the deadline, and the worker busy.)
+    case released(WorkerID, step: Int, shard: Int)
     /// A worker reported that it cannot compute what it was given.
     case failed(WorkerID, message: String)
 }

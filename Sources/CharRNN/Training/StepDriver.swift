@@ -288,6 +288,12 @@ public final class StepDriver {
                 members.completed(s, by: worker)
             }
             reduction.add(part)
+        case .released(let worker, let releasedStep, let shard):
+            if releasedStep == step {
+                members.answered(shard, by: worker, now: clock.now())
+            } else if releasedStep < step {
+                members.answeredEarlier(1, by: worker, now: clock.now())
+            }
         case .results(let worker, let resultStep, let results):
             let now = clock.now()
             guard resultStep == step else {
