@@ -122,6 +122,8 @@ public final class Coordinator: ShardPool {
     private var delivered: Set<Int> = []
     /// Shards of the step being reduced whose holder's own answer (the root, or its result) went to the driver.
     private var answered: Set<Int> = []
+    /// Shard → the workers sent an order for it in the current step: only their results count as delivered.
+    private var dealt: [Int: Set<WorkerID>] = [:]
     /// The last step whose root sum was used.
     private var rootStep: Int?
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
@@ -192,7 +194,7 @@ public final class Coordinator: ShardPool {
     public func send(_ order: WorkOrder, step: Int, to worker: WorkerID) -> Bool {
         if snapshot?.step != step {
             snapshot = (step, order.weights.copy())
-            (delivered, answered) = ([], [])
+            (delivered, answered, dealt) = ([], [], [:])
             broadcast(step: step)
         }
         outbox.append((order, step, worker))
@@ -211,8 +213,10 @@ public final class Coordinator: ShardPool {
             reduction = (step, reductionHolders(orders))
             first = reduction!.holders != nil
         }
-        for (order, step, worker) in orders {
-            let target = first ? sumTarget(order.shards[0].index) : nil
+        // All targets before any send: a failed send drops its worker, whose relay a later target may name.
+        let targets = orders.map { first ? sumTarget($0.order.shards[0].index) : nil }
+        for ((order, step, worker), target) in zip(orders, targets) {
+            for shard in order.shards { dealt[shard.index, default: []].insert(worker) }
             let direct = weightsSent[worker] != step
             let message: WireMessage = direct
                 ? .work(WorkOrder(epoch: order.epoch, shards: order.shards, weights: snapshot!.weights), sum: target)
@@ -440,7 +444,7 @@ public final class Coordinator: ShardPool {
             }
         case .result(let results):
             stats.resultsReceived += results.count
-            if envelope.step == snapshot?.step { delivered.formUnion(results.map(\.index)) }
+            if envelope.step == snapshot?.step { delivered.formUnion(results.map(\.index).filter { dealt[$0]?.contains(peer) == true }) }
             if let holders = reduction?.holders, reduction?.step == envelope.step {
                 answered.formUnion(results.map(\.index).filter { $0 < holders.count && holders[$0] == peer })
             }

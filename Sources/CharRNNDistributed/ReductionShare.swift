@@ -73,11 +73,11 @@ struct ReductionShare {
 
     /// Our result for one of the step's shards.
     mutating func add(leaf: ShardResult, now: Double) -> [Action] {
-        guard targets[leaf.index] != nil, !leaves.contains(where: { $0.index == leaf.index }) else { return [] }
+        let node = tree.leaf(leaf.index)
+        guard targets[leaf.index] != nil, !leaves.contains(where: { $0.index == leaf.index }), reducers.allSatisfy({ $0.accepts(node) }) else { return [] }
         leaves.append(leaf)
         lastProgress = now
         if gaveUp { return [.leaves([leaf])] }
-        let node = tree.leaf(leaf.index)
         var out: [Action] = []
         for (k, piece) in pieces.enumerated() {
             let floats = FloatBuffer(uninitializedCount: piece.count)
@@ -87,35 +87,24 @@ struct ReductionShare {
         return out
     }
 
-    /// Chunks a peer sent us: used if their node is the top node of a shard whose node above we sum, they are
-    /// chunks the wire would cut, and new.
+    /// One chunk a peer sent us: used if its node is the top node of a shard whose node above we sum, it is a chunk
+    /// the wire would cut, and new; and not before our own results of the node's shards we hold are in (a sum
+    /// that has them cannot be honest yet).
     mutating func add(peerSum part: SumPart, now: Double) -> [Action] {
-        guard !gaveUp, tree.contains(part.node), tree.top(of: part.node.lo) == part.node, let receiver = tree.receiver(of: part.node),
-              part.chunks.upperBound <= pieces.count, part.floats.count == part.chunks.reduce(0, { $0 + pieces[$1].count }),
-              (part.chunks.lowerBound == 0) == (part.shards != nil),
-              part.chunks.allSatisfy({ reducers[$0].accepts(part.node) }) else { return [] }
+        guard !gaveUp, part.chunks.count == 1, let k = part.chunks.first, k < pieces.count, part.floats.count == pieces[k].count,
+              (k == 0) == (part.shards != nil), tree.contains(part.node), tree.top(of: part.node.lo) == part.node,
+              let receiver = tree.receiver(of: part.node), reducers[k].accepts(part.node),
+              part.node.shards.allSatisfy({ s in targets[s] == nil || leaves.contains { $0.index == s } }) else { return [] }
         guard targets[receiver] != nil else {
-            if early.count < 2 * (tree.depth + 1) * pieces.count, !early.contains(where: { $0.node == part.node && $0.chunks.overlaps(part.chunks) }) {
+            if early.count < 2 * (tree.depth + 1) * pieces.count, !early.contains(where: { $0.node == part.node && $0.chunks == part.chunks }) {
                 early.append(part)
             }
             return []
         }
         lastProgress = now
-        var out: [Action] = []
-        var offset = 0
-        for k in part.chunks {
-            // A single chunk (what peers send) is summed from the received buffer itself.
-            var floats = part.floats
-            if part.chunks.count > 1 {
-                floats = FloatBuffer(uninitializedCount: pieces[k].count)
-                floats.base.update(from: part.floats.base + offset, count: pieces[k].count)
-            }
-            offset += pieces[k].count
-            let shards: (losses: [Double], states: [FloatBuffer]) = k == 0
-                ? part.shards! : (Array(repeating: 0, count: part.node.count), Array(repeating: Self.noState, count: part.node.count))
-            out += add(SubtreeSum(node: part.node, gradient: floats, losses: shards.losses, states: shards.states), chunk: k)
-        }
-        return out
+        let shards: (losses: [Double], states: [FloatBuffer]) = k == 0
+            ? part.shards! : (Array(repeating: 0, count: part.node.count), Array(repeating: Self.noState, count: part.node.count))
+        return add(SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), chunk: k)
     }
 
     /// The patience rule (see the type's comment): our results to the coordinator, once.

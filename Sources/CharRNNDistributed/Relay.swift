@@ -19,9 +19,9 @@ final class Relay {
     private let authenticator: Authenticator?
     private let log: (String) -> Void
     private var children: [RelayPeer: ZMQSocket] = [:]
-    /// Peers we send sums to (the holders of the shards our top nodes' parents start at): few, and stable
-    /// while the workers are.
-    private var receivers: [RelayPeer: ZMQSocket] = [:]
+    /// Peers we send sums to (the holders of the shards our top nodes' parents start at), with the step we last
+    /// did: few, and stable while the workers are.
+    private var receivers: [RelayPeer: (socket: ZMQSocket, step: Int)] = [:]
     /// The chunks of one step passed on: forwarding does not depend on whether the worker needed them.
     private var forwarded: (step: Int, indices: Set<Int>) = (0, [])
     /// Bad messages on the relay socket, logged sparingly: anyone who reaches it may send there.
@@ -114,17 +114,21 @@ final class Relay {
     /// done without it.
     @discardableResult
     func send(_ part: SumPart, step: Int, to peer: RelayPeer, _ codec: WireCodec) -> Bool {
-        // Peers change only when workers join or leave; a socket to a former one goes, and its queue with it.
-        if receivers[peer] == nil && receivers.count >= 4, let stale = receivers.keys.first {
-            receivers.removeValue(forKey: stale)?.close()
+        // Peers change only when workers join or leave; sockets not used in this step go (nothing of theirs is
+        // needed any more), never one a sum of this step may still be queued on.
+        if receivers[peer] == nil && receivers.count >= 8 {
+            for (stale, used) in receivers where used.step < step {
+                used.socket.close()
+                receivers[stale] = nil
+            }
         }
         do {
-            let push = try receivers[peer] ?? socket(to: peer, codec)
-            receivers[peer] = push
+            let push = try receivers[peer]?.socket ?? socket(to: peer, codec)
+            receivers[peer] = (push, step)
             try push.send(codec.encode(.sum(part), step: step), dontWait: true)
             return true
         } catch let error as ZMQError where error.code == EAGAIN {
-            receivers.removeValue(forKey: peer)?.close()
+            receivers.removeValue(forKey: peer)?.socket.close()
         } catch {
             log("cannot send a sum to \(peer.endpoint): \(error)")
         }

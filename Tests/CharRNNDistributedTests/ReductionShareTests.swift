@@ -117,6 +117,20 @@ final class ReductionShareTests: XCTestCase {
         XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.node) \($0.1.chunks)" }, ["2 shard 3 1..<2", "2 shard 3 2..<3", "0 shards 2..<4 0..<1"])
     }
 
+    /// A node that holds one of our shards whose result is not in yet cannot be an honest peer's: refused, and our
+    /// result still goes in when it comes (it would otherwise stop the process as a repeat).
+    func testASumAheadOfOurOwnResultIsRefused() {
+        var step = Step(shards: 4, holders: [[0, 3], [1], [2]])
+        for s in 0..<4 { step.order(s) }
+        let early = SumPart(node: ReductionNode(lo: 2, hi: 4), chunks: 0..<1, floats: FloatBuffer(count: WireCodec.chunkBytes / 4),
+                            shards: ([1, 1], [FloatBuffer([0, 0]), FloatBuffer([0, 0])]))
+        XCTAssertTrue(step.shares[0]!.add(peerSum: early, now: 0).isEmpty)
+        for s in [0, 1, 2, 3] { step.computed(s) }
+        step.deliver()
+        guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
+        XCTAssertEqual(root.floats.array, Self.inProcessRoot(4))
+    }
+
     /// Shard 2's holder is stopped after its order: shard 3's holder sent it its sum, which is stuck there. The
     /// others wait out the patience from their last progress, then send their own results directly, once; a sum
     /// that comes after that is dropped.
@@ -150,7 +164,7 @@ final class ReductionShareTests: XCTestCase {
         let tree = ReductionTree(shards: 4)
         var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
         XCTAssertTrue(share.expect(2, target: .peer(RelayPeer(endpoint: "ipc://w0")), now: 0).isEmpty)
-        func part(_ lo: Int, _ hi: Int, chunks: Range<Int> = 0..<3) -> SumPart {
+        func part(_ lo: Int, _ hi: Int, chunks: Range<Int> = 0..<1) -> SumPart {
             SumPart(node: ReductionNode(lo: lo, hi: hi), chunks: chunks,
                     floats: FloatBuffer(count: WireCodec.floatRange(chunks, parameters: Self.count).count),
                     shards: chunks.lowerBound == 0 ? (Array(repeating: 1, count: hi - lo), (lo..<hi).map { _ in FloatBuffer([0, 0]) }) : nil)
@@ -159,7 +173,8 @@ final class ReductionShareTests: XCTestCase {
         XCTAssertTrue(share.add(peerSum: part(1, 2), now: 0).isEmpty, "shard 0's holder sums that; kept early at most")
         XCTAssertTrue(share.add(peerSum: SumPart(node: ReductionNode(lo: 3, hi: 4), chunks: 0..<1, floats: FloatBuffer(count: 7), shards: nil), now: 0).isEmpty,
                       "chunk 0 without its losses and states, and of the wrong size")
-        XCTAssertTrue(share.add(peerSum: part(3, 4), now: 0).isEmpty)
+        XCTAssertTrue(share.add(peerSum: part(3, 4, chunks: 0..<3), now: 0).isEmpty, "peers send one chunk at a time")
+        for k in 0..<3 { XCTAssertTrue(share.add(peerSum: part(3, 4, chunks: k..<(k + 1)), now: 0).isEmpty) }
         XCTAssertTrue(share.add(peerSum: part(3, 4, chunks: 1..<2), now: 0).isEmpty, "a repeat")
         let out = share.add(leaf: Self.leaf(2), now: 0)
         XCTAssertEqual(out.count, 3, "one message per chunk")

@@ -99,27 +99,8 @@ final class CoordinatorRelayTreeTests: XCTestCase {
     /// Workers a → b → c (fan-out 1); after step 1's orders b asks for the weights (a too is forgotten with
     /// `forgetHead`); then step 2 is dealt.
     private func chain(forgetHead: Bool) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rt-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let endpoint = "ipc://\(dir.path)/c.sock"
-        var options = CoordinatorOptions(endpoint: endpoint)
-        options.relayFanout = 1
-        let coordinator = try Coordinator(shape: shape, options: options, log: { _ in })
-        let context = try ZMQContext()
-        var codec = WireCodec()
-        var workers: [(socket: ZMQSocket, id: WorkerID)] = []
-        for name in ["a", "b", "c"] {
-            let dealer = try ZMQSocket(context, .dealer)
-            try dealer.setOption(.linger, 0)
-            try dealer.connect(endpoint)
-            try dealer.send(codec.encode(.hello(WorkerHello(name: name, blasThreads: 1, relay: RelayPeer(endpoint: "ipc:///relay/\(name)"))), step: 0))
-            var id: WorkerID?
-            for _ in 0..<200 where id == nil {
-                for case .joined(let joined, _) in try coordinator.poll(until: PhaseClock.now() + 0.05) { id = joined }
-            }
-            workers.append((dealer, try XCTUnwrap(id, "the coordinator never saw \(name)'s hello")))
-        }
+        let run = try RelayingWorkers(shape: shape, fanout: 1, names: ["a", "b", "c"])
+        let (coordinator, workers, codec) = (run.coordinator, run.workers, run.codec)
         /// What each worker got: a weights chunk's route, "order+weights" or "order".
         func received() throws -> [[String]] {
             try workers.map { w in
@@ -127,7 +108,6 @@ final class CoordinatorRelayTreeTests: XCTestCase {
                 while let frames = try w.socket.receiveMultipart(timeoutMs: 300) {
                     let envelope = try codec.decode(frames)
                     switch envelope.message {
-                    case .welcome(let s): codec = WireCodec(runID: envelope.runID, shape: s)
                     case .weights(let chunk): got.append("chunk for \(chunk.route.endpoints)")
                     case .work: got.append("order+weights")
                     case .workSameWeights: got.append("order")

@@ -289,7 +289,9 @@ public final class StepDriver {
             }
             reduction.add(part)
         case .released(let worker, let releasedStep, let shard):
+            // Only once the shard is in: until then the worker's order is what the step waits for.
             if releasedStep == step {
+                guard reduction.has(shard) else { return }
                 members.answered(shard, by: worker, now: clock.now())
             } else if releasedStep < step {
                 members.answeredEarlier(1, by: worker, now: clock.now())
