@@ -212,6 +212,7 @@ public final class Coordinator: ShardPool {
         if reduction?.step != step {
             reduction = (step, reductionHolders(orders))
             first = reduction!.holders != nil
+            if first { stats.reducedSteps += 1 }
         }
         // All targets before any send: a failed send drops its worker, whose relay a later target may name.
         let targets = orders.map { first ? sumTarget($0.order.shards[0].index) : nil }
@@ -238,7 +239,6 @@ public final class Coordinator: ShardPool {
         guard options.relayFanout > 0, shape.shardCount > 1, shards.allSatisfy({ $0.count == 1 }),
               shards.map({ $0[0] }).sorted() == Array(0..<shape.shardCount),
               orders.allSatisfy({ $0.step == orders[0].step && relays[$0.worker] != nil }) else { return nil }
-        stats.reducedSteps += 1
         var holders = orders.map(\.worker)
         for (k, s) in shards.enumerated() { holders[s[0]] = orders[k].worker }
         return holders
@@ -448,8 +448,9 @@ public final class Coordinator: ShardPool {
             if let holders = reduction?.holders, reduction?.step == envelope.step {
                 answered.formUnion(results.map(\.index).filter { $0 < holders.count && holders[$0] == peer })
             }
-            defer { releaseHolders() }
             pending.append(.results(peer, step: envelope.step, results))
+            // After the results: the driver must have the shard in before it releases the order.
+            releaseHolders()
         case .sum(let part):
             // Only the whole root comes here, from shard 0's holder, of the step being reduced; and it counts only
             // if none of its shards came otherwise (a sum cannot be taken apart).
