@@ -277,6 +277,44 @@ final class ReductionTreeTests: XCTestCase {
         XCTAssertEqual(r.allocated, 1)
     }
 
+    /// Adopted gradients do not pile up as spares: a reducer given fresh (decoded) gradients each step, as the
+    /// coordinator given only the root or a worker given its peers' sums, keeps no more spare buffers than it
+    /// made itself, so its memory does not grow with the depth of the tree. (Before, each step's adopted root went
+    /// to the free list: one 16 MB gradient per level at the tutorial's size, 5 at S = 16.)
+    func testAdoptedGradientsAreNotKeptAsSpares() {
+        let count = 64
+        for s in [1, 2, 5, 16] {
+            let tree = ReductionTree(shards: s)
+            var r = TreeReducer(tree: tree, gradientCount: count)
+            var rng = RandomSource(seed: UInt64(s))
+            for step in 0..<(tree.depth + 2) {
+                r.reset()
+                // The whole tree in one fresh sum, as the coordinator receives it.
+                r.add(SubtreeSum(node: tree.root, gradient: Self.gradients(1, count: count)[0], losses: Array(repeating: 0, count: s),
+                                 states: Array(repeating: FloatBuffer(count: 1), count: s)))
+                _ = r.root()
+                r.reset()
+                // Fresh leaves in any order.
+                for k in Self.shuffled(s, &rng) { r.add(Self.leaf(k, Self.gradients(1, count: count)[0])) }
+                _ = r.root()
+                XCTAssertEqual(r.allocated, 0, "S = \(s), step \(step): adopted buffers suffice")
+                XCTAssertEqual(r.spare, 0, "S = \(s), step \(step): no adopted buffer kept")
+            }
+        }
+        // Leaves still held elsewhere need the reducer's own buffers, which it keeps (no more than it made).
+        let tree = ReductionTree(shards: 16)
+        let g = Self.gradients(16, count: count)
+        var r = TreeReducer(tree: tree, gradientCount: count)
+        for _ in 0..<3 {
+            r.reset()
+            for k in 0..<16 { r.add(Self.leaf(k, g[k])) }
+            _ = r.root()
+        }
+        r.reset()
+        XCTAssertGreaterThan(r.allocated, 0)
+        XCTAssertEqual(r.spare, r.allocated, "the reducer's own buffers are kept for the next step")
+    }
+
     /// The step driver with results arriving in reverse shard order (one worker per shard, the later shards
     /// answering sooner): the weights of the in-process run, in which they arrive in order.
     func testStepDriverResultsInReverseOrderGiveTheInOrderBits() throws {

@@ -180,6 +180,8 @@ public struct TreeReducer {
     private let freeLimit: Int
     /// Sum buffers this reducer ever allocated (tests check the recycling).
     private(set) var allocated = 0
+    /// Buffers kept for reuse now.
+    var spare: Int { free.count }
 
     public init(tree: ReductionTree, gradientCount: Int) {
         self.tree = tree
@@ -278,8 +280,11 @@ public struct TreeReducer {
         return FloatBuffer(count: gradientCount)
     }
 
+    /// Keeps at most as many spare buffers as the reducer ever made itself: an adopted gradient (decoded from the
+    /// wire, a fresh one each step) may stand in for one of them, but must not pile up on top of them. A coordinator
+    /// given only the root adopts it each step and needs no buffer of its own, so it keeps none.
     private mutating func recycle(_ b: FloatBuffer) {
-        if free.count < freeLimit { free.append(b) }
+        if free.count < min(freeLimit, allocated) { free.append(b) }
     }
 
     private mutating func clearShards() {
