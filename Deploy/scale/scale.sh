@@ -6,7 +6,9 @@
 #   - ms per step in steady state, from the wall times in the coordinator's metrics.csv (warm-up skipped);
 #   - bytes through the coordinator's link per step, each direction, from its veth's kernel counters;
 #   - the coordinator's peak RSS (/usr/bin/time -v, else VmHWM polled from /proc);
-#   - workers lost (coordinator.json).
+#   - workers lost (coordinator.json);
+#   - CPU per step in steady state (utime + stime from /proc), the coordinator's and the workers' summed: on one
+#     machine all processes share its cores, so ms/step cannot fall below (their sum) / cores.
 # Then it times one --compute-rows-row shard on one thread (`charrnn bench train`) and projects weak-scaling
 # efficiency: step(N) = compute + comm(N), comm(N) = a + b·N fitted by least squares on the measured points.
 #
@@ -195,11 +197,14 @@ fi
 # The bridge side of host 0's veth: what it receives the coordinator sent (out), what it transmits the
 # coordinator receives (in).
 counter() { cat "/sys/class/net/$prefix-v0/statistics/$1"; }
+# utime + stime of processes, in clock ticks (0 for one that is gone).
+cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 json_field() { sed -n "s/.*\"$2\" *: *\([0-9][0-9]*\).*/\1/p" "$1" 2>/dev/null | head -1; }
 
 # One configuration (rate, N): prints one table row.
 measure() {
     local rate=$1 n=$2 bps dir ckpt cpid tpid start stop_at=0 rx0 tx0 rx1 tx1 hwm=0 v rc status=ok h p
+    local seen s0=-1 s1=-1 c0 w0 c1 w1 cpu_c=- cpu_w=- bound=-
     bps=$(rate_bps "$rate")
     dir=$work/$rate-n$n
     ckpt=$dir/ckpt
@@ -235,6 +240,14 @@ measure() {
     while kill -0 "$tpid" 2>/dev/null; do
         v=$(awk '/^VmHWM/ { print $2 }' "/proc/$cpid/status" 2>/dev/null || true)
         if [ -n "$v" ] && [ "$v" -gt "$hwm" ]; then hwm=$v; fi
+        # CPU counters at the first poll past the warm-up and at the last one before the final step (whose end
+        # is followed by the checkpoint's write, not a step's work).
+        seen=$(( $(wc -l 2>/dev/null < "$ckpt/metrics.csv" || echo 1) - 1 ))
+        if [ "$seen" -ge "$warmup" ] && [ "$seen" -lt "$steps" ] && { [ "$s0" -lt 0 ] || [ "$seen" -gt "$s1" ]; }; then
+            v=$(cpu_ticks "$cpid"); w1=$(cpu_ticks "${wpids[@]}")
+            if [ "$s0" -lt 0 ]; then s0=$seen c0=$v w0=$w1; fi
+            s1=$seen c1=$v
+        fi
         if [ "$status" = ok ] && [ $((SECONDS - start)) -ge "$timeout" ]; then
             status="timeout ${timeout}s"
             kill -TERM "$cpid" 2>/dev/null || true
@@ -260,6 +273,10 @@ measure() {
         if [ -n "$v" ]; then hwm=$v; fi
     fi
     local done_steps lost ms out=- in=- link=-
+    if [ "$s1" -gt "$s0" ]; then
+        read -r cpu_c cpu_w bound < <(awk -v c=$((c1 - c0)) -v w=$((w1 - w0)) -v s=$((s1 - s0)) -v hz="$(getconf CLK_TCK)" \
+            -v cores="$(nproc)" 'BEGIN { c = c * 1000 / hz / s; w = w * 1000 / hz / s; printf "%.0f %.0f %.0f\n", c, w, (c + w) / cores }')
+    fi
     done_steps=$(json_field "$ckpt/coordinator.json" step)
     lost=$(json_field "$ckpt/coordinator.json" lostWorkers)
     # Steady state: from the end of step W to the end of the last step recorded.
@@ -272,8 +289,9 @@ measure() {
         in=$(awk -v b=$((tx1 - tx0)) -v s="$done_steps" 'BEGIN { printf "%.3f", b / s / 1e6 }')
         if [ "$bps" -gt 0 ]; then link=$(awk -v o="$out" -v i="$in" -v r="$bps" 'BEGIN { printf "%.0f / %.0f", o * 8e9 / r, i * 8e9 / r }'); fi
     fi
-    printf '| %s | %d | %s | %s | %s | %s | %s | %.0f | %s | %s | %s |\n' "$rate" "$n" "$ms" "${done_steps:-0}" "$out" "$in" \
-        "$link" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" "${lost:--}" "$(cut -d' ' -f1-3 /proc/loadavg)" "$status"
+    printf '| %s | %d | %s | %s | %s | %s | %s | %s / %s | %s | %.0f | %s | %s | %s |\n' "$rate" "$n" "$ms" "${done_steps:-0}" "$out" \
+        "$in" "$link" "$cpu_c" "$cpu_w" "$bound" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" "${lost:--}" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" "$status"
 }
 
 echo "# charrnn on emulated hosts"
@@ -286,10 +304,12 @@ echo "- coordinator on host 0 (--threads $cthreads, --deadline $deadline), one \
 echo
 echo "ms/step: steady state, from the wall times in the coordinator's metrics.csv. out / in: bytes through the"
 echo "coordinator's link per step (its veth's counters over the run / steps), MB = 10^6 bytes. link ms: those bytes"
-echo "at the link's rate, each direction. RSS: the coordinator's peak. load: load average (1/5/15 min) at the end."
+echo "at the link's rate, each direction. CPU ms/step: in steady state, the coordinator's / all workers' together;"
+echo "bound: their sum over this machine's $(nproc) cores, below which ms/step cannot fall here (separate hosts would"
+echo "run the workers' CPU side by side). RSS: the coordinator's peak. load: load average (1/5/15 min) at the end."
 echo
-echo "| rate | N | ms/step | steps | out MB/step | in MB/step | link ms out / in | peak RSS MB | lost workers | load | status |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| rate | N | ms/step | steps | out MB/step | in MB/step | link ms out / in | CPU ms/step coord / workers | bound ms | peak RSS MB | lost workers | load | status |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 results=()
 for rate in $rates_list; do
     set_rate "$rate"
@@ -316,25 +336,51 @@ echo
 echo "Compute of one $compute_rows-row shard (seq $compute_seq, 1 thread, OpenBLAS core ${core:-?}; a whole in-process step, Adam included):"
 echo "\`charrnn ${bench_cmd[*]}\`: **$compute_ms ms/step** (median of 3), load $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
+# One projection row per rate: comm(N) = a + b·N fitted by least squares on the usable measured rows (not timed
+# out, no lost worker). With separate=1, each row's ms/step first loses the CPU that the other workers' processes
+# took on this machine's shared cores; rows without a CPU measurement are left out.
+project() {
+    local separate=$1 rate
+    for rate in $rates_list; do
+        printf '%s\n' "${results[@]}" | awk -F'|' -v rate="$rate" -v c="$compute_ms" -v separate="$separate" -v cores="$(nproc)" '
+            { for (i = 2; i <= NF; i++) gsub(/^ +| +$/, "", $i) }
+            $2 == rate && $4 != "-" && $14 == "ok" && $12 == "0" {
+                y0 = $4
+                if (separate) {
+                    if (split($9, cpu, " / ") != 2 || cpu[2] == "-") next
+                    y0 -= (cpu[2] - cpu[2] / $3) / cores
+                }
+                n++; x[n] = $3; y[n] = y0
+            }
+            END {
+                if (n == 0) { printf "| %s | - | - | 0 | no usable rows | | | | | | |\n", rate; exit }
+                sx = sy = sxx = sxy = 0
+                for (i = 1; i <= n; i++) { sx += x[i]; sy += y[i]; sxx += x[i] * x[i]; sxy += x[i] * y[i] }
+                d = n * sxx - sx * sx
+                if (d == 0) { b = 0; a = sy / n } else { b = (n * sxy - sx * sy) / d; a = (sy - b * sx) / n }
+                printf "| %s | %.0f | %.1f | %d |", rate, a, b, n
+                split("1 2 4 8 16 32 64", ns, " ")
+                for (k = 1; k <= 7; k++) printf " %.0f %% |", 100 * (c + a + b) / (c + a + b * ns[k])
+                printf "\n"
+            }'
+    done
+}
+
 echo "Projected weak scaling, $compute_rows rows per worker: step(N) = compute + comm(N), with comm(N) = a + b·N fitted"
 echo "by least squares on the measured ms/step above (rows that timed out or lost workers left out: their time is"
 echo "the deadline's, not the link's); efficiency(N) = step(1) / step(N)."
 echo
+echo "On this machine, comm(N) as measured:"
+echo
 echo "| rate | a ms | b ms/worker | points | N=1 | 2 | 4 | 8 | 16 | 32 | 64 |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-for rate in $rates_list; do
-    printf '%s\n' "${results[@]}" | awk -F'|' -v rate="$rate" -v c="$compute_ms" '
-        { for (i = 2; i <= NF; i++) gsub(/^ +| +$/, "", $i) }
-        $2 == rate && $4 != "-" && $12 == "ok" && $10 == "0" { n++; x[n] = $3; y[n] = $4 }
-        END {
-            if (n == 0) { printf "| %s | - | - | 0 | no usable rows | | | | | | |\n", rate; exit }
-            sx = sy = sxx = sxy = 0
-            for (i = 1; i <= n; i++) { sx += x[i]; sy += y[i]; sxx += x[i] * x[i]; sxy += x[i] * y[i] }
-            d = n * sxx - sx * sx
-            if (d == 0) { b = 0; a = sy / n } else { b = (n * sxy - sx * sy) / d; a = (sy - b * sx) / n }
-            printf "| %s | %.0f | %.1f | %d |", rate, a, b, n
-            split("1 2 4 8 16 32 64", ns, " ")
-            for (k = 1; k <= 7; k++) printf " %.0f %% |", 100 * (c + a + b) / (c + a + b * ns[k])
-            printf "\n"
-        }'
-done
+project 0
+echo
+echo "Separate hosts, estimated: here the N workers' CPU shares $(nproc) cores, on separate hosts each has its own. Each"
+echo "measured ms/step less (workers' CPU − one worker's share) / $(nproc), i.e. as if the other N − 1 workers' work had"
+echo "not delayed the step at all (an estimate: it assumes this machine's cores were busy with it, which the bound"
+echo "column shows, and it keeps one worker's CPU and the whole tree's latency on the path):"
+echo
+echo "| rate | a ms | b ms/worker | points | N=1 | 2 | 4 | 8 | 16 | 32 | 64 |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+project 1
