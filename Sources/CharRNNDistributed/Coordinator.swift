@@ -484,7 +484,7 @@ public final class Coordinator: ShardPool {
             sendWeights(snapshot.weights, step: envelope.step, route: .leaf, to: peer)
         case .ping:
             break
-        case .welcome, .work, .workSameWeights, .shutdown, .weights, .relayKeys:
+        case .welcome, .work, .workSameWeights, .shutdown, .weights, .relayKeys, .treeAlive:
             stats.badFrames += 1
             strike(peer)
         }

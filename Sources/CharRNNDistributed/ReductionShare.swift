@@ -21,6 +21,16 @@ import CharRNN
 /// Every worker stuck behind the same peer does the same, the coordinator then has every shard but the stalled
 /// peer's, which the step driver deals again as it does for any straggler. A sum overlapping results already in
 /// is refused by the coordinator, so nothing is counted twice. Own results are kept until the step ends for this.
+///
+/// A slow peer is not a stopped one. While the step lasts for it, a worker tells its neighbours in the tree (the
+/// peers it sums for, and those that sum for it, once it has heard from them) that it is still in the step
+/// (`neighbours`, every `patience / 4`), with how long it has gone without progress: 0 while computing, else the
+/// time since its last progress, which counts its neighbours' word. A neighbour takes that as progress as of then
+/// (`heard`). So `patience` runs out only when a whole connected part of the tree has made no progress for that
+/// long: a worker computing for longer than `patience` (a slower machine, a bigger shard) keeps the tree
+/// together, and the workers that finished early wait for it instead of giving up; a stopped or dead worker falls
+/// silent and cuts the tree there, each part then gives up `patience` after its own last progress (the staleness
+/// a word carries is passed on as it is, not restarted at each level).
 struct ReductionShare {
     enum Action {
         /// Chunks to a peer, or the whole root to the coordinator.
@@ -44,6 +54,8 @@ struct ReductionShare {
     private var early: [SumPart] = []
     /// Root chunks summed so far, until the root is whole.
     private var rootChunks: [Int: SubtreeSum] = [:]
+    /// Peers that sum for us (their relay → their top node), from their word; a step's worth at most.
+    private var senders: [RelayPeer: ReductionNode] = [:]
     /// Whether we left the tree for this step: our results went to the coordinator, and peers' sums are dropped.
     private(set) var gaveUp = false
     private var lastProgress: Double
@@ -105,6 +117,34 @@ struct ReductionShare {
         let shards: (losses: [Double], states: [FloatBuffer]) = k == 0
             ? part.shards! : (Array(repeating: 0, count: part.node.count), Array(repeating: Self.noState, count: part.node.count))
         return add(SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), chunk: k)
+    }
+
+    /// Our word to our neighbours in the tree (see the type's comment): the top node we have in common with each,
+    /// how long we have gone without progress, and where to. Nothing once we gave up: they are then on their own.
+    func neighbours(now: Double) -> [(node: ReductionNode, idle: Double, to: RelayPeer)] {
+        guard !gaveUp else { return [] }
+        let idle = computing > 0 ? 0 : max(0, now - lastProgress)
+        let up = targets.sorted { $0.key < $1.key }.compactMap { shard, target -> (ReductionNode, Double, RelayPeer)? in
+            guard case .peer(let peer) = target else { return nil }
+            return (tree.top(of: shard), idle, peer)
+        }
+        return up + senders.sorted { $0.value.lo < $1.value.lo }.map { ($0.value, idle, $0.key) }
+    }
+
+    /// A neighbour's word: progress as of `idle` seconds ago. From a peer that sums for us (`node` its top node,
+    /// which we sum into ours), whose relay we then answer; or from the peer we sum for (`node` our top node, the
+    /// peer our order names). Anything else is not our neighbour's.
+    mutating func heard(_ node: ReductionNode, idle: Double, from peer: RelayPeer, now: Double) {
+        guard !gaveUp, tree.contains(node), tree.top(of: node.lo) == node else { return }
+        let fromSender = targets[node.lo] == nil && tree.receiver(of: node).map { targets[$0] != nil } == true
+        let fromReceiver = targets[node.lo] == .peer(peer)
+        guard fromSender || fromReceiver else { return }
+        if fromSender {
+            // We hold at most two shards, each summing at most one peer's node per level.
+            guard senders[peer] == node || senders.count < 2 * tree.depth else { return }
+            senders[peer] = node
+        }
+        lastProgress = max(lastProgress, now - idle)
     }
 
     /// The patience rule (see the type's comment): our results to the coordinator, once.

@@ -90,6 +90,7 @@ final class Relay {
     enum Inbound {
         case chunk(WeightsChunk, step: Int)
         case sum(SumPart, step: Int)
+        case treeAlive(ReductionNode, idle: Double, from: RelayPeer, step: Int)
     }
 
     /// The chunks our parent has pushed and the sums peers have (anything else there is dropped), a step's worth
@@ -101,6 +102,7 @@ final class Relay {
             switch (try? codec.decode(frames)).map({ ($0.message, $0.step) }) {
             case (.weights(let chunk), let step)?: out.append(.chunk(chunk, step: step))
             case (.sum(let part), let step)?: out.append(.sum(part, step: step))
+            case (.treeAlive(let node, let idle, let from), let step)?: out.append(.treeAlive(node, idle: idle, from: from, step: step))
             default:
                 bad += 1
                 if bad <= 10 || bad % 1000 == 0 { log("dropped a bad message on the relay socket (\(bad) so far)") }
@@ -109,11 +111,11 @@ final class Relay {
         return out
     }
 
-    /// Pushes chunks of a sum of `step` to `peer`'s relay socket; whether they were queued. One that is not (the peer is
-    /// stopped or gone, its queue full) is not tried again: the patience rule of `ReductionShare` gets the step
-    /// done without it.
+    /// Pushes a sum's chunks or tree-alive of `step` to `peer`'s relay socket; whether they were queued. One that is
+    /// not (the peer is stopped or gone, its queue full) is not tried again: the patience rule of `ReductionShare`
+    /// gets the step done without it.
     @discardableResult
-    func send(_ part: SumPart, step: Int, to peer: RelayPeer, _ codec: WireCodec) -> Bool {
+    func send(_ message: WireMessage, step: Int, to peer: RelayPeer, _ codec: WireCodec) -> Bool {
         // Peers change only when workers join or leave; sockets not used in this step go (nothing of theirs is
         // needed any more), never one a sum of this step may still be queued on.
         if receivers[peer] == nil && receivers.count >= 8 {
@@ -125,10 +127,13 @@ final class Relay {
         do {
             let push = try receivers[peer]?.socket ?? socket(to: peer, codec)
             receivers[peer] = (push, step)
-            try push.send(codec.encode(.sum(part), step: step), dontWait: true)
+            try push.send(codec.encode(message, step: step), dontWait: true)
             return true
         } catch let error as ZMQError where error.code == EAGAIN {
-            receivers.removeValue(forKey: peer)?.socket.close()
+            // A sum's chunk that cannot go means the link is stuck (or its CURVE handshake was refused, which libzmq
+            // never retries): a new socket next time. A tree-alive word is only dropped: closing would also drop the
+            // sum chunks queued before it.
+            if case .sum = message { receivers.removeValue(forKey: peer)?.socket.close() }
         } catch {
             log("cannot send a sum to \(peer.endpoint): \(error)")
         }
@@ -183,8 +188,9 @@ final class Relay {
             try push.setOption(.curvePublicKey, Array(keys.publicKey.z85.utf8))
             try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
         }
-        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory.
-        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 4)
+        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory. And room for
+        // the tree-alive words of a few patience periods (four each), so that they never crowd a sum's chunk out.
+        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 16)
         try push.setOption(.heartbeatInterval, 250)
         try push.setOption(.heartbeatTimeout, 1500)
         try push.setOption(.reconnectInterval, 100)

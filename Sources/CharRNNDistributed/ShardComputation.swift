@@ -16,7 +16,7 @@ final class ShardComputation: @unchecked Sendable {
     /// Starts the thread; `finished` is called on it once the results are ready.
     /// `loaded`: `order`'s weights are the buffer `shardStep` computed its previous order with.
     init(
-        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double),
+        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double, delay: Double),
         finished notify: @escaping @Sendable () -> Void
     ) {
         self.step = step
@@ -39,13 +39,14 @@ final class ShardComputation: @unchecked Sendable {
     }
 
     /// `faults` (tests only): from these steps on, return NaN gradients, or finite but wrong ones (a forger);
-    /// and take `slowdown` times as long as the computing took (a slower machine).
+    /// and take `slowdown` times as long as the computing took, plus `delay` seconds (a slower machine).
     private static func run(
-        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double)
+        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double, delay: Double)
     ) -> [ShardResult] {
         let started = PhaseClock.now()
         let results = shardStep.compute(order, step: step, loaded: loaded) { FloatBuffer(uninitializedCount: shape.parameterCount) }
-        if faults.slowdown > 1 { Thread.sleep(forTimeInterval: (faults.slowdown - 1) * (PhaseClock.now() - started)) }
+        let extra = (faults.slowdown - 1) * (PhaseClock.now() - started) + faults.delay
+        if extra > 0 { Thread.sleep(forTimeInterval: extra) }
         for r in results {
             if let from = faults.nanFrom, step >= from { r.gradient[0] = .nan }
             if let from = faults.forgeFrom, step >= from { r.gradient[0] += 0.01 }

@@ -1,11 +1,12 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 7 (4 added the numerics identity to hello; 5 cut bulk vectors
+// The coordinator<->worker wire format, version 8 (4 added the numerics identity to hello; 5 cut bulk vectors
 // into frames of at most 512 KiB, see WireChunks.swift; 6 added the relay tree: a relay endpoint and key in hello,
 // the weights message a step's weights travel down the tree in, need-weights and relay-keys, see RelayRoute.swift;
 // a ping from the coordinator carries the step being dealt; 7 added the reduction up the tree: a sum target in
 // work orders and the sum message, see WireSum.swift, and a ping carries the next step once the step's root sum
-// is in). Every message is one ZeroMQ multipart message:
+// is in; 8 added tree-alive, the word workers in a step's reduction tree give their neighbours in it). Every
+// message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
 // own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
 // the last. All integers and floats are little-endian; floats are IEEE float32 unless marked f64.
@@ -14,8 +15,8 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 6                                                              |
-// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys, 11 sum |
+// | 4      | 2    | version        | u16, 8                                                              |
+// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys, 11 sum, 12 tree-alive |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
 // | 24     | 8    | payload length | u64, bytes after the header in frame 0 plus all bytes of frames 1…  |
@@ -35,6 +36,7 @@ import CharRNN
 // | relay-keys | u32 n (≤ 4096), n × 32-byte CURVE public keys: coordinator → relaying worker of a run with keys, the worker keys its relay socket admits | none |
 // | need-weights | empty: worker → coordinator, asking for the weights of the header's step (an order came without them, and they did not come by relay) | none |
 // | sum      | see WireSum.swift: a node's summed gradient, the losses and states of its shards | gradient, then states |
+// | tree-alive | see WireSum.swift: a worker still in a step's reduction, how long it has been idle, and its relay | none |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
 // header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
@@ -119,6 +121,10 @@ public enum WireMessage: Sendable {
     case relayKeys([CurveKey])
     /// worker → the worker summing the node above (its relay socket), or the root's → coordinator.
     case sum(SumPart)
+    /// worker → a neighbour in the step's reduction tree (the peer it sums for, or one that sums for it, whose top
+    /// node is `node`): the sender is still in the step and has seen no progress (computing counts) for `idle`
+    /// seconds; `from` is its relay, for the answer.
+    case treeAlive(node: ReductionNode, idle: Double, from: RelayPeer)
 }
 
 /// A decoded message with its header fields.
@@ -129,13 +135,13 @@ public struct WireEnvelope: Sendable {
 }
 
 private enum MessageType: UInt16 {
-    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys, sum
+    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys, sum, treeAlive
 }
 
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 7
+    public static let version: UInt16 = 8
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -197,6 +203,9 @@ public struct WireCodec: Sendable {
         case .sum(let part):
             type = .sum
             bulk = try encodeSum(part, into: &body)
+        case .treeAlive(let node, let idle, let from):
+            type = .treeAlive
+            try encodeTreeAlive(node, idle: idle, from: from, into: &body)
         }
         let frames = chunk.map { [$0] } ?? extra
 
@@ -278,6 +287,7 @@ public struct WireCodec: Sendable {
         case .needWeights: message = .needWeights
         case .relayKeys: message = try decodeRelayKeys(&reader)
         case .sum: message = try decodeSum(&reader, frames: frames.dropFirst(), received: summed)
+        case .treeAlive: message = try decodeTreeAlive(&reader)
         }
         try reader.finish()
         return WireEnvelope(runID: run, step: stepValue, message: message)
@@ -290,6 +300,7 @@ public struct WireCodec: Sendable {
         case .relayKeys: return (4 + 32 * RelayRoute.maxEndpoints, 1...1)
         case .welcome: return (52, 1...1)
         case .ping, .shutdown, .needWeights: return (0, 1...1)
+        case .treeAlive: return (20 + RelayRoute.maxEndpointBytes + 32, 1...1)
         case .weights: return (Self.largestWeightsBody + Self.chunkBytes, 2...2)
         case .error: return (4 + Self.maxErrorBytes, 1...1)
         case .work:

@@ -39,6 +39,11 @@ public struct SumPart: Sendable {
 // States travel as frames rather than in the body so that no frame exceeds a chunk: a relay's socket bounds
 // frames before it knows the run's sizes.
 //
+// The tree-alive message (type 12), between neighbours in a step's reduction tree (a worker and the worker that
+// sums the node above its top node, either way), while the step lasts for the sender (see `ReductionShare`):
+// | body   | u32 lo, u32 hi (the top node the two have in common, as the sender's or the receiver's), u32 idle: milliseconds (≤ 86,400,000) since the sender's last progress, 0 while it computes; the sender's relay endpoint and key as in hello (not empty) |
+// | frames | none |
+//
 // A work order's target follows its shards: u32 kind (0 none: answer with a result; 1 coordinator; 2 kept;
 // 3 peer, then its relay endpoint and key as in hello).
 
@@ -67,6 +72,32 @@ extension WireCodec {
             return .peer(peer)
         case let kind: throw .malformed("unknown sum target \(kind)")
         }
+    }
+
+    /// The longest idle time a tree-alive message says, in milliseconds (a day): a longer one is sent as this.
+    static let maxIdleMilliseconds = 86_400_000
+
+    func encodeTreeAlive(_ node: ReductionNode, idle: Double, from: RelayPeer, into body: inout WireWriter) throws(WireError) {
+        try Self.checkNode(node, try requireShape("tree-alive"))
+        guard idle >= 0 else { throw .malformed("idle for \(idle) s") }
+        body.u32(node.lo)
+        body.u32(node.hi)
+        body.u32(Int(min(idle * 1000, Double(Self.maxIdleMilliseconds)).rounded()))
+        guard !from.endpoint.isEmpty else { throw .malformed("tree-alive without the sender's relay") }
+        try Self.writeRelay(from, into: &body)
+    }
+
+    func decodeTreeAlive(_ reader: inout WireReader) throws(WireError) -> WireMessage {
+        let shape = try requireShape("tree-alive")
+        let lo = Int(try reader.u32("node start"))
+        let hi = Int(try reader.u32("node end"))
+        guard lo < hi else { throw .malformed("an empty node \(lo)..<\(hi)") }
+        let node = ReductionNode(lo: lo, hi: hi)
+        try Self.checkNode(node, shape)
+        let idle = Int(try reader.u32("idle"))
+        guard idle <= Self.maxIdleMilliseconds else { throw .malformed("idle for \(idle) ms, more than \(Self.maxIdleMilliseconds)") }
+        guard let from = try Self.readRelay(&reader) else { throw .malformed("tree-alive without the sender's relay") }
+        return .treeAlive(node: node, idle: Double(idle) / 1000, from: from)
     }
 
     /// The state frames of one shard.

@@ -28,6 +28,8 @@ public struct WorkerOptions: Sendable {
     public var forgeFromStep: Int? = nil
     /// Test-only: take this many times as long per work order as the computing takes (a slower machine).
     public var slowdown = 1.0
+    /// Test-only: and this many seconds more per work order.
+    public var delay = 0.0
     /// CURVE: the coordinator's public key (a server with another key is never talked to) and our key pair.
     public var curve: (coordinator: CurveKey, keys: CurveKeyPair)? = nil
     /// Where to take weights from other workers and so relay them (`tcp://THIS_HOST_ADDRESS:PORT`, port `*`
@@ -89,6 +91,8 @@ public final class Worker {
     /// Our part in the reduction of the newest step whose orders came with sum targets (or whose peers' sums
     /// came first); dropped once the coordinator deals a later step.
     private var share: ReductionShare?
+    /// When we last told our neighbours in the reduction tree we are still in the step (`ReductionShare.neighbours`).
+    private var lastAlive = 0.0
     private var stoppedMidReduction = false
     private var waitingSince = 0.0
     /// The step we last asked the coordinator for weights: once per step.
@@ -187,6 +191,12 @@ public final class Worker {
                     share = nil
                 } else {
                     perform(share!.check(now: now, patience: options.relayPatience), step: current.step)
+                    if let relay, now - lastAlive >= options.relayPatience / 4 {
+                        lastAlive = now
+                        for (node, idle, peer) in share!.neighbours(now: now) {
+                            relay.send(.treeAlive(node: node, idle: idle, from: relay.address), step: current.step, to: peer, codec)
+                        }
+                    }
                 }
             }
             // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
@@ -201,6 +211,8 @@ public final class Worker {
                 case .chunk(let chunk, let step) where step <= newestStep + 1: take(chunk, step: step, fromCoordinator: false)
                 case .sum(let part, let step) where step <= newestStep + 1 && step >= newestStep:
                     if shareOf(step) != nil { perform(share!.add(peerSum: part, now: PhaseClock.now()), step: step) }
+                case .treeAlive(let node, let idle, let from, let step) where share?.step == step:
+                    share!.heard(node, idle: idle, from: from, now: PhaseClock.now())
                 default: break
                 }
             }
@@ -275,7 +287,7 @@ public final class Worker {
                 throw WorkerError.refused(message)
             case .relayKeys(let keys):
                 relay?.allow(keys)
-            case .ping, .hello, .result, .needWeights, .sum:
+            case .ping, .hello, .result, .needWeights, .sum, .treeAlive:
                 break
             }
         }
@@ -362,7 +374,7 @@ public final class Worker {
                     log("fault injection: stopping mid-reduction at step \(step)")
                     kill(getpid(), SIGSTOP)
                 }
-                relay?.send(part, step: step, to: peer, codec)
+                relay?.send(.sum(part), step: step, to: peer, codec)
             case .send(let part, _):
                 send(.sum(part), step: step)
             case .leaves(let leaves):
@@ -380,7 +392,7 @@ public final class Worker {
         let loaded = loadedWeights === order.weights
         loadedWeights = order.weights
         let computation = ShardComputation(
-            order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep, options.slowdown),
+            order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep, options.slowdown, options.delay),
             finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
         computing = (computation, codec.runID, target)
     }

@@ -156,11 +156,13 @@ struct WorkerCommand: ParsableCommand {
     var maxMemory: Double?
     @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), and take part in summing the gradients up the tree, listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. With keys, relay links use them too.")
     var relay: String?
-    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them; and seconds without progress in summing a step's gradients up the tree (a peer stopped or gone) before sending this worker's own results to the coordinator directly.") var relayPatience: Double = 2
+    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them; and seconds without progress in summing a step's gradients up the tree (a peer stopped or gone) before sending this worker's own results to the coordinator directly. A peer still computing says so, and is waited for however long it takes.") var relayPatience: Double = 2
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
     @Option(help: ArgumentHelp("Test only: take this many times as long per work order (a slower machine).", visibility: .hidden))
     var faultSlowdown: Double = 1
+    @Option(help: ArgumentHelp("Test only: take this many seconds longer per work order (a slower machine).", visibility: .hidden))
+    var faultDelay: Double = 0
     @Option(help: ArgumentHelp("Test only: messages from the coordinator queued at most.", visibility: .hidden)) var receiveQueue: Int?
     @Option(help: ArgumentHelp("Test only: stop this process (SIGSTOP) halfway through passing on this step's weights.", visibility: .hidden))
     var faultStopMidRelay: Int?
@@ -175,6 +177,7 @@ struct WorkerCommand: ParsableCommand {
         if let g = giveUpAfter, !(g > 0) || !g.isFinite { throw ValidationError("--give-up-after must be a positive number of seconds") }
         if (secretKey == nil) != (coordinatorKey == nil) { throw ValidationError("--secret-key and --coordinator-key go together") }
         if !(1...1000).contains(faultSlowdown) { throw ValidationError("--fault-slowdown must be from 1 to 1000") }
+        if !(0...600).contains(faultDelay) { throw ValidationError("--fault-delay must be from 0 to 600 seconds") }
         if !(relayPatience > 0) || !relayPatience.isFinite { throw ValidationError("--relay-patience must be a positive number of seconds") }
         if let relay, relay.hasPrefix("tcp://"), secretKey == nil, !connect.hasPrefix("tcp://") {
             throw ValidationError("--relay \(relay) would listen on TCP without keys for a coordinator that is not on TCP: use an ipc:// relay endpoint")
@@ -197,6 +200,7 @@ struct WorkerCommand: ParsableCommand {
         options.poisonFromStep = faultNanFromStep
         options.forgeFromStep = faultForgeFromStep
         options.slowdown = faultSlowdown
+        options.delay = faultDelay
         options.receiveQueue = receiveQueue
         options.handshakeTimeout = handshakeTimeout
         options.relay = relay

@@ -70,6 +70,27 @@ final class ReductionShareTests: XCTestCase {
             }
         }
         mutating func tick(_ now: Double) { for w in shares.keys.sorted() { route(shares[w]!.check(now: now, patience: 2)) } }
+        /// Every worker's tree-alive word to its neighbours, delivered at once; `silent` workers say nothing.
+        mutating func talk(_ now: Double, silent: Set<Int> = []) {
+            for w in shares.keys.sorted() where !silent.contains(w) {
+                for (node, idle, to) in shares[w]!.neighbours(now: now) {
+                    shares[Int(to.endpoint.dropFirst("ipc://w".count))!]!.heard(node, idle: idle, from: RelayPeer(endpoint: "ipc://w\(w)"), now: now)
+                }
+            }
+        }
+        /// Talk and check the patience every half second from `from` to `to`.
+        mutating func wait(from: Double, to: Double, silent: Set<Int> = []) {
+            for t in stride(from: from, through: to, by: 0.5) {
+                talk(t, silent: silent)
+                tick(t)
+            }
+        }
+        var direct: [[Int]] {
+            toCoordinator.compactMap { action -> [Int]? in
+                if case .leaves(let leaves) = action { return leaves.map(\.index) }
+                return nil
+            }.sorted { $0[0] < $1[0] }
+        }
     }
 
     func testRootHasTheInProcessBitsForAnyHoldersAndOrder() throws {
@@ -156,6 +177,75 @@ final class ReductionShareTests: XCTestCase {
         step.computed(2, now: 11)
         step.deliver(now: 11)
         XCTAssertTrue(step.toCoordinator.isEmpty, "a sum to a worker that gave up is dropped")
+    }
+
+    /// A slow peer is not a stopped one: shard 1's holder computes for 5 s, far beyond the patience (2 s), and says so
+    /// every half second. Nobody gives up: the workers that finished hear from their neighbours that the tree is
+    /// alive, and the root reaches the coordinator once shard 1 is in. Silent, the same slow peer makes every other
+    /// worker send its results directly after the patience (what happened before the word).
+    func testASlowPeerThatSaysSoKeepsTheTreeTogether() throws {
+        for talking in [true, false] {
+            var step = Step(shards: 4, holders: [[0], [1], [2], [3]])
+            for s in 0..<4 { step.order(s) }
+            for s in [0, 2, 3] { step.computed(s, now: 1) }
+            step.deliver(now: 1)
+            step.wait(from: 1, to: 6, silent: talking ? [] : [0, 1, 2, 3])
+            if !talking {
+                XCTAssertEqual(step.direct, [[0], [2], [3]], "without the word, the others give up")
+                continue
+            }
+            XCTAssertTrue(step.toCoordinator.isEmpty, "nobody gave up: \(step.toCoordinator)")
+            step.computed(1, now: 6.2)
+            step.deliver(now: 6.2)
+            XCTAssertEqual(step.toCoordinator.count, 1)
+            guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
+            XCTAssertEqual(root.floats.array, Self.inProcessRoot(4))
+        }
+    }
+
+    /// A stopped peer still gets the step done, in the same time as without the word: shard 2's holder stops
+    /// holding shard 3's sum. Its neighbours stop hearing from it, and staleness is passed on as it is, so shard 0's
+    /// holder (which hears from shard 1's, whose last progress was at 1 s) gives up at 3 s like the rest, not a
+    /// patience later per level.
+    func testAStoppedPeerStillCutsTheTreeWithinThePatience() throws {
+        var step = Step(shards: 8, holders: (0..<8).map { [$0] })
+        for s in 0..<8 { step.order(s) }
+        for s in [0, 1, 3, 4, 5, 6, 7] { step.computed(s, now: 1) }
+        step.deliver(now: 1)
+        step.wait(from: 1, to: 2.5, silent: [2])
+        XCTAssertTrue(step.toCoordinator.isEmpty, "within the patience nobody gives up")
+        step.wait(from: 3, to: 3, silent: [2])
+        XCTAssertEqual(step.direct, [[0], [1], [3], [4], [5], [6], [7]], "all at 3 s, the patience after their last progress")
+    }
+
+    /// Words not from a neighbour are not progress: a node we do not sum, our own top node from another peer than
+    /// the one our order names, or anything once we gave up; and after giving up we say nothing.
+    func testWordsNotFromANeighbourAreIgnored() {
+        let tree = ReductionTree(shards: 4)
+        var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
+        let receiver = RelayPeer(endpoint: "ipc://w0")
+        _ = share.expect(2, target: .peer(receiver), now: 0)
+        _ = share.add(leaf: Self.leaf(2), now: 0)
+        let stranger = RelayPeer(endpoint: "ipc://w9")
+        share.heard(ReductionNode(lo: 1, hi: 2), idle: 0, from: stranger, now: 1.9)
+        share.heard(ReductionNode(lo: 2, hi: 4), idle: 0, from: stranger, now: 1.9)
+        share.heard(ReductionNode(lo: 0, hi: 4), idle: 0, from: receiver, now: 1.9)
+        XCTAssertEqual(share.neighbours(now: 1).map(\.to), [receiver], "no sender heard from: only our receiver")
+        XCTAssertEqual(share.check(now: 2, patience: 2).count, 1, "none of those words counted")
+        XCTAssertTrue(share.neighbours(now: 2).isEmpty, "a worker that gave up says nothing")
+
+        var other = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
+        _ = other.expect(2, target: .peer(receiver), now: 0)
+        _ = other.add(leaf: Self.leaf(2), now: 0)
+        other.heard(ReductionNode(lo: 2, hi: 4), idle: 0.5, from: receiver, now: 1.9)
+        XCTAssertTrue(other.check(now: 2, patience: 2).isEmpty, "our receiver's word: progress as of 1.4 s")
+        XCTAssertEqual(other.check(now: 3.4, patience: 2).count, 1)
+        // A sender's word makes it a neighbour we answer, naming its top node.
+        var top = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
+        _ = top.expect(2, target: .peer(receiver), now: 0)
+        top.heard(ReductionNode(lo: 3, hi: 4), idle: 0, from: RelayPeer(endpoint: "ipc://w3"), now: 0.5)
+        XCTAssertEqual(top.neighbours(now: 1).map { "\($0.node) \($0.to.endpoint) \($0.idle)" },
+                       ["shards 2..<4 ipc://w0 0.0", "shard 3 ipc://w3 0.0"], "computing: idle 0")
     }
 
     /// A peer's message is only a peer's word: a node that is not the top of a shard, one whose node above is not

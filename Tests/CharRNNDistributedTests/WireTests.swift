@@ -738,6 +738,34 @@ final class WireTests: XCTestCase {
         assertRejects(frames, .nonFinite("loss of shard 1"))
     }
 
+    /// Tree-alive: a top node, the sender's idle time in whole milliseconds (capped at a day), and its relay.
+    func testTreeAliveRoundTripsAndIsChecked() throws {
+        let relay = RelayPeer(endpoint: "tcp://10.0.0.4:7000", key: CurveKey(bytes: Array(repeating: 5, count: 32)))
+        for (idle, expected) in [(0.0, 0.0), (1.2344, 1.234), (1e9, 86_400.0)] {
+            let envelope = try decode(try encoded(.treeAlive(node: ReductionNode(lo: 2, hi: 3), idle: idle, from: relay), step: 6))
+            guard case .treeAlive(let node, let got, let from) = envelope.message else { return XCTFail("\(envelope.message)") }
+            XCTAssertEqual(envelope.step, 6)
+            XCTAssertEqual(node, ReductionNode(lo: 2, hi: 3))
+            XCTAssertEqual(got, expected, accuracy: 1e-9)
+            XCTAssertEqual(from, relay)
+        }
+        XCTAssertThrowsError(try codec.encode(.treeAlive(node: ReductionNode(lo: 1, hi: 3), idle: 0, from: relay)), "no node of the tree over 3 shards")
+        XCTAssertThrowsError(try codec.encode(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: .nan, from: relay)))
+        XCTAssertThrowsError(try codec.encode(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: 0, from: RelayPeer(endpoint: ""))))
+        var frames = try encoded(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: 0, from: relay))
+        put(UInt32(86_400_001), at: WireCodec.headerSize + 8, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "idle for 86400001 ms")
+        // The relay's endpoint cut out (its length 0, the payload length made to match): no way to answer.
+        let plain = RelayPeer(endpoint: "ipc:///r")
+        frames = try encoded(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: 0, from: plain))
+        put(UInt32(0), at: WireCodec.headerSize + 12, in: &frames[0])
+        frames[0].removeSubrange((WireCodec.headerSize + 16)..<(WireCodec.headerSize + 16 + plain.endpoint.utf8.count))
+        put(UInt64(frames[0].count - WireCodec.headerSize), at: 24, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "without the sender's relay")
+    }
+
     func testWorkOrdersCarryTheirSumTarget() throws {
         let one = WorkOrder(epoch: 1, shards: [WorkShard(index: 1, state: nil, rows: rows(seed: 5))], weights: floats(shape.parameterCount, seed: 4))
         let targets: [SumTarget?] = [nil, .coordinator, .kept, .peer(RelayPeer(endpoint: "tcp://10.0.0.7:4100")),
@@ -777,6 +805,7 @@ final class WireTests: XCTestCase {
                                               route: RelayRoute(fanout: 1, peers: [RelayPeer(endpoint: "ipc:///a", key: CurveKey(bytes: Array(repeating: 9, count: 32)))])))),
             try encoded(.relayKeys([CurveKey(bytes: Array(repeating: 1, count: 32)), CurveKey(bytes: Array(repeating: 2, count: 32))])),
             try encoded(.sum(sum(0, 2))),
+            try encoded(.treeAlive(node: ReductionNode(lo: 2, hi: 3), idle: 0.5, from: RelayPeer(endpoint: "tcp://10.0.0.4:7000"))),
             try encoded(.workSameWeights(epoch: 1, shards: [WorkShard(index: 1, state: nil, rows: rows(seed: 5))], sum: .peer(RelayPeer(endpoint: "ipc:///r")))),
         ]
         // CI runs 4,000 mutations; a longer hunt: CHARRNN_FUZZ_ITERATIONS=10000000 CHARRNN_FUZZ_SEED=7 swift test
