@@ -22,16 +22,29 @@ import CharRNN
 /// peer's, which the step driver deals again as it does for any straggler. A sum overlapping results already in
 /// is refused by the coordinator, so nothing is counted twice. Own results are kept until the step ends for this.
 ///
-/// A slow peer is not a stopped one. While the step lasts for it, a worker tells its neighbours in the tree (the
-/// peers it sums for, and those that sum for it, once it has heard from them) that it is still in the step
-/// (`neighbours`, every `patience / 4`), with how long it has gone without progress: 0 while computing, else the
-/// time since its last progress, which counts its neighbours' word. A neighbour takes that as progress as of then
-/// (`heard`). So `patience` runs out only when a whole connected part of the tree has made no progress for that
-/// long: a worker computing for longer than `patience` (a slower machine, a bigger shard) keeps the tree
-/// together, and the workers that finished early wait for it instead of giving up; a stopped or dead worker falls
-/// silent and cuts the tree there, each part then gives up `patience` after its own last progress (the staleness
-/// a word carries is passed on as it is, not restarted at each level).
+/// A slow peer is not a stopped one. Progress anywhere in the tree travels as tokens: a worker that made progress
+/// since its last word (it computed, or got an order, a result or a peer's chunk), or is computing, sends a new
+/// token of its own (its relay, a number one higher, and the progress's age) to its neighbours in the tree: the
+/// peers it sums for, and those that sum for it once it has heard from them (`words`, every `patience / 4`). A
+/// worker takes a token it has not seen (a higher number from that origin) as progress as old as it says, and passes
+/// it on, older by the time it held it, to its other neighbours (`heard`); one it has seen, it drops. So a token
+/// crosses each worker once, its age is only short of the time on the wire, and words alone never make progress:
+/// `patience` runs out when a whole connected part of the tree has made none for that long. A worker computing for
+/// longer than `patience` (a slower machine, a bigger shard) keeps the tree together, and the workers that
+/// finished early wait for it; a stopped or dead worker falls silent and cuts the tree there. Waiting on others'
+/// tokens has a bound, `maxWait` since our own last progress, below the coordinator's deadline, which would
+/// otherwise count every worker waiting on a very slow one as lost.
 struct ReductionShare {
+    /// A tree-alive word: `origin`'s token number `seq`, of progress `age` seconds old, for `node` (the top node we
+    /// have in common with `to`).
+    struct Word: Equatable {
+        let node: ReductionNode
+        let origin: String
+        let seq: UInt64
+        let age: Double
+        let to: RelayPeer
+    }
+
     enum Action {
         /// Chunks to a peer, or the whole root to the coordinator.
         case send(SumPart, to: SumTarget)
@@ -54,20 +67,36 @@ struct ReductionShare {
     private var early: [SumPart] = []
     /// Root chunks summed so far, until the root is whole.
     private var rootChunks: [Int: SubtreeSum] = [:]
-    /// Peers that sum for us (their relay → their top node), from their word; a step's worth at most.
-    private var senders: [RelayPeer: ReductionNode] = [:]
+    /// Our relay endpoint: the origin of our tokens.
+    let origin: String
+    /// Peers that sum for us: their top node → their relay, from their word.
+    private var senders: [ReductionNode: RelayPeer] = [:]
+    /// Our tokens so far; whether we made progress since the last; the newest token seen from each origin; tokens
+    /// to pass on, each to our neighbours but the one it came from.
+    private var seq: UInt64 = 0
+    private var progressed = false
+    private var newest: [String: UInt64] = [:]
+    private var passOn: [String: (seq: UInt64, from: RelayPeer, progressAt: Double)] = [:]
+    /// Our own last progress (not others' tokens), for `maxWait`.
+    private var lastOwnProgress: Double
     /// Whether we left the tree for this step: our results went to the coordinator, and peers' sums are dropped.
     private(set) var gaveUp = false
     private var lastProgress: Double
     /// Losses and states of chunks other than 0: none (the reducers want one per shard).
     private static let noState = FloatBuffer(count: 0)
 
-    init(step: Int, tree: ReductionTree, parameters: Int, now: Double) {
+    init(step: Int, tree: ReductionTree, parameters: Int, origin: String, now: Double) {
         self.step = step
         self.tree = tree
+        self.origin = origin
         pieces = WireCodec.chunkRanges(floats: parameters).map { ($0.lowerBound / 4)..<($0.upperBound / 4) }
         reducers = pieces.map { TreeReducer(tree: tree, gradientCount: $0.count) }
-        lastProgress = now
+        (lastProgress, lastOwnProgress) = (now, now)
+    }
+
+    /// Something of our own happened: an order, a result, a peer's chunk.
+    private mutating func progress(_ now: Double) {
+        (lastProgress, lastOwnProgress, progressed) = (now, now, true)
     }
 
     /// Orders of the step with a target whose results are not in yet.
@@ -77,7 +106,7 @@ struct ReductionShare {
     mutating func expect(_ shard: Int, target: SumTarget, now: Double) -> [Action] {
         guard targets[shard] == nil, shard < tree.shardCount else { return [] }
         targets[shard] = target
-        lastProgress = now
+        progress(now)
         let stashed = early
         early = []
         return stashed.flatMap { add(peerSum: $0, now: now) }
@@ -86,10 +115,13 @@ struct ReductionShare {
     /// Our result for one of the step's shards.
     mutating func add(leaf: ShardResult, now: Double) -> [Action] {
         let node = tree.leaf(leaf.index)
-        guard targets[leaf.index] != nil, !leaves.contains(where: { $0.index == leaf.index }), reducers.allSatisfy({ $0.accepts(node) }) else { return [] }
+        guard targets[leaf.index] != nil, !leaves.contains(where: { $0.index == leaf.index }) else { return [] }
         leaves.append(leaf)
-        lastProgress = now
+        progress(now)
         if gaveUp { return [.leaves([leaf])] }
+        // A peer's sum holding this shard came before our order for it (and cannot be honest): it stays out of the
+        // tree, but is no longer being computed, and goes to the coordinator if we give up.
+        guard reducers.allSatisfy({ $0.accepts(node) }) else { return [] }
         var out: [Action] = []
         for (k, piece) in pieces.enumerated() {
             let floats = FloatBuffer(uninitializedCount: piece.count)
@@ -113,43 +145,56 @@ struct ReductionShare {
             }
             return []
         }
-        lastProgress = now
+        progress(now)
         let shards: (losses: [Double], states: [FloatBuffer]) = k == 0
             ? part.shards! : (Array(repeating: 0, count: part.node.count), Array(repeating: Self.noState, count: part.node.count))
         return add(SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), chunk: k)
     }
 
-    /// Our word to our neighbours in the tree (see the type's comment): the top node we have in common with each,
-    /// how long we have gone without progress, and where to. Nothing once we gave up: they are then on their own.
-    func neighbours(now: Double) -> [(node: ReductionNode, idle: Double, to: RelayPeer)] {
+    /// The tree-alive words to send now (see the type's comment): a new token of ours to every neighbour if we
+    /// are computing or made progress since the last, and the tokens heard since, each to our neighbours but the
+    /// one it came from. Nothing once we gave up: they are then on their own.
+    mutating func words(now: Double) -> [Word] {
         guard !gaveUp else { return [] }
-        let idle = computing > 0 ? 0 : max(0, now - lastProgress)
-        let up = targets.sorted { $0.key < $1.key }.compactMap { shard, target -> (ReductionNode, Double, RelayPeer)? in
+        let up = targets.sorted { $0.key < $1.key }.compactMap { shard, target -> (ReductionNode, RelayPeer)? in
             guard case .peer(let peer) = target else { return nil }
-            return (tree.top(of: shard), idle, peer)
+            return (tree.top(of: shard), peer)
         }
-        return up + senders.sorted { $0.value.lo < $1.value.lo }.map { ($0.value, idle, $0.key) }
+        let neighbours = up + senders.sorted { $0.key.lo < $1.key.lo }.map { ($0.key, $0.value) }
+        var out: [Word] = []
+        if computing > 0 || progressed {
+            seq += 1
+            progressed = false
+            let age = computing > 0 ? 0 : now - lastOwnProgress
+            out += neighbours.map { Word(node: $0.0, origin: origin, seq: seq, age: age, to: $0.1) }
+        }
+        for (origin, token) in passOn.sorted(by: { $0.key < $1.key }) {
+            out += neighbours.filter { $0.1 != token.from }.map { Word(node: $0.0, origin: origin, seq: token.seq, age: now - token.progressAt, to: $0.1) }
+        }
+        passOn = [:]
+        return out
     }
 
-    /// A neighbour's word: progress as of `idle` seconds ago. From a peer that sums for us (`node` its top node,
-    /// which we sum into ours), whose relay we then answer; or from the peer we sum for (`node` our top node, the
-    /// peer our order names). Anything else is not our neighbour's.
-    mutating func heard(_ node: ReductionNode, idle: Double, from peer: RelayPeer, now: Double) {
-        guard !gaveUp, tree.contains(node), tree.top(of: node.lo) == node else { return }
+    /// A neighbour's word: from a peer that sums for us (`node` its top node, which we sum into ours), whose relay
+    /// we then answer; or from the peer we sum for (`node` our top node, the peer our order names). A token we have
+    /// not seen is progress now, and is passed on; anything else is dropped.
+    mutating func heard(_ node: ReductionNode, origin: String, seq: UInt64, age: Double, from peer: RelayPeer, now: Double) {
+        guard !gaveUp, origin != self.origin, tree.contains(node), tree.top(of: node.lo) == node else { return }
         let fromSender = targets[node.lo] == nil && tree.receiver(of: node).map { targets[$0] != nil } == true
-        let fromReceiver = targets[node.lo] == .peer(peer)
-        guard fromSender || fromReceiver else { return }
-        if fromSender {
-            // We hold at most two shards, each summing at most one peer's node per level.
-            guard senders[peer] == node || senders.count < 2 * tree.depth else { return }
-            senders[peer] = node
-        }
-        lastProgress = max(lastProgress, now - idle)
+        guard fromSender || targets[node.lo] == .peer(peer) else { return }
+        // Keyed by node, so the nodes our targets allow bound the table and a later word can correct an address.
+        if fromSender { senders[node] = peer }
+        // Origins are workers of the run: at most one per shard.
+        guard seq > newest[origin, default: 0], newest[origin] != nil || newest.count < tree.shardCount else { return }
+        newest[origin] = seq
+        passOn[origin] = (seq, peer, now - age)
+        lastProgress = max(lastProgress, now - age)
     }
 
     /// The patience rule (see the type's comment): our results to the coordinator, once.
-    mutating func check(now: Double, patience: Double) -> [Action] {
-        guard !gaveUp, computing == 0, !leaves.isEmpty, now - lastProgress >= patience else { return [] }
+    /// `maxWait`: how long others' tokens may keep us waiting after our own last progress.
+    mutating func check(now: Double, patience: Double, maxWait: Double) -> [Action] {
+        guard !gaveUp, computing == 0, !leaves.isEmpty, now - lastProgress >= patience || now - lastOwnProgress >= maxWait else { return [] }
         gaveUp = true
         for k in reducers.indices { reducers[k].reset() }
         (early, rootChunks) = ([], [:])

@@ -26,6 +26,7 @@ final class Relay {
     private var forwarded: (step: Int, indices: Set<Int>) = (0, [])
     /// Bad messages on the relay socket, logged sparingly: anyone who reaches it may send there.
     private var bad = 0
+    private var failedSends = 0
     /// Test-only fault injection: at this step, stop the process (SIGSTOP) halfway through passing the chunks on.
     private let stopMidBroadcastAt: Int?
     private var stopped = false
@@ -55,6 +56,12 @@ final class Relay {
 
     /// The worker keys the relay socket admits from now on (a run with keys).
     func allow(_ keys: [CurveKey]) { authenticator?.allow(Set(keys)) }
+
+    /// Whether a peer's tree-alive word names a relay we may answer: tcp or ipc (no other transport a peer has any
+    /// business making us open), keyed exactly when our links are.
+    func canAnswer(_ peer: RelayPeer) -> Bool {
+        (peer.endpoint.hasPrefix("tcp://") || peer.endpoint.hasPrefix("ipc://")) && (peer.key == nil) == (keys == nil)
+    }
 
     /// Returns how others reach `socket` once bound to `endpoint`.
     private static func bind(_ pull: ZMQSocket, _ endpoint: String, keys: CurveKeyPair?) throws -> RelayPeer {
@@ -90,7 +97,7 @@ final class Relay {
     enum Inbound {
         case chunk(WeightsChunk, step: Int)
         case sum(SumPart, step: Int)
-        case treeAlive(ReductionNode, idle: Double, from: RelayPeer, step: Int)
+        case treeAlive(ReductionNode, origin: String, seq: UInt64, age: Double, from: RelayPeer, step: Int)
     }
 
     /// The chunks our parent has pushed and the sums peers have (anything else there is dropped), a step's worth
@@ -102,7 +109,8 @@ final class Relay {
             switch (try? codec.decode(frames)).map({ ($0.message, $0.step) }) {
             case (.weights(let chunk), let step)?: out.append(.chunk(chunk, step: step))
             case (.sum(let part), let step)?: out.append(.sum(part, step: step))
-            case (.treeAlive(let node, let idle, let from), let step)?: out.append(.treeAlive(node, idle: idle, from: from, step: step))
+            case (.treeAlive(let node, let origin, let seq, let age, let from), let step)?:
+                out.append(.treeAlive(node, origin: origin, seq: seq, age: age, from: from, step: step))
             default:
                 bad += 1
                 if bad <= 10 || bad % 1000 == 0 { log("dropped a bad message on the relay socket (\(bad) so far)") }
@@ -125,7 +133,7 @@ final class Relay {
             }
         }
         do {
-            let push = try receivers[peer]?.socket ?? socket(to: peer, codec)
+            let push = try receivers[peer]?.socket ?? socket(to: peer, codec, words: true)
             receivers[peer] = (push, step)
             try push.send(codec.encode(message, step: step), dontWait: true)
             return true
@@ -135,7 +143,8 @@ final class Relay {
             // sum chunks queued before it.
             if case .sum = message { receivers.removeValue(forKey: peer)?.socket.close() }
         } catch {
-            log("cannot send a sum to \(peer.endpoint): \(error)")
+            failedSends += 1
+            if failedSends <= 10 || failedSends % 1000 == 0 { log("cannot send to \(peer.endpoint) (\(failedSends) so far): \(error)") }
         }
         return false
     }
@@ -179,7 +188,8 @@ final class Relay {
 
     /// A new PUSH to `child`; with keys a CURVE client of the child's own key (a child without one is not talked
     /// to: it would take our chunks or sums in plaintext).
-    private func socket(to child: RelayPeer, _ codec: WireCodec) throws -> ZMQSocket {
+    /// `words`: a socket to a peer we sum for or answer, which carries tree-alive words besides sums.
+    private func socket(to child: RelayPeer, _ codec: WireCodec, words: Bool = false) throws -> ZMQSocket {
         let push = try ZMQSocket(context, .push)
         try push.setOption(.linger, 0)
         if let keys {
@@ -188,9 +198,10 @@ final class Relay {
             try push.setOption(.curvePublicKey, Array(keys.publicKey.z85.utf8))
             try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
         }
-        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory. And room for
-        // the tree-alive words of a few patience periods (four each), so that they never crowd a sum's chunk out.
-        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + 16)
+        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory. Sockets that
+        // carry words have room for those of a few patience periods (four each), which never crowd a chunk out
+        // unless the peer has not read for that long (then it is stalled, and a word that does not fit is dropped).
+        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + (words ? 16 : 4))
         try push.setOption(.heartbeatInterval, 250)
         try push.setOption(.heartbeatTimeout, 1500)
         try push.setOption(.reconnectInterval, 100)

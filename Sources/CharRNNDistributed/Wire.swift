@@ -36,7 +36,7 @@ import CharRNN
 // | relay-keys | u32 n (≤ 4096), n × 32-byte CURVE public keys: coordinator → relaying worker of a run with keys, the worker keys its relay socket admits | none |
 // | need-weights | empty: worker → coordinator, asking for the weights of the header's step (an order came without them, and they did not come by relay) | none |
 // | sum      | see WireSum.swift: a node's summed gradient, the losses and states of its shards | gradient, then states |
-// | tree-alive | see WireSum.swift: a worker still in a step's reduction, how long it has been idle, and its relay | none |
+// | tree-alive | see WireSum.swift: a token of progress in a step's reduction tree, passed between neighbours there | none |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
 // header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
@@ -122,9 +122,9 @@ public enum WireMessage: Sendable {
     /// worker → the worker summing the node above (its relay socket), or the root's → coordinator.
     case sum(SumPart)
     /// worker → a neighbour in the step's reduction tree (the peer it sums for, or one that sums for it, whose top
-    /// node is `node`): the sender is still in the step and has seen no progress (computing counts) for `idle`
-    /// seconds; `from` is its relay, for the answer.
-    case treeAlive(node: ReductionNode, idle: Double, from: RelayPeer)
+    /// node is `node`): token `seq` of progress made `age` seconds ago by the worker whose relay is `origin` (see
+    /// `ReductionShare`); `from` is the sender's relay, for the answer.
+    case treeAlive(node: ReductionNode, origin: String, seq: UInt64, age: Double, from: RelayPeer)
 }
 
 /// A decoded message with its header fields.
@@ -203,9 +203,9 @@ public struct WireCodec: Sendable {
         case .sum(let part):
             type = .sum
             bulk = try encodeSum(part, into: &body)
-        case .treeAlive(let node, let idle, let from):
+        case .treeAlive(let node, let origin, let seq, let age, let from):
             type = .treeAlive
-            try encodeTreeAlive(node, idle: idle, from: from, into: &body)
+            try encodeTreeAlive(node, origin: origin, seq: seq, age: age, from: from, into: &body)
         }
         let frames = chunk.map { [$0] } ?? extra
 
@@ -300,7 +300,7 @@ public struct WireCodec: Sendable {
         case .relayKeys: return (4 + 32 * RelayRoute.maxEndpoints, 1...1)
         case .welcome: return (52, 1...1)
         case .ping, .shutdown, .needWeights: return (0, 1...1)
-        case .treeAlive: return (20 + RelayRoute.maxEndpointBytes + 32, 1...1)
+        case .treeAlive: return (20 + 2 * (4 + RelayRoute.maxEndpointBytes) + 4 + 32, 1...1)
         case .weights: return (Self.largestWeightsBody + Self.chunkBytes, 2...2)
         case .error: return (4 + Self.maxErrorBytes, 1...1)
         case .work:

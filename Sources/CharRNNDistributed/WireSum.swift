@@ -41,7 +41,7 @@ public struct SumPart: Sendable {
 //
 // The tree-alive message (type 12), between neighbours in a step's reduction tree (a worker and the worker that
 // sums the node above its top node, either way), while the step lasts for the sender (see `ReductionShare`):
-// | body   | u32 lo, u32 hi (the top node the two have in common, as the sender's or the receiver's), u32 idle: milliseconds (≤ 86,400,000) since the sender's last progress, 0 while it computes; the sender's relay endpoint and key as in hello (not empty) |
+// | body   | u32 lo, u32 hi (the top node the two have in common), u64 token number (≥ 1), u32 the progress's age in milliseconds (≤ 86,400,000, rounded up), u32 length and the origin's relay endpoint (printable ASCII, not empty), the sender's relay endpoint and key as in hello (not empty) |
 // | frames | none |
 //
 // A work order's target follows its shards: u32 kind (0 none: answer with a result; 1 coordinator; 2 kept;
@@ -74,16 +74,20 @@ extension WireCodec {
         }
     }
 
-    /// The longest idle time a tree-alive message says, in milliseconds (a day): a longer one is sent as this.
-    static let maxIdleMilliseconds = 86_400_000
+    /// The oldest progress a tree-alive word tells of, in milliseconds (a day): an older one is sent as this.
+    static let maxAgeMilliseconds = 86_400_000
 
-    func encodeTreeAlive(_ node: ReductionNode, idle: Double, from: RelayPeer, into body: inout WireWriter) throws(WireError) {
+    func encodeTreeAlive(_ node: ReductionNode, origin: String, seq: UInt64, age: Double, from: RelayPeer, into body: inout WireWriter) throws(WireError) {
         try Self.checkNode(node, try requireShape("tree-alive"))
-        guard idle >= 0 else { throw .malformed("idle for \(idle) s") }
+        guard seq >= 1 else { throw .malformed("token 0") }
+        guard age >= 0 else { throw .malformed("progress \(age) s old") }
+        guard !from.endpoint.isEmpty else { throw .malformed("tree-alive without the sender's relay") }
         body.u32(node.lo)
         body.u32(node.hi)
-        body.u32(Int(min(idle * 1000, Double(Self.maxIdleMilliseconds)).rounded()))
-        guard !from.endpoint.isEmpty else { throw .malformed("tree-alive without the sender's relay") }
+        body.u64(seq)
+        // Rounded up: a token must never look fresher than it is.
+        body.u32(Int(min(age * 1000, Double(Self.maxAgeMilliseconds)).rounded(.up)))
+        try Self.writeEndpoint(origin, into: &body, allowEmpty: false)
         try Self.writeRelay(from, into: &body)
     }
 
@@ -94,10 +98,13 @@ extension WireCodec {
         guard lo < hi else { throw .malformed("an empty node \(lo)..<\(hi)") }
         let node = ReductionNode(lo: lo, hi: hi)
         try Self.checkNode(node, shape)
-        let idle = Int(try reader.u32("idle"))
-        guard idle <= Self.maxIdleMilliseconds else { throw .malformed("idle for \(idle) ms, more than \(Self.maxIdleMilliseconds)") }
+        let seq = try reader.u64("token")
+        guard seq >= 1 else { throw .malformed("token 0") }
+        let age = Int(try reader.u32("age"))
+        guard age <= Self.maxAgeMilliseconds else { throw .malformed("progress \(age) ms old, more than \(Self.maxAgeMilliseconds)") }
+        guard let origin = try Self.readEndpoint(&reader) else { throw .malformed("tree-alive without the token's origin") }
         guard let from = try Self.readRelay(&reader) else { throw .malformed("tree-alive without the sender's relay") }
-        return .treeAlive(node: node, idle: Double(idle) / 1000, from: from)
+        return .treeAlive(node: node, origin: origin, seq: seq, age: Double(age) / 1000, from: from)
     }
 
     /// The state frames of one shard.

@@ -62,6 +62,11 @@ public struct WorkerOptions: Sendable {
 /// dead relay is routed around. An order with a sum target puts its result into the step's reduction up the
 /// tree (`ReductionShare`) instead of answering it: summed with peers' sums, sent on as one.
 public final class Worker {
+    /// Others' progress in the reduction tree keeps us waiting at most this many `relayPatience` after our own
+    /// last progress: 16 s by default, below the coordinator's default `--deadline` (30 s), past which it would
+    /// count every worker waiting on a very slow one as lost, not only the slow one.
+    static let maxWaitPatiences = 8.0
+
     private let options: WorkerOptions
     private let log: (String) -> Void
     private let shouldStop: () -> Bool
@@ -190,11 +195,12 @@ public final class Worker {
                 if current.step < newestStep {
                     share = nil
                 } else {
-                    perform(share!.check(now: now, patience: options.relayPatience), step: current.step)
+                    perform(share!.check(now: now, patience: options.relayPatience, maxWait: Self.maxWaitPatiences * options.relayPatience), step: current.step)
                     if let relay, now - lastAlive >= options.relayPatience / 4 {
                         lastAlive = now
-                        for (node, idle, peer) in share!.neighbours(now: now) {
-                            relay.send(.treeAlive(node: node, idle: idle, from: relay.address), step: current.step, to: peer, codec)
+                        for word in share!.words(now: now) {
+                            relay.send(.treeAlive(node: word.node, origin: word.origin, seq: word.seq, age: word.age, from: relay.address),
+                                       step: current.step, to: word.to, codec)
                         }
                     }
                 }
@@ -211,8 +217,8 @@ public final class Worker {
                 case .chunk(let chunk, let step) where step <= newestStep + 1: take(chunk, step: step, fromCoordinator: false)
                 case .sum(let part, let step) where step <= newestStep + 1 && step >= newestStep:
                     if shareOf(step) != nil { perform(share!.add(peerSum: part, now: PhaseClock.now()), step: step) }
-                case .treeAlive(let node, let idle, let from, let step) where share?.step == step:
-                    share!.heard(node, idle: idle, from: from, now: PhaseClock.now())
+                case .treeAlive(let node, let origin, let seq, let age, let from, let step) where share?.step == step && relay!.canAnswer(from):
+                    share!.heard(node, origin: origin, seq: seq, age: age, from: from, now: PhaseClock.now())
                 default: break
                 }
             }
@@ -352,7 +358,8 @@ public final class Worker {
     private func shareOf(_ step: Int) -> ReductionShare? {
         guard let shape = codec.shape else { return nil }
         if let current = share, current.step >= step { return current.step == step ? current : nil }
-        share = ReductionShare(step: step, tree: ReductionTree(shards: shape.shardCount), parameters: shape.parameterCount, now: PhaseClock.now())
+        share = ReductionShare(step: step, tree: ReductionTree(shards: shape.shardCount), parameters: shape.parameterCount,
+                               origin: relay?.address.endpoint ?? options.name, now: PhaseClock.now())
         return share
     }
 

@@ -13,7 +13,7 @@ struct CoordinatorCommand: ParsableCommand {
     @OptionGroup(title: "Cluster") var cluster: ClusterOptions
 
     func run() throws {
-        let (bind, shards, minWorkers, deadline) = (cluster.bind, cluster.shards, cluster.minWorkers, cluster.deadline)
+        let (bind, shards) = (cluster.bind, cluster.shards)
         let (secretKey, authorizedKeys, insecure, threads) = (cluster.secretKey, cluster.authorizedKeys, cluster.insecure, cluster.threads)
         BLASRuntime.setThreads(try ThreadCount.resolve(threads))
         var options = CoordinatorOptions(endpoint: bind)
@@ -156,7 +156,7 @@ struct WorkerCommand: ParsableCommand {
     var maxMemory: Double?
     @Option(help: "Take the weights from other workers and pass them on (a relay of the coordinator's tree, see coordinator --relay-fanout), and take part in summing the gradients up the tree, listening here: tcp://THIS_HOST_ADDRESS:PORT (PORT * for any free one) or ipc://PATH. With keys, relay links use them too.")
     var relay: String?
-    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them; and seconds without progress in summing a step's gradients up the tree (a peer stopped or gone) before sending this worker's own results to the coordinator directly. A peer still computing says so, and is waited for however long it takes.") var relayPatience: Double = 2
+    @Option(help: "Seconds an order waits for its weights to come by relay before asking the coordinator for them; and seconds without progress in summing a step's gradients up the tree (a peer stopped or gone) before sending this worker's own results to the coordinator directly. A peer still computing says so, and is waited for up to 8 times this.") var relayPatience: Double = 2
     @Option(help: ArgumentHelp("Test only: send NaN gradients from this step on.", visibility: .hidden)) var faultNanFromStep: Int?
     @Option(help: ArgumentHelp("Test only: send forged (finite, wrong) gradients from this step on.", visibility: .hidden)) var faultForgeFromStep: Int?
     @Option(help: ArgumentHelp("Test only: take this many times as long per work order (a slower machine).", visibility: .hidden))

@@ -138,17 +138,17 @@ final class RelayTests: XCTestCase {
         }
     }
 
-    /// Three workers, six shards (two each), one of them slow: 1 s more per order (hidden `--fault-delay`), so it
-    /// finishes a step 2 s after the others, five times `--relay-patience` (0.4 s). It tells its neighbours in the
-    /// tree that it is still computing, they pass that on, and nobody gives up: every step is summed up the tree
-    /// and reaches the coordinator as one root, no result one by one, with the bits of an in-process run.
-    /// (Without the word, the two fast workers sent their results directly after the patience in every step.)
+    /// Three workers, six shards (two each), one of them slow: 1.5 s more per order (hidden `--fault-delay`), so it
+    /// finishes a step 3 s after the others, three times `--relay-patience` (1 s). Its tokens of progress reach
+    /// every worker in the tree, and nobody gives up: every step is summed up the tree and reaches the coordinator as
+    /// one root, no result one by one, with the bits of an in-process run. (Before the tree-alive words, the two fast
+    /// workers sent their results directly after the patience in every step: seen failing, 0 roots, 30 results.)
     func testSlowWorkerKeepsTheTreeTogether() throws {
         let steps = 4
         let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--steps", "\(steps)", "--min-workers", "3"])
         let pool = try (0..<3).map { k in
-            try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "0.4"]
-                             + (k == 1 ? ["--fault-delay", "1"] : []))
+            try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"]
+                             + (k == 1 ? ["--fault-delay", "1.5"] : []))
         }
         XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
         for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
@@ -157,6 +157,9 @@ final class RelayTests: XCTestCase {
         XCTAssertEqual(status.sumsReceived, steps, coordinator.output)
         XCTAssertEqual(status.sumsRefused, 0, coordinator.output)
         XCTAssertEqual(status.resultsReceived, 0, "results one by one: someone gave up on the tree. \(coordinator.output)")
+        // The slow worker was slow: else nothing here would have been tested.
+        let longest = try longestStep(ckpt)
+        XCTAssertGreaterThan(longest, 2.5, "the longest step took \(longest) s")
         try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 

@@ -36,7 +36,7 @@ final class ReductionShareTests: XCTestCase {
             var h: [Int: Int] = [:]
             for (w, mine) in holders.enumerated() { for s in mine { h[s] = w } }
             holder = h
-            for w in holders.indices { shares[w] = ReductionShare(step: 7, tree: tree, parameters: ReductionShareTests.count, now: 0) }
+            for w in holders.indices { shares[w] = ReductionShare(step: 7, tree: tree, parameters: ReductionShareTests.count, origin: "ipc://w\(w)", now: 0) }
         }
 
         func target(_ shard: Int) -> SumTarget {
@@ -69,12 +69,13 @@ final class ReductionShareTests: XCTestCase {
                 route(shares[w]!.add(peerSum: part, now: now))
             }
         }
-        mutating func tick(_ now: Double) { for w in shares.keys.sorted() { route(shares[w]!.check(now: now, patience: 2)) } }
-        /// Every worker's tree-alive word to its neighbours, delivered at once; `silent` workers say nothing.
-        mutating func talk(_ now: Double, silent: Set<Int> = []) {
-            for w in shares.keys.sorted() where !silent.contains(w) {
-                for (node, idle, to) in shares[w]!.neighbours(now: now) {
-                    shares[Int(to.endpoint.dropFirst("ipc://w".count))!]!.heard(node, idle: idle, from: RelayPeer(endpoint: "ipc://w\(w)"), now: now)
+        mutating func tick(_ now: Double) { for w in shares.keys.sorted() { route(shares[w]!.check(now: now, patience: 2, maxWait: 16)) } }
+        /// The tree-alive words of `workers` (all but `silent` when nil), delivered at `now + delay`.
+        mutating func talk(_ now: Double, silent: Set<Int> = [], workers: [Int]? = nil, delay: Double = 0) {
+            for w in workers ?? shares.keys.sorted() where !silent.contains(w) {
+                for word in shares[w]!.words(now: now) {
+                    shares[Int(word.to.endpoint.dropFirst("ipc://w".count))!]!.heard(
+                        word.node, origin: word.origin, seq: word.seq, age: word.age, from: RelayPeer(endpoint: "ipc://w\(w)"), now: now + delay)
                 }
             }
         }
@@ -203,10 +204,9 @@ final class ReductionShareTests: XCTestCase {
         }
     }
 
-    /// A stopped peer still gets the step done, in the same time as without the word: shard 2's holder stops
-    /// holding shard 3's sum. Its neighbours stop hearing from it, and staleness is passed on as it is, so shard 0's
-    /// holder (which hears from shard 1's, whose last progress was at 1 s) gives up at 3 s like the rest, not a
-    /// patience later per level.
+    /// A stopped peer still gets the step done, in the same time as without the words: shard 2's holder stops
+    /// holding shard 3's sum. The others make no progress after 1 s, so they make no new tokens, and all give up at
+    /// 3 s, the patience after it.
     func testAStoppedPeerStillCutsTheTreeWithinThePatience() throws {
         var step = Step(shards: 8, holders: (0..<8).map { [$0] })
         for s in 0..<8 { step.order(s) }
@@ -218,41 +218,106 @@ final class ReductionShareTests: XCTestCase {
         XCTAssertEqual(step.direct, [[0], [1], [3], [4], [5], [6], [7]], "all at 3 s, the patience after their last progress")
     }
 
-    /// Words not from a neighbour are not progress: a node we do not sum, our own top node from another peer than
-    /// the one our order names, or anything once we gave up; and after giving up we say nothing.
+    /// Words alone are no progress, however they go round. Six shards on three workers make a cycle of neighbours
+    /// (w0 sums w1's 4..<6, w1 sums w2's shard 5, w2 sums w0's shard 3). Their words go out of step with each other
+    /// and arrive 0.3 s late. While w1 computes its second shard its tokens keep the others waiting; once it stops
+    /// (silent) they give up within the patience of its last token's arrival. (Words that said how long their
+    /// sender had been idle, rebased by each receiver, gained the delivery delay at every hop and, round a cycle,
+    /// never ran out.)
+    func testWordsGoingRoundDoNotKeepAStoppedTreeWaiting() {
+        var step = Step(shards: 6, holders: [[0, 3], [1, 4], [2, 5]])
+        for s in 0..<6 { step.order(s) }
+        for s in [0, 1, 2, 3, 5] { step.computed(s, now: 1) }
+        step.deliver(now: 1)
+        var t = 1.0
+        while t < 3 {
+            step.talk(t, workers: [0], delay: 0.3)
+            step.talk(t + 0.1, workers: [1], delay: 0.3)
+            step.talk(t + 0.2, workers: [2], delay: 0.3)
+            t += 0.5
+            step.tick(t)
+        }
+        XCTAssertTrue(step.toCoordinator.isEmpty, "w1 computes shard 4: its tokens are progress")
+        // w1 stops: its last token (made at 2.6 s) reaches w0 at 2.9 s and goes on to w2 by 3.3 s.
+        while step.direct.count < 2 && t < 20 {
+            step.talk(t, workers: [0], delay: 0.3)
+            step.talk(t + 0.2, workers: [2], delay: 0.3)
+            t += 0.5
+            step.tick(t)
+        }
+        XCTAssertEqual(step.direct, [[0, 3], [2, 5]])
+        XCTAssertLessThanOrEqual(t, 5.5, "both gave up within the patience of the last token's arrival")
+    }
+
+    /// Others' progress keeps a worker waiting at most `maxWait` (16 s here) after its own: past the coordinator's
+    /// deadline it would be counted as lost with the slow worker.
+    func testWaitingOnOthersHasABound() {
+        var step = Step(shards: 4, holders: [[0], [1], [2], [3]])
+        for s in 0..<4 { step.order(s) }
+        for s in [0, 2, 3] { step.computed(s, now: 1) }
+        step.deliver(now: 1)
+        step.wait(from: 1, to: 16.5)
+        XCTAssertTrue(step.toCoordinator.isEmpty, "shard 1's holder computes: the others wait")
+        step.wait(from: 17, to: 17)
+        XCTAssertEqual(step.direct, [[0], [2], [3]], "16 s after their own last progress")
+    }
+
+    /// A result the tree cannot take (a peer's sum holding its shard came before our order for it, which no honest
+    /// peer sends) is still no longer being computed: it does not keep us saying so, and goes to the coordinator
+    /// with our other results when we give up.
+    func testAResultTheTreeRefusesIsStillIn() {
+        var share = ReductionShare(step: 1, tree: ReductionTree(shards: 4), parameters: Self.count, origin: "ipc://w0", now: 0)
+        _ = share.expect(0, target: .coordinator, now: 0)
+        let forged = SumPart(node: ReductionNode(lo: 2, hi: 4), chunks: 0..<1, floats: FloatBuffer(count: WireCodec.chunkBytes / 4),
+                             shards: ([1, 1], [FloatBuffer([0, 0]), FloatBuffer([0, 0])]))
+        _ = share.add(peerSum: forged, now: 0)
+        _ = share.expect(3, target: .peer(RelayPeer(endpoint: "ipc://w2")), now: 0)
+        for s in [0, 3] { _ = share.add(leaf: Self.leaf(s), now: 1) }
+        XCTAssertEqual(share.computing, 0)
+        guard case .leaves(let leaves)? = share.check(now: 3, patience: 2, maxWait: 16).first else { return XCTFail("did not give up") }
+        XCTAssertEqual(leaves.map(\.index), [0, 3])
+    }
+
+    /// Words not from a neighbour are no progress: a node we do not sum, our own top node from another peer than the
+    /// one our order names, our own token come back, a token seen before; and once we gave up we say nothing.
     func testWordsNotFromANeighbourAreIgnored() {
         let tree = ReductionTree(shards: 4)
-        var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
         let receiver = RelayPeer(endpoint: "ipc://w0")
+        var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         _ = share.expect(2, target: .peer(receiver), now: 0)
         _ = share.add(leaf: Self.leaf(2), now: 0)
         let stranger = RelayPeer(endpoint: "ipc://w9")
-        share.heard(ReductionNode(lo: 1, hi: 2), idle: 0, from: stranger, now: 1.9)
-        share.heard(ReductionNode(lo: 2, hi: 4), idle: 0, from: stranger, now: 1.9)
-        share.heard(ReductionNode(lo: 0, hi: 4), idle: 0, from: receiver, now: 1.9)
-        XCTAssertEqual(share.neighbours(now: 1).map(\.to), [receiver], "no sender heard from: only our receiver")
-        XCTAssertEqual(share.check(now: 2, patience: 2).count, 1, "none of those words counted")
-        XCTAssertTrue(share.neighbours(now: 2).isEmpty, "a worker that gave up says nothing")
+        share.heard(ReductionNode(lo: 1, hi: 2), origin: "ipc://w9", seq: 1, age: 0, from: stranger, now: 1.9)
+        share.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w9", seq: 1, age: 0, from: stranger, now: 1.9)
+        share.heard(ReductionNode(lo: 0, hi: 4), origin: "ipc://w0", seq: 1, age: 0, from: receiver, now: 1.9)
+        share.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w2", seq: 9, age: 0, from: receiver, now: 1.9)
+        XCTAssertEqual(share.words(now: 1).map(\.to), [receiver], "our own token, to our receiver only: no sender heard from")
+        XCTAssertEqual(share.check(now: 2, patience: 2, maxWait: 16).count, 1, "none of those words counted")
+        XCTAssertTrue(share.words(now: 2).isEmpty, "a worker that gave up says nothing")
 
-        var other = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
+        var other = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         _ = other.expect(2, target: .peer(receiver), now: 0)
         _ = other.add(leaf: Self.leaf(2), now: 0)
-        other.heard(ReductionNode(lo: 2, hi: 4), idle: 0.5, from: receiver, now: 1.9)
-        XCTAssertTrue(other.check(now: 2, patience: 2).isEmpty, "our receiver's word: progress as of 1.4 s")
-        XCTAssertEqual(other.check(now: 3.4, patience: 2).count, 1)
-        // A sender's word makes it a neighbour we answer, naming its top node.
-        var top = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
-        _ = top.expect(2, target: .peer(receiver), now: 0)
-        top.heard(ReductionNode(lo: 3, hi: 4), idle: 0, from: RelayPeer(endpoint: "ipc://w3"), now: 0.5)
-        XCTAssertEqual(top.neighbours(now: 1).map { "\($0.node) \($0.to.endpoint) \($0.idle)" },
-                       ["shards 2..<4 ipc://w0 0.0", "shard 3 ipc://w3 0.0"], "computing: idle 0")
+        other.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w1", seq: 3, age: 0, from: receiver, now: 1.5)
+        other.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w1", seq: 3, age: 0, from: receiver, now: 1.9)
+        XCTAssertTrue(other.check(now: 2, patience: 2, maxWait: 16).isEmpty, "a new token from our receiver: progress at 1.5 s")
+        XCTAssertEqual(other.check(now: 3.5, patience: 2, maxWait: 16).count, 1, "the same token again was none")
+
+        // A sender's token makes it a neighbour: it gets ours, and the token goes on to our receiver, not back.
+        var middle = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
+        _ = middle.expect(2, target: .peer(receiver), now: 0)
+        _ = middle.words(now: 0)
+        middle.heard(ReductionNode(lo: 3, hi: 4), origin: "ipc://w3", seq: 4, age: 0, from: RelayPeer(endpoint: "ipc://w3"), now: 0.5)
+        XCTAssertEqual(middle.words(now: 1).map { "\($0.node) \($0.origin) \($0.seq) \($0.age) \($0.to.endpoint)" },
+                       ["shards 2..<4 ipc://w2 2 0.0 ipc://w0", "shard 3 ipc://w2 2 0.0 ipc://w3", "shards 2..<4 ipc://w3 4 0.5 ipc://w0"],
+                       "computing: a fresh token of ours to both; theirs on to the receiver only, half a second older")
     }
 
     /// A peer's message is only a peer's word: a node that is not the top of a shard, one whose node above is not
     /// ours, or a repeat, is not used (a repeat would stop the process in the reducer).
     func testSumsThatAreNotOursAreIgnored() {
         let tree = ReductionTree(shards: 4)
-        var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, now: 0)
+        var share = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         XCTAssertTrue(share.expect(2, target: .peer(RelayPeer(endpoint: "ipc://w0")), now: 0).isEmpty)
         func part(_ lo: Int, _ hi: Int, chunks: Range<Int> = 0..<1) -> SumPart {
             SumPart(node: ReductionNode(lo: lo, hi: hi), chunks: chunks,

@@ -738,32 +738,51 @@ final class WireTests: XCTestCase {
         assertRejects(frames, .nonFinite("loss of shard 1"))
     }
 
-    /// Tree-alive: a top node, the sender's idle time in whole milliseconds (capped at a day), and its relay.
+    /// Tree-alive: a top node, a token (origin, number) and the sender's relay; checked both ways.
     func testTreeAliveRoundTripsAndIsChecked() throws {
         let relay = RelayPeer(endpoint: "tcp://10.0.0.4:7000", key: CurveKey(bytes: Array(repeating: 5, count: 32)))
-        for (idle, expected) in [(0.0, 0.0), (1.2344, 1.234), (1e9, 86_400.0)] {
-            let envelope = try decode(try encoded(.treeAlive(node: ReductionNode(lo: 2, hi: 3), idle: idle, from: relay), step: 6))
-            guard case .treeAlive(let node, let got, let from) = envelope.message else { return XCTFail("\(envelope.message)") }
+        for (origin, seq, age, expected) in [("tcp://10.0.0.9:7000", UInt64(1), 0.0, 0.0), ("ipc:///w", UInt64.max, 1.2341, 1.235), ("ipc:///w", 2, 1e9, 86_400)] {
+            let envelope = try decode(try encoded(.treeAlive(node: ReductionNode(lo: 2, hi: 3), origin: origin, seq: seq, age: age, from: relay), step: 6))
+            guard case .treeAlive(let node, let gotOrigin, let gotSeq, let gotAge, let from) = envelope.message else { return XCTFail("\(envelope.message)") }
+            XCTAssertEqual(gotAge, expected, accuracy: 1e-9, "ages in whole milliseconds, rounded up, at most a day")
             XCTAssertEqual(envelope.step, 6)
             XCTAssertEqual(node, ReductionNode(lo: 2, hi: 3))
-            XCTAssertEqual(got, expected, accuracy: 1e-9)
+            XCTAssertEqual(gotOrigin, origin)
+            XCTAssertEqual(gotSeq, seq)
             XCTAssertEqual(from, relay)
         }
-        XCTAssertThrowsError(try codec.encode(.treeAlive(node: ReductionNode(lo: 1, hi: 3), idle: 0, from: relay)), "no node of the tree over 3 shards")
-        XCTAssertThrowsError(try codec.encode(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: .nan, from: relay)))
-        XCTAssertThrowsError(try codec.encode(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: 0, from: RelayPeer(endpoint: ""))))
-        var frames = try encoded(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: 0, from: relay))
-        put(UInt32(86_400_001), at: WireCodec.headerSize + 8, in: &frames[0])
+        func word(_ lo: Int, _ hi: Int, seq: UInt64 = 1, age: Double = 0, origin: String = "ipc:///o", from: RelayPeer = relay) -> WireMessage {
+            .treeAlive(node: ReductionNode(lo: lo, hi: hi), origin: origin, seq: seq, age: age, from: from)
+        }
+        XCTAssertThrowsError(try codec.encode(word(1, 3)), "no node of the tree over 3 shards")
+        XCTAssertThrowsError(try codec.encode(word(0, 1, seq: 0)), "token 0")
+        XCTAssertThrowsError(try codec.encode(word(0, 1, age: -1)))
+        XCTAssertThrowsError(try codec.encode(word(0, 1, age: .nan)))
+        XCTAssertThrowsError(try codec.encode(word(0, 1, origin: "")))
+        XCTAssertThrowsError(try codec.encode(word(0, 1, from: RelayPeer(endpoint: ""))))
+        // Decoding: a node that is empty or not the tree's (what stops ReductionNode's precondition), token 0.
+        for (lo, hi, why) in [(2, 2, "an empty node 2..<2"), (2, 1, "an empty node 2..<1"), (1, 3, "not a node of the reduction tree")] {
+            var frames = try encoded(word(0, 1))
+            put(UInt32(lo), at: WireCodec.headerSize, in: &frames[0])
+            put(UInt32(hi), at: WireCodec.headerSize + 4, in: &frames[0])
+            reseal(&frames)
+            assertMalformed(frames, containing: why)
+        }
+        var frames = try encoded(word(0, 1))
+        put(UInt64(0), at: WireCodec.headerSize + 8, in: &frames[0])
         reseal(&frames)
-        assertMalformed(frames, containing: "idle for 86400001 ms")
-        // The relay's endpoint cut out (its length 0, the payload length made to match): no way to answer.
-        let plain = RelayPeer(endpoint: "ipc:///r")
-        frames = try encoded(.treeAlive(node: ReductionNode(lo: 0, hi: 1), idle: 0, from: plain))
-        put(UInt32(0), at: WireCodec.headerSize + 12, in: &frames[0])
-        frames[0].removeSubrange((WireCodec.headerSize + 16)..<(WireCodec.headerSize + 16 + plain.endpoint.utf8.count))
+        assertMalformed(frames, containing: "token 0")
+        frames = try encoded(word(0, 1))
+        put(UInt32(86_400_001), at: WireCodec.headerSize + 16, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "86400001 ms old")
+        // The origin cut out (its length 0, the payload length made to match).
+        frames = try encoded(word(0, 1, origin: "ipc:///o"))
+        put(UInt32(0), at: WireCodec.headerSize + 20, in: &frames[0])
+        frames[0].removeSubrange((WireCodec.headerSize + 24)..<(WireCodec.headerSize + 24 + "ipc:///o".utf8.count))
         put(UInt64(frames[0].count - WireCodec.headerSize), at: 24, in: &frames[0])
         reseal(&frames)
-        assertMalformed(frames, containing: "without the sender's relay")
+        assertMalformed(frames, containing: "without the token's origin")
     }
 
     func testWorkOrdersCarryTheirSumTarget() throws {
@@ -805,7 +824,7 @@ final class WireTests: XCTestCase {
                                               route: RelayRoute(fanout: 1, peers: [RelayPeer(endpoint: "ipc:///a", key: CurveKey(bytes: Array(repeating: 9, count: 32)))])))),
             try encoded(.relayKeys([CurveKey(bytes: Array(repeating: 1, count: 32)), CurveKey(bytes: Array(repeating: 2, count: 32))])),
             try encoded(.sum(sum(0, 2))),
-            try encoded(.treeAlive(node: ReductionNode(lo: 2, hi: 3), idle: 0.5, from: RelayPeer(endpoint: "tcp://10.0.0.4:7000"))),
+            try encoded(.treeAlive(node: ReductionNode(lo: 2, hi: 3), origin: "tcp://10.0.0.5:7000", seq: 7, age: 0.25, from: RelayPeer(endpoint: "tcp://10.0.0.4:7000"))),
             try encoded(.workSameWeights(epoch: 1, shards: [WorkShard(index: 1, state: nil, rows: rows(seed: 5))], sum: .peer(RelayPeer(endpoint: "ipc:///r")))),
         ]
         // CI runs 4,000 mutations; a longer hunt: CHARRNN_FUZZ_ITERATIONS=10000000 CHARRNN_FUZZ_SEED=7 swift test
