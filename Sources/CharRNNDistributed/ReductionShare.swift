@@ -25,11 +25,12 @@ import CharRNN
 /// A slow peer is not a stopped one. Progress anywhere in the tree travels as tokens: a worker that made progress
 /// since its last word (it computed, or got an order, a result or a peer's chunk), or is computing, sends a new
 /// token of its own (its relay, a number one higher, and the progress's age) to its neighbours in the tree: the
-/// peers it sums for, and those that sum for it once it has heard from them (`words`, every `patience / 4`). A
+/// peers it sums for, and those that sum for it once it has heard from them (`ownWords`, every `patience / 4`). A
 /// worker takes a token it has not seen (a higher number from that origin) as progress as old as it says, and passes
-/// it on, older by the time it held it, to its other neighbours (`heard`); one it has seen, it drops. So a token
-/// crosses each worker once, its age is only short of the time on the wire, and words alone never make progress:
-/// `patience` runs out when a whole connected part of the tree has made none for that long. A worker computing for
+/// it on at once to its other neighbours (`heard`, `passedOn`); one it has seen, it drops. So a token crosses each
+/// worker once, its age is short only of the time on the wire, it reaches the far side of a deep tree within the
+/// patience, and words alone never make progress: `patience` runs out when a whole connected part of the tree has
+/// made none for that long. A worker computing for
 /// longer than `patience` (a slower machine, a bigger shard) keeps the tree together, and the workers that
 /// finished early wait for it; a stopped or dead worker falls silent and cuts the tree there. Waiting on others'
 /// tokens has a bound, `maxWait` since our own last progress, below the coordinator's deadline, which would
@@ -37,7 +38,7 @@ import CharRNN
 struct ReductionShare {
     /// A tree-alive word: `origin`'s token number `seq`, of progress `age` seconds old, for `node` (the top node we
     /// have in common with `to`).
-    struct Word: Equatable {
+    struct Word {
         let node: ReductionNode
         let origin: String
         let seq: UInt64
@@ -85,10 +86,13 @@ struct ReductionShare {
     /// Losses and states of chunks other than 0: none (the reducers want one per shard).
     private static let noState = FloatBuffer(count: 0)
 
-    init(step: Int, tree: ReductionTree, parameters: Int, origin: String, now: Double) {
+    /// `firstToken`: where our token numbers start, above any an earlier process on our relay endpoint used in the
+    /// step (peers drop tokens numbered below what they have seen from an origin).
+    init(step: Int, tree: ReductionTree, parameters: Int, origin: String, firstToken: UInt64 = 0, now: Double) {
         self.step = step
         self.tree = tree
         self.origin = origin
+        seq = firstToken
         pieces = WireCodec.chunkRanges(floats: parameters).map { ($0.lowerBound / 4)..<($0.upperBound / 4) }
         reducers = pieces.map { TreeReducer(tree: tree, gradientCount: $0.count) }
         (lastProgress, lastOwnProgress) = (now, now)
@@ -151,28 +155,33 @@ struct ReductionShare {
         return add(SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), chunk: k)
     }
 
-    /// The tree-alive words to send now (see the type's comment): a new token of ours to every neighbour if we
-    /// are computing or made progress since the last, and the tokens heard since, each to our neighbours but the
-    /// one it came from. Nothing once we gave up: they are then on their own.
-    mutating func words(now: Double) -> [Word] {
+    /// A new token of ours for every neighbour, if we are computing or made progress since the last (see the type's
+    /// comment). Nothing once we gave up: they are then on their own.
+    mutating func ownWords(now: Double) -> [Word] {
+        guard !gaveUp, computing > 0 || progressed else { return [] }
+        seq += 1
+        progressed = false
+        let age = computing > 0 ? 0 : now - lastOwnProgress
+        return neighbours.map { Word(node: $0.node, origin: origin, seq: seq, age: age, to: $0.peer) }
+    }
+
+    /// The tokens heard since the last call, each for our neighbours but the one it came from.
+    mutating func passedOn(now: Double) -> [Word] {
+        defer { passOn = [:] }
         guard !gaveUp else { return [] }
-        let up = targets.sorted { $0.key < $1.key }.compactMap { shard, target -> (ReductionNode, RelayPeer)? in
+        let neighbours = self.neighbours
+        return passOn.sorted { $0.key < $1.key }.flatMap { origin, token in
+            neighbours.filter { $0.peer != token.from }.map { Word(node: $0.node, origin: origin, seq: token.seq, age: now - token.progressAt, to: $0.peer) }
+        }
+    }
+
+    /// The peers we sum for, then those that sum for us, each with the top node we have in common.
+    private var neighbours: [(node: ReductionNode, peer: RelayPeer)] {
+        let up = targets.sorted { $0.key < $1.key }.compactMap { shard, target -> (node: ReductionNode, peer: RelayPeer)? in
             guard case .peer(let peer) = target else { return nil }
             return (tree.top(of: shard), peer)
         }
-        let neighbours = up + senders.sorted { $0.key.lo < $1.key.lo }.map { ($0.key, $0.value) }
-        var out: [Word] = []
-        if computing > 0 || progressed {
-            seq += 1
-            progressed = false
-            let age = computing > 0 ? 0 : now - lastOwnProgress
-            out += neighbours.map { Word(node: $0.0, origin: origin, seq: seq, age: age, to: $0.1) }
-        }
-        for (origin, token) in passOn.sorted(by: { $0.key < $1.key }) {
-            out += neighbours.filter { $0.1 != token.from }.map { Word(node: $0.0, origin: origin, seq: token.seq, age: now - token.progressAt, to: $0.1) }
-        }
-        passOn = [:]
-        return out
+        return up + senders.sorted { $0.key.lo < $1.key.lo }.map { (node: $0.key, peer: $0.value) }
     }
 
     /// A neighbour's word: from a peer that sums for us (`node` its top node, which we sum into ours), whose relay
@@ -182,8 +191,9 @@ struct ReductionShare {
         guard !gaveUp, origin != self.origin, tree.contains(node), tree.top(of: node.lo) == node else { return }
         let fromSender = targets[node.lo] == nil && tree.receiver(of: node).map { targets[$0] != nil } == true
         guard fromSender || targets[node.lo] == .peer(peer) else { return }
-        // Keyed by node, so the nodes our targets allow bound the table and a later word can correct an address.
-        if fromSender { senders[node] = peer }
+        // Keyed by node, so the nodes our targets allow bound the table; the first address stays (a later word
+        // cannot make us open sockets to one address after another).
+        if fromSender && senders[node] == nil { senders[node] = peer }
         // Origins are workers of the run: at most one per shard.
         guard seq > newest[origin, default: 0], newest[origin] != nil || newest.count < tree.shardCount else { return }
         newest[origin] = seq

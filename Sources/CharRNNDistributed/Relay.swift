@@ -199,8 +199,9 @@ final class Relay {
             try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
         }
         // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory. Sockets that
-        // carry words have room for those of a few patience periods (four each), which never crowd a chunk out
-        // unless the peer has not read for that long (then it is stalled, and a word that does not fit is dropped).
+        // carry words have room for a few rounds of them (a token of ours and those passed on), which never crowd a
+        // chunk out unless the peer has not read for that long (then it is stalled, and a word that does not fit is
+        // dropped).
         try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + (words ? 16 : 4))
         try push.setOption(.heartbeatInterval, 250)
         try push.setOption(.heartbeatTimeout, 1500)

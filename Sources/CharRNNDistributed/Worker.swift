@@ -63,8 +63,9 @@ public struct WorkerOptions: Sendable {
 /// tree (`ReductionShare`) instead of answering it: summed with peers' sums, sent on as one.
 public final class Worker {
     /// Others' progress in the reduction tree keeps us waiting at most this many `relayPatience` after our own
-    /// last progress: 16 s by default, below the coordinator's default `--deadline` (30 s), past which it would
-    /// count every worker waiting on a very slow one as lost, not only the slow one.
+    /// last progress: 16 s by default, below the coordinator's default `--deadline` (30 s) while `--relay-patience`
+    /// is below 3.75 s; past the deadline the coordinator would count every worker waiting on a very slow one as
+    /// lost, not only the slow one.
     static let maxWaitPatiences = 8.0
 
     private let options: WorkerOptions
@@ -96,7 +97,7 @@ public final class Worker {
     /// Our part in the reduction of the newest step whose orders came with sum targets (or whose peers' sums
     /// came first); dropped once the coordinator deals a later step.
     private var share: ReductionShare?
-    /// When we last told our neighbours in the reduction tree we are still in the step (`ReductionShare.neighbours`).
+    /// When we last sent our neighbours in the reduction tree a token of our own (`ReductionShare.ownWords`).
     private var lastAlive = 0.0
     private var stoppedMidReduction = false
     private var waitingSince = 0.0
@@ -191,20 +192,6 @@ public final class Worker {
             {
                 askedForStep = first.step
             }
-            if let current = share {
-                if current.step < newestStep {
-                    share = nil
-                } else {
-                    perform(share!.check(now: now, patience: options.relayPatience, maxWait: Self.maxWaitPatiences * options.relayPatience), step: current.step)
-                    if let relay, now - lastAlive >= options.relayPatience / 4 {
-                        lastAlive = now
-                        for word in share!.words(now: now) {
-                            relay.send(.treeAlive(node: word.node, origin: word.origin, seq: word.seq, age: word.age, from: relay.address),
-                                       step: current.step, to: word.to, codec)
-                        }
-                    }
-                }
-            }
             // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
             let relaying = joined ? relay : nil
             let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []), timeoutMs: 100)
@@ -217,11 +204,13 @@ public final class Worker {
                 case .chunk(let chunk, let step) where step <= newestStep + 1: take(chunk, step: step, fromCoordinator: false)
                 case .sum(let part, let step) where step <= newestStep + 1 && step >= newestStep:
                     if shareOf(step) != nil { perform(share!.add(peerSum: part, now: PhaseClock.now()), step: step) }
-                case .treeAlive(let node, let origin, let seq, let age, let from, let step) where share?.step == step && relay!.canAnswer(from):
+                case .treeAlive(let node, let origin, let seq, let age, let from, let step) where share?.step == step && relaying!.canAnswer(from):
                     share!.heard(node, origin: origin, seq: seq, age: age, from: from, now: PhaseClock.now())
                 default: break
                 }
             }
+            // After reading the relay socket, so that words waiting there count before the patience is checked.
+            reduceTreeWork(now: PhaseClock.now())
             guard ready[0].contains(.readable), let frames = try socket.receiveMultipart(timeoutMs: 0) else { continue }
             lastHeard = PhaseClock.now()
             let envelope: WireEnvelope
@@ -354,12 +343,35 @@ public final class Worker {
         startNext()
     }
 
+    /// The step's share: dropped once a later step is dealt; else the patience rule, the tokens heard passed on at
+    /// once, and our own token every quarter of the patience (`ReductionShare`).
+    private func reduceTreeWork(now: Double) {
+        guard let current = share else { return }
+        guard current.step >= newestStep else {
+            share = nil
+            return
+        }
+        perform(share!.check(now: now, patience: options.relayPatience, maxWait: Self.maxWaitPatiences * options.relayPatience), step: current.step)
+        guard let relay else { return }
+        var words = share!.passedOn(now: now)
+        if now - lastAlive >= options.relayPatience / 4 {
+            lastAlive = now
+            words += share!.ownWords(now: now)
+        }
+        for word in words {
+            relay.send(.treeAlive(node: word.node, origin: word.origin, seq: word.seq, age: word.age, from: relay.address), step: current.step, to: word.to, codec)
+        }
+    }
+
     /// Our share of `step`'s reduction, started if there is none or only an older step's; nil for an older step.
     private func shareOf(_ step: Int) -> ReductionShare? {
         guard let shape = codec.shape else { return nil }
         if let current = share, current.step >= step { return current.step == step ? current : nil }
+        // Token numbers from the wall clock in microseconds: a restarted worker on the same endpoint starts above its
+        // predecessor's.
         share = ReductionShare(step: step, tree: ReductionTree(shards: shape.shardCount), parameters: shape.parameterCount,
-                               origin: relay?.address.endpoint ?? options.name, now: PhaseClock.now())
+                               origin: relay?.address.endpoint ?? options.name, firstToken: UInt64(Date().timeIntervalSince1970 * 1e6),
+                               now: PhaseClock.now())
         return share
     }
 

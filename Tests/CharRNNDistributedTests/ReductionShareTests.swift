@@ -69,20 +69,37 @@ final class ReductionShareTests: XCTestCase {
                 route(shares[w]!.add(peerSum: part, now: now))
             }
         }
-        mutating func tick(_ now: Double) { for w in shares.keys.sorted() { route(shares[w]!.check(now: now, patience: 2, maxWait: 16)) } }
-        /// The tree-alive words of `workers` (all but `silent` when nil), delivered at `now + delay`.
-        mutating func talk(_ now: Double, silent: Set<Int> = [], workers: [Int]? = nil, delay: Double = 0) {
-            for w in workers ?? shares.keys.sorted() where !silent.contains(w) {
-                for word in shares[w]!.words(now: now) {
-                    shares[Int(word.to.endpoint.dropFirst("ipc://w".count))!]!.heard(
-                        word.node, origin: word.origin, seq: word.seq, age: word.age, from: RelayPeer(endpoint: "ipc://w\(w)"), now: now + delay)
-                }
+        /// Workers that say nothing (stopped), and how late words arrive.
+        var silent: Set<Int> = []
+        var delay = 0.0
+        /// Words on their way: (arrival, to, from, word).
+        var words: [(at: Double, to: Int, from: Int, word: ReductionShare.Word)] = []
+
+        /// Delivers the words due by `t` in order of arrival; a worker passes the tokens it hears on at once.
+        mutating func deliverWords(until t: Double) {
+            while let i = words.indices.min(by: { words[$0].at < words[$1].at }), words[i].at <= t {
+                let m = words.remove(at: i)
+                shares[m.to]!.heard(m.word.node, origin: m.word.origin, seq: m.word.seq, age: m.word.age, from: RelayPeer(endpoint: "ipc://w\(m.from)"), now: m.at)
+                if !silent.contains(m.to) { post(shares[m.to]!.passedOn(now: m.at), from: m.to, at: m.at) }
             }
         }
+        mutating func post(_ out: [ReductionShare.Word], from w: Int, at t: Double) {
+            words += out.map { (t + delay, Int($0.to.endpoint.dropFirst("ipc://w".count))!, w, $0) }
+        }
+        mutating func tick(_ now: Double) {
+            deliverWords(until: now)
+            for w in shares.keys.sorted() { route(shares[w]!.check(now: now, patience: 2, maxWait: 16)) }
+        }
+        /// The own tokens of `workers` (all when nil) but the silent ones, at `now`.
+        mutating func talk(_ now: Double, workers: [Int]? = nil) {
+            deliverWords(until: now)
+            for w in workers ?? shares.keys.sorted() where !silent.contains(w) { post(shares[w]!.ownWords(now: now), from: w, at: now) }
+            deliverWords(until: now)
+        }
         /// Talk and check the patience every half second from `from` to `to`.
-        mutating func wait(from: Double, to: Double, silent: Set<Int> = []) {
+        mutating func wait(from: Double, to: Double) {
             for t in stride(from: from, through: to, by: 0.5) {
-                talk(t, silent: silent)
+                talk(t)
                 tick(t)
             }
         }
@@ -190,7 +207,8 @@ final class ReductionShareTests: XCTestCase {
             for s in 0..<4 { step.order(s) }
             for s in [0, 2, 3] { step.computed(s, now: 1) }
             step.deliver(now: 1)
-            step.wait(from: 1, to: 6, silent: talking ? [] : [0, 1, 2, 3])
+            if !talking { step.silent = [0, 1, 2, 3] }
+            step.wait(from: 1, to: 6)
             if !talking {
                 XCTAssertEqual(step.direct, [[0], [2], [3]], "without the word, the others give up")
                 continue
@@ -204,6 +222,33 @@ final class ReductionShareTests: XCTestCase {
         }
     }
 
+    /// Tokens reach the far side of a deep tree within the patience: 16 workers, shard 15's holder computing for
+    /// 8 s (it is up to 7 hops from shard 7's holder). Tokens are passed on as soon as heard, so nobody gives up, and
+    /// the root comes once shard 15 is in. (Passed on only at each worker's own quarter-patience tick, a token aged
+    /// a tick per hop and reached shard 7's holder as old as the patience.)
+    func testTokensCrossADeepTreeWithinThePatience() throws {
+        var step = Step(shards: 16, holders: (0..<16).map { [$0] })
+        for s in 0..<16 { step.order(s) }
+        for s in 0..<15 { step.computed(s, now: 1) }
+        step.deliver(now: 1)
+        step.delay = 0.01
+        // Each worker's own tick at its own offset in the quarter patience, the worst way round for the path from
+        // shard 15's holder to shard 7's (15 → 14 → 12 → 8 → 0 → 4 → 6 → 7): each talks just before the token comes.
+        let path = [15, 14, 12, 8, 0, 4, 6, 7]
+        var offset = [Int: Double](uniqueKeysWithValues: (0..<16).map { ($0, 0.45) })
+        for (k, w) in path.enumerated() { offset[w] = 0.06 * Double(path.count - 1 - k) }
+        let order = (0..<16).sorted { offset[$0]! < offset[$1]! }
+        for t in stride(from: 1.0, through: 9, by: 0.5) {
+            for w in order { step.talk(t + offset[w]!, workers: [w]) }
+            step.tick(t + 0.49)
+        }
+        XCTAssertTrue(step.toCoordinator.isEmpty, "nobody gave up: \(step.direct)")
+        step.computed(15, now: 9.5)
+        step.deliver(now: 9.5)
+        guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
+        XCTAssertEqual(root.floats.array, Self.inProcessRoot(16))
+    }
+
     /// A stopped peer still gets the step done, in the same time as without the words: shard 2's holder stops
     /// holding shard 3's sum. The others make no progress after 1 s, so they make no new tokens, and all give up at
     /// 3 s, the patience after it.
@@ -212,9 +257,10 @@ final class ReductionShareTests: XCTestCase {
         for s in 0..<8 { step.order(s) }
         for s in [0, 1, 3, 4, 5, 6, 7] { step.computed(s, now: 1) }
         step.deliver(now: 1)
-        step.wait(from: 1, to: 2.5, silent: [2])
+        step.silent = [2]
+        step.wait(from: 1, to: 2.5)
         XCTAssertTrue(step.toCoordinator.isEmpty, "within the patience nobody gives up")
-        step.wait(from: 3, to: 3, silent: [2])
+        step.wait(from: 3, to: 3)
         XCTAssertEqual(step.direct, [[0], [1], [3], [4], [5], [6], [7]], "all at 3 s, the patience after their last progress")
     }
 
@@ -229,24 +275,26 @@ final class ReductionShareTests: XCTestCase {
         for s in 0..<6 { step.order(s) }
         for s in [0, 1, 2, 3, 5] { step.computed(s, now: 1) }
         step.deliver(now: 1)
+        step.delay = 0.3
         var t = 1.0
         while t < 3 {
-            step.talk(t, workers: [0], delay: 0.3)
-            step.talk(t + 0.1, workers: [1], delay: 0.3)
-            step.talk(t + 0.2, workers: [2], delay: 0.3)
+            step.talk(t, workers: [0])
+            step.talk(t + 0.1, workers: [1])
+            step.talk(t + 0.2, workers: [2])
             t += 0.5
             step.tick(t)
         }
         XCTAssertTrue(step.toCoordinator.isEmpty, "w1 computes shard 4: its tokens are progress")
-        // w1 stops: its last token (made at 2.6 s) reaches w0 at 2.9 s and goes on to w2 by 3.3 s.
+        // w1 stops: its last token, made at 2.6 s, is at most 0.6 s old wherever it arrives (two hops of 0.3 s).
+        step.silent = [1]
         while step.direct.count < 2 && t < 20 {
-            step.talk(t, workers: [0], delay: 0.3)
-            step.talk(t + 0.2, workers: [2], delay: 0.3)
+            step.talk(t, workers: [0])
+            step.talk(t + 0.2, workers: [2])
             t += 0.5
             step.tick(t)
         }
         XCTAssertEqual(step.direct, [[0, 3], [2, 5]])
-        XCTAssertLessThanOrEqual(t, 5.5, "both gave up within the patience of the last token's arrival")
+        XCTAssertLessThanOrEqual(t, 5.5, "both gave up within the patience of the last token, plus the wire and the tick")
     }
 
     /// Others' progress keeps a worker waiting at most `maxWait` (16 s here) after its own: past the coordinator's
@@ -291,9 +339,9 @@ final class ReductionShareTests: XCTestCase {
         share.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w9", seq: 1, age: 0, from: stranger, now: 1.9)
         share.heard(ReductionNode(lo: 0, hi: 4), origin: "ipc://w0", seq: 1, age: 0, from: receiver, now: 1.9)
         share.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w2", seq: 9, age: 0, from: receiver, now: 1.9)
-        XCTAssertEqual(share.words(now: 1).map(\.to), [receiver], "our own token, to our receiver only: no sender heard from")
+        XCTAssertEqual(share.ownWords(now: 1).map(\.to), [receiver], "our own token, to our receiver only: no sender heard from")
         XCTAssertEqual(share.check(now: 2, patience: 2, maxWait: 16).count, 1, "none of those words counted")
-        XCTAssertTrue(share.words(now: 2).isEmpty, "a worker that gave up says nothing")
+        XCTAssertTrue(share.ownWords(now: 2).isEmpty, "a worker that gave up says nothing")
 
         var other = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         _ = other.expect(2, target: .peer(receiver), now: 0)
@@ -306,9 +354,9 @@ final class ReductionShareTests: XCTestCase {
         // A sender's token makes it a neighbour: it gets ours, and the token goes on to our receiver, not back.
         var middle = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         _ = middle.expect(2, target: .peer(receiver), now: 0)
-        _ = middle.words(now: 0)
+        _ = middle.ownWords(now: 0)
         middle.heard(ReductionNode(lo: 3, hi: 4), origin: "ipc://w3", seq: 4, age: 0, from: RelayPeer(endpoint: "ipc://w3"), now: 0.5)
-        XCTAssertEqual(middle.words(now: 1).map { "\($0.node) \($0.origin) \($0.seq) \($0.age) \($0.to.endpoint)" },
+        XCTAssertEqual((middle.ownWords(now: 1) + middle.passedOn(now: 1)).map { "\($0.node) \($0.origin) \($0.seq) \($0.age) \($0.to.endpoint)" },
                        ["shards 2..<4 ipc://w2 2 0.0 ipc://w0", "shard 3 ipc://w2 2 0.0 ipc://w3", "shards 2..<4 ipc://w3 4 0.5 ipc://w0"],
                        "computing: a fresh token of ours to both; theirs on to the receiver only, half a second older")
     }

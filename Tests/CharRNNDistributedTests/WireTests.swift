@@ -783,6 +783,15 @@ final class WireTests: XCTestCase {
         put(UInt64(frames[0].count - WireCodec.headerSize), at: 24, in: &frames[0])
         reseal(&frames)
         assertMalformed(frames, containing: "without the token's origin")
+        // The sender's relay cut out the same way: no way to answer.
+        let plain = RelayPeer(endpoint: "ipc:///r")
+        frames = try encoded(word(0, 1, origin: "ipc:///o", from: plain))
+        let at = WireCodec.headerSize + 24 + "ipc:///o".utf8.count
+        put(UInt32(0), at: at, in: &frames[0])
+        frames[0].removeSubrange((at + 4)..<(at + 4 + plain.endpoint.utf8.count))
+        put(UInt64(frames[0].count - WireCodec.headerSize), at: 24, in: &frames[0])
+        reseal(&frames)
+        assertMalformed(frames, containing: "without the sender's relay")
     }
 
     func testWorkOrdersCarryTheirSumTarget() throws {
