@@ -80,6 +80,8 @@ struct ReductionShare {
     private var passOn: [String: (seq: UInt64, from: RelayPeer, progressAt: Double)] = [:]
     /// Our own last progress (not others' tokens), for `maxWait`.
     private var lastOwnProgress: Double
+    /// When the step began for us.
+    private let started: Double
     /// Whether we left the tree for this step: our results went to the coordinator, and peers' sums are dropped.
     private(set) var gaveUp = false
     private var lastProgress: Double
@@ -95,7 +97,7 @@ struct ReductionShare {
         seq = firstToken
         pieces = WireCodec.chunkRanges(floats: parameters).map { ($0.lowerBound / 4)..<($0.upperBound / 4) }
         reducers = pieces.map { TreeReducer(tree: tree, gradientCount: $0.count) }
-        (lastProgress, lastOwnProgress) = (now, now)
+        (lastProgress, lastOwnProgress, started) = (now, now, now)
     }
 
     /// Something of our own happened: an order, a result, a peer's chunk.
@@ -156,9 +158,11 @@ struct ReductionShare {
     }
 
     /// A new token of ours for every neighbour, if we are computing or made progress since the last (see the type's
-    /// comment). Nothing once we gave up: they are then on their own.
-    mutating func ownWords(now: Double) -> [Word] {
-        guard !gaveUp, computing > 0 || progressed else { return [] }
+    /// comment). None in the step's first `quiet` seconds: a step that ends sooner needs no words, and with `quiet`
+    /// at half the patience a slow peer's first token still comes before anyone's patience runs out. Nothing once we
+    /// gave up: they are then on their own.
+    mutating func ownWords(now: Double, quiet: Double) -> [Word] {
+        guard !gaveUp, computing > 0 || progressed, now - started >= quiet else { return [] }
         seq += 1
         progressed = false
         let age = computing > 0 ? 0 : now - lastOwnProgress

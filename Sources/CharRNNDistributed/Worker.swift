@@ -356,7 +356,7 @@ public final class Worker {
         var words = share!.passedOn(now: now)
         if now - lastAlive >= options.relayPatience / 4 {
             lastAlive = now
-            words += share!.ownWords(now: now)
+            words += share!.ownWords(now: now, quiet: options.relayPatience / 2)
         }
         for word in words {
             relay.send(.treeAlive(node: word.node, origin: word.origin, seq: word.seq, age: word.age, from: relay.address), step: current.step, to: word.to, codec)

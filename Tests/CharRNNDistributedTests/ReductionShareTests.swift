@@ -72,6 +72,8 @@ final class ReductionShareTests: XCTestCase {
         /// Workers that say nothing (stopped), and how late words arrive.
         var silent: Set<Int> = []
         var delay = 0.0
+        /// Seconds of a step without own tokens (the worker uses half the patience).
+        var quiet = 0.0
         /// Words on their way: (arrival, to, from, word).
         var words: [(at: Double, to: Int, from: Int, word: ReductionShare.Word)] = []
 
@@ -93,7 +95,7 @@ final class ReductionShareTests: XCTestCase {
         /// The own tokens of `workers` (all when nil) but the silent ones, at `now`.
         mutating func talk(_ now: Double, workers: [Int]? = nil) {
             deliverWords(until: now)
-            for w in workers ?? shares.keys.sorted() where !silent.contains(w) { post(shares[w]!.ownWords(now: now), from: w, at: now) }
+            for w in workers ?? shares.keys.sorted() where !silent.contains(w) { post(shares[w]!.ownWords(now: now, quiet: quiet), from: w, at: now) }
             deliverWords(until: now)
         }
         /// Talk and check the patience every half second from `from` to `to`.
@@ -204,6 +206,7 @@ final class ReductionShareTests: XCTestCase {
     func testASlowPeerThatSaysSoKeepsTheTreeTogether() throws {
         for talking in [true, false] {
             var step = Step(shards: 4, holders: [[0], [1], [2], [3]])
+            step.quiet = 1
             for s in 0..<4 { step.order(s) }
             for s in [0, 2, 3] { step.computed(s, now: 1) }
             step.deliver(now: 1)
@@ -232,6 +235,7 @@ final class ReductionShareTests: XCTestCase {
         for s in 0..<15 { step.computed(s, now: 1) }
         step.deliver(now: 1)
         step.delay = 0.01
+        step.quiet = 1
         // Each worker's own tick at its own offset in the quarter patience, the worst way round for the path from
         // shard 15's holder to shard 7's (15 → 14 → 12 → 8 → 0 → 4 → 6 → 7): each talks just before the token comes.
         let path = [15, 14, 12, 8, 0, 4, 6, 7]
@@ -326,6 +330,21 @@ final class ReductionShareTests: XCTestCase {
         XCTAssertEqual(leaves.map(\.index), [0, 3])
     }
 
+    /// No own tokens in a step's first `quiet` seconds (a step that ends sooner needs none), then one per call while
+    /// computing, or after progress.
+    func testNoWordsEarlyInAStep() {
+        var share = ReductionShare(step: 1, tree: ReductionTree(shards: 2), parameters: Self.count, origin: "ipc://w1", now: 10)
+        _ = share.expect(1, target: .peer(RelayPeer(endpoint: "ipc://w0")), now: 10)
+        XCTAssertTrue(share.ownWords(now: 10.9, quiet: 1).isEmpty)
+        XCTAssertEqual(share.ownWords(now: 11, quiet: 1).map(\.seq), [1])
+        XCTAssertEqual(share.ownWords(now: 11.5, quiet: 1).map(\.seq), [2], "computing: a token every time")
+        _ = share.add(leaf: Self.leaf(1), now: 11.6)
+        let words = share.ownWords(now: 12, quiet: 1)
+        XCTAssertEqual(words.count, 1)
+        XCTAssertEqual(words.first?.age ?? 0, 0.4, accuracy: 1e-9, "progress 0.4 s old")
+        XCTAssertTrue(share.ownWords(now: 12.5, quiet: 1).isEmpty, "nothing new")
+    }
+
     /// Words not from a neighbour are no progress: a node we do not sum, our own top node from another peer than the
     /// one our order names, our own token come back, a token seen before; and once we gave up we say nothing.
     func testWordsNotFromANeighbourAreIgnored() {
@@ -339,9 +358,9 @@ final class ReductionShareTests: XCTestCase {
         share.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w9", seq: 1, age: 0, from: stranger, now: 1.9)
         share.heard(ReductionNode(lo: 0, hi: 4), origin: "ipc://w0", seq: 1, age: 0, from: receiver, now: 1.9)
         share.heard(ReductionNode(lo: 2, hi: 4), origin: "ipc://w2", seq: 9, age: 0, from: receiver, now: 1.9)
-        XCTAssertEqual(share.ownWords(now: 1).map(\.to), [receiver], "our own token, to our receiver only: no sender heard from")
+        XCTAssertEqual(share.ownWords(now: 1, quiet: 0).map(\.to), [receiver], "our own token, to our receiver only: no sender heard from")
         XCTAssertEqual(share.check(now: 2, patience: 2, maxWait: 16).count, 1, "none of those words counted")
-        XCTAssertTrue(share.ownWords(now: 2).isEmpty, "a worker that gave up says nothing")
+        XCTAssertTrue(share.ownWords(now: 2, quiet: 0).isEmpty, "a worker that gave up says nothing")
 
         var other = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         _ = other.expect(2, target: .peer(receiver), now: 0)
@@ -354,9 +373,9 @@ final class ReductionShareTests: XCTestCase {
         // A sender's token makes it a neighbour: it gets ours, and the token goes on to our receiver, not back.
         var middle = ReductionShare(step: 1, tree: tree, parameters: Self.count, origin: "ipc://w2", now: 0)
         _ = middle.expect(2, target: .peer(receiver), now: 0)
-        _ = middle.ownWords(now: 0)
+        _ = middle.ownWords(now: 0, quiet: 0)
         middle.heard(ReductionNode(lo: 3, hi: 4), origin: "ipc://w3", seq: 4, age: 0, from: RelayPeer(endpoint: "ipc://w3"), now: 0.5)
-        XCTAssertEqual((middle.ownWords(now: 1) + middle.passedOn(now: 1)).map { "\($0.node) \($0.origin) \($0.seq) \($0.age) \($0.to.endpoint)" },
+        XCTAssertEqual((middle.ownWords(now: 1, quiet: 0) + middle.passedOn(now: 1)).map { "\($0.node) \($0.origin) \($0.seq) \($0.age) \($0.to.endpoint)" },
                        ["shards 2..<4 ipc://w2 2 0.0 ipc://w0", "shard 3 ipc://w2 2 0.0 ipc://w3", "shards 2..<4 ipc://w3 4 0.5 ipc://w0"],
                        "computing: a fresh token of ours to both; theirs on to the receiver only, half a second older")
     }
