@@ -91,13 +91,19 @@ extension WireCodec {
         try Self.writeRelay(from, into: &body)
     }
 
-    func decodeTreeAlive(_ reader: inout WireReader) throws(WireError) -> WireMessage {
-        let shape = try requireShape("tree-alive")
+    /// A node's bounds, checked before `ReductionNode` (whose precondition would stop the process) and against the
+    /// run's tree.
+    static func readNode(_ reader: inout WireReader, _ shape: RunShape) throws(WireError) -> ReductionNode {
         let lo = Int(try reader.u32("node start"))
         let hi = Int(try reader.u32("node end"))
         guard lo < hi else { throw .malformed("an empty node \(lo)..<\(hi)") }
         let node = ReductionNode(lo: lo, hi: hi)
-        try Self.checkNode(node, shape)
+        try checkNode(node, shape)
+        return node
+    }
+
+    func decodeTreeAlive(_ reader: inout WireReader) throws(WireError) -> WireMessage {
+        let node = try Self.readNode(&reader, try requireShape("tree-alive"))
         let seq = try reader.u64("token")
         guard seq >= 1 else { throw .malformed("token 0") }
         let age = Int(try reader.u32("age"))
@@ -151,11 +157,8 @@ extension WireCodec {
         _ reader: inout WireReader, frames: ArraySlice<UnsafeRawBufferPointer>, received: (gradient: ReceivedVectors, states: ReceivedVectors?)?
     ) throws(WireError) -> WireMessage {
         let shape = try requireShape("sum")
-        let lo = Int(try reader.u32("node start"))
-        let hi = Int(try reader.u32("node end"))
-        guard lo < hi else { throw .malformed("an empty node \(lo)..<\(hi)") }
-        let node = ReductionNode(lo: lo, hi: hi)
-        try Self.checkNode(node, shape)
+        let node = try Self.readNode(&reader, shape)
+        let lo = node.lo
         try Self.checkParameters(try reader.u64("gradient count"), shape, "gradient")
         try Self.checkShardRows(Int(try reader.u32("rows")), lo, shape)
         let first = Int(try reader.u32("first chunk"))
