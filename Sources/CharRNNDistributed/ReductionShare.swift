@@ -30,11 +30,10 @@ import CharRNN
 /// it on at once to its other neighbours (`heard`, `passedOn`); one it has seen, it drops. So a token crosses each
 /// worker once, its age is short only of the time on the wire, it reaches the far side of a deep tree within the
 /// patience, and words alone never make progress: `patience` runs out when a whole connected part of the tree has
-/// made none for that long. A worker computing for
-/// longer than `patience` (a slower machine, a bigger shard) keeps the tree together, and the workers that
-/// finished early wait for it; a stopped or dead worker falls silent and cuts the tree there. Waiting on others'
-/// tokens has a bound, `maxWait` since our own last progress, below the coordinator's deadline, which would
-/// otherwise count every worker waiting on a very slow one as lost.
+/// made none for that long. A worker computing for longer than `patience` (a slower machine, a bigger shard) keeps
+/// the tree together, and the workers that finished early wait for it; a stopped or dead worker falls silent and
+/// cuts the tree there. Waiting on others' tokens has a bound, `maxWait` since our own last progress, below the
+/// coordinator's deadline, which would otherwise count every worker waiting on a very slow one as lost.
 struct ReductionShare {
     /// A tree-alive word: `origin`'s token number `seq`, of progress `age` seconds old, for `node` (the top node we
     /// have in common with `to`).
@@ -172,7 +171,7 @@ struct ReductionShare {
     /// The tokens heard since the last call, each for our neighbours but the one it came from.
     mutating func passedOn(now: Double) -> [Word] {
         defer { passOn = [:] }
-        guard !gaveUp else { return [] }
+        guard !gaveUp, !passOn.isEmpty else { return [] }
         let neighbours = self.neighbours
         return passOn.sorted { $0.key < $1.key }.flatMap { origin, token in
             neighbours.filter { $0.peer != token.from }.map { Word(node: $0.node, origin: origin, seq: token.seq, age: now - token.progressAt, to: $0.peer) }

@@ -204,7 +204,7 @@ public final class Worker {
                 case .chunk(let chunk, let step) where step <= newestStep + 1: take(chunk, step: step, fromCoordinator: false)
                 case .sum(let part, let step) where step <= newestStep + 1 && step >= newestStep:
                     if shareOf(step) != nil { perform(share!.add(peerSum: part, now: PhaseClock.now()), step: step) }
-                case .treeAlive(let node, let origin, let seq, let age, let from, let step) where share?.step == step && relaying!.canAnswer(from):
+                case .treeAlive(let node, let origin, let seq, let age, let from, let step) where share?.step == step && relaying?.canAnswer(from) == true:
                     share!.heard(node, origin: origin, seq: seq, age: age, from: from, now: PhaseClock.now())
                 default: break
                 }
