@@ -1,4 +1,5 @@
 import COpenBLAS
+import Synchronization
 
 /// Row-major sgemm with the shapes spelled out: C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, or, with
 /// `bias` [n], C = alpha · op(A) · op(B) + bias in every row (beta unused).
@@ -6,17 +7,29 @@ import COpenBLAS
 /// `lda`, `ldb`, `ldc` default to the dense row strides, so strided views (a slice of columns of a wider
 /// matrix) pass their own. C is cut into `GemmTiles`, each a single-threaded sgemm: every element is still one
 /// dot product over k, and the tiles depend only on the shape, so the result does not depend on the thread count.
+///
+/// `rowsDone`, if given, is called once per band of tile rows as soon as all of its tiles are written, on the
+/// thread that wrote the last one: the caller can use those rows of C while the others are still computed.
+/// Threads take tiles in order, so the bands end roughly in order.
 public func gemm(
     _ a: UnsafePointer<Float>, transA: Bool = false,
     _ b: UnsafePointer<Float>, transB: Bool = false,
     into c: UnsafeMutablePointer<Float>,
     m: Int, n: Int, k: Int,
     alpha: Float = 1, beta: Float = 0, bias: UnsafePointer<Float>? = nil,
-    lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil
+    lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil,
+    rowsDone: ((Range<Int>) -> Void)? = nil
 ) {
     let (lda, ldb, ldc) = (lda ?? (transA ? m : k), ldb ?? (transB ? k : n), ldc ?? n)
     let tiles = GemmTiles(m: m, n: n)
+    let left = Mutex([Int](repeating: tiles.colTiles, count: rowsDone == nil ? 0 : tiles.rowTiles))
     Parallel.forEach(blocks: tiles.count) { t in
+        defer {
+            if let rowsDone {
+                let band = t / tiles.colTiles
+                if left.withLock({ $0[band] -= 1; return $0[band] == 0 }) { rowsDone(tiles[t].rows) }
+            }
+        }
         let (rows, cols) = tiles[t]
         let tile = c + rows.lowerBound * ldc + cols.lowerBound
         if let bias {

@@ -80,6 +80,8 @@ public struct ParameterLayout: Equatable, Sendable {
 
     public func offset(_ name: TensorName) -> Int { offsets[name]! }
     public func size(_ name: TensorName) -> Int { name.shape(config).reduce(1, *) }
+    /// The tensor's floats in the flat vector.
+    public func range(_ name: TensorName) -> Range<Int> { offset(name)..<(offset(name) + size(name)) }
     public func keras(_ name: TensorName) -> String { name.keras(config) }
 }
 

@@ -80,10 +80,14 @@ public enum Recurrence {
         }
     }
 
-    /// After `backward`: dU = Σ_t h_tᵀ·dg_t as one [H, T·b]×[T·b, G·H] product.
-    public static func weightGradients(_ cell: Cell, _ p: LayerPass, dU: UnsafeMutablePointer<Float>) {
+    /// After `backward`: dU = Σ_t h_tᵀ·dg_t as one [H, T·b]×[T·b, G·H] product. `rowsDone`: see `gemm`.
+    public static func weightGradients(
+        _ cell: Cell, _ p: LayerPass, dU: UnsafeMutablePointer<Float>, rowsDone: ((Range<Int>) -> Void)? = nil
+    ) {
         let (h, width) = (p.units, cell.gates * p.units)
-        gemm(p.hs, transA: true, p.cache, into: dU, m: h, n: width, k: p.rows * p.steps, lda: h, ldb: cell.cacheBlocks * h)
+        gemm(
+            p.hs, transA: true, p.cache, into: dU, m: h, n: width, k: p.rows * p.steps, lda: h, ldb: cell.cacheBlocks * h,
+            rowsDone: rowsDone)
     }
 
     static func forward<C: RecurrentCell>(_: C.Type, _ p: LayerPass) {

@@ -103,16 +103,29 @@ public final class ShardStep {
     /// Forward and backward over one shard. `state` [rows, `config.stateWidth`] holds the initial states on
     /// entry and the final ones on return; `grads` is overwritten with d(mean loss)/d(weights). `position` keys
     /// the dropout masks (required when training with dropout). Returns the shard's mean loss.
+    ///
+    /// `final`, if given, is told each range of `grads` (float offsets) as soon as it holds its final value, with
+    /// the loss (known from then on, as are the final states): a worker sends those parts up the reduction tree
+    /// while the rest is computed. Each float is in exactly one range. The dense layer's gradient comes first, then
+    /// per layer its input side (the table, or the layer input's kernel and bias), then its recurrent kernel in
+    /// bands of rows (`gemm`), the largest part, last. The input side runs before the recurrent kernel's product
+    /// only so that it can be sent sooner: the two do not read each other's results, so the bits are unchanged.
     public func run(
-        _ shard: ShardRows, state: UnsafeMutablePointer<Float>, grads: Parameters, position: ShardPosition? = nil
+        _ shard: ShardRows, state: UnsafeMutablePointer<Float>, grads: Parameters, position: ShardPosition? = nil,
+        final: ((_ range: Range<Int>, _ loss: Double) -> Void)? = nil
     ) -> Double {
         precondition(dropout == nil || position != nil, "dropout needs the shard's position")
         let loss = forward(shard, state: state, gradient: true, position: position)
         let (b, h, n, top) = (shard.rows, config.units, shard.rows * shard.seq, config.layers - 1)
         let width = config.cell.gates * h
+        let layout = grads.layout
+        func done(_ names: TensorName...) {
+            for name in names { final?(layout.range(name), loss) }
+        }
         dTable.zero()
         var clock = PhaseClock()
         Dense.backward(weights, states: output(top, rows: b), count: n, dLogits: logits.base, grads: grads, dStates: dhs.base)
+        done(.denseKernel, .denseBias)
         times.dense += clock.lap()
         for l in stride(from: top, through: 0, by: -1) {
             if masksApplied {
@@ -126,14 +139,19 @@ public final class ShardStep {
             let dBias = config.cell == .gru ? grads[.bias(l)] + width : nil
             Recurrence.backward(config.cell, p, dhs: dhs.base, dXW: dXW.base, dBias: dBias)
             times.backwardRecurrence += clock.lap()
-            Recurrence.weightGradients(config.cell, p, dU: grads[.recurrentKernel(l)])
             if l > 0 {
                 LayerInput.backward(weights, layer: l, below: output(l - 1, rows: b), count: n, dXW: dXW.base, grads: grads, dBelow: dhs.base)
+                done(.kernel(l), .bias(l))
+            } else {
+                InputTable.backward(weights, dTable: dTable.base, grads: grads)
+                done(.embedding, .kernel(0), .bias(0))
             }
+            let dU = layout.range(.recurrentKernel(l))
+            Recurrence.weightGradients(config.cell, p, dU: grads[.recurrentKernel(l)], rowsDone: final.map { final in
+                { rows in final((dU.lowerBound + rows.lowerBound * width)..<(dU.lowerBound + rows.upperBound * width), loss) }
+            })
             times.weightGradients += clock.lap()
         }
-        InputTable.backward(weights, dTable: dTable.base, grads: grads)
-        times.weightGradients += clock.lap()
         return loss
     }
 

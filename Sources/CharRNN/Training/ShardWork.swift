@@ -52,14 +52,21 @@ extension ShardStep {
     /// before it advances, so the order can be dealt again unchanged. `gradient` supplies each result's
     /// gradient buffer (`run` overwrites it), so a caller may recycle buffers across steps. With `loaded`, the
     /// order's weights are the very buffer loaded last, unchanged since: they are not regrouped again.
-    public func compute(_ order: WorkOrder, step: Int, loaded: Bool = false, gradient: () -> FloatBuffer) -> [ShardResult] {
+    /// `final`: each part of a shard's gradient as soon as it is final (see `run`), with the result it belongs to,
+    /// whose loss and state are final then but whose gradient outside the parts told so far is not.
+    public func compute(
+        _ order: WorkOrder, step: Int, loaded: Bool = false, gradient: () -> FloatBuffer,
+        final: ((_ result: ShardResult, _ range: Range<Int>) -> Void)? = nil
+    ) -> [ShardResult] {
         let layout = ParameterLayout(config)
         if !loaded { load(weights: Parameters(layout: layout, storage: order.weights)) }
         return order.shards.map { work in
             let state = work.state?.copy() ?? FloatBuffer(count: config.stateCount(rows: work.rows.rows))
             let g = gradient()
             let position = ShardPosition(step: step, shard: work.index, rowsPerShard: work.rows.rows)
-            let loss = run(work.rows, state: state.base, grads: Parameters(layout: layout, storage: g), position: position)
+            let loss = run(
+                work.rows, state: state.base, grads: Parameters(layout: layout, storage: g), position: position,
+                final: final.map { final in { range, loss in final(ShardResult(index: work.index, loss: loss, state: state, gradient: g), range) } })
             return ShardResult(index: work.index, loss: loss, state: state, gradient: g)
         }
     }
