@@ -13,7 +13,8 @@ import CharRNN
 /// chunk, and a top node's chunk goes to a peer as soon as it is summed (`SumPart`), so the levels of the tree
 /// overlap instead of each waiting for the whole sum below it. The sum is element-wise, so a chunk's sum is that
 /// chunk of the tree's sum, bit for bit. Losses and states travel with chunk 0; the root goes to the coordinator
-/// whole, once every chunk of it is in.
+/// whole, once every chunk of it is in. Our own result's chunks go in as soon as the shard step has made them final
+/// (`add(part:final:now:)`), so the sums of the first chunks travel while the last are still computed.
 ///
 /// A peer that is stopped or dead holds up only the nodes above it. The rule that gets the step done anyway:
 /// once this worker has computed its shards, if `patience` passes with nothing new (no sum in or out) and the
@@ -62,6 +63,9 @@ struct ReductionShare {
     private var targets: [Int: SumTarget] = [:]
     /// Our own results, in the order computed.
     private(set) var leaves: [ShardResult] = []
+    /// For a result still being computed: the parts told final so far, and the chunks they completed, already in
+    /// the tree (`add(part:final:now:)`).
+    private var partial: [Int: (told: [Range<Int>], chunks: Set<Int>)] = [:]
     /// Peers' chunks that came before the order that says they are ours to sum (a peer can be faster than our
     /// socket); at most a step's worth per level of the tree for each of the two shards a worker holds at most.
     private var early: [SumPart] = []
@@ -117,18 +121,42 @@ struct ReductionShare {
         return stashed.flatMap { add(peerSum: $0, now: now) }
     }
 
-    /// Our result for one of the step's shards.
+    /// Our result for one of the step's shards: its chunks not yet in the tree go in.
     mutating func add(leaf: ShardResult, now: Double) -> [Action] {
-        let node = tree.leaf(leaf.index)
         guard targets[leaf.index] != nil, !leaves.contains(where: { $0.index == leaf.index }) else { return [] }
         leaves.append(leaf)
         progress(now)
+        let early = partial.removeValue(forKey: leaf.index)?.chunks ?? []
         if gaveUp { return [.leaves([leaf])] }
-        // A peer's sum holding this shard came before our order for it (and cannot be honest): it stays out of the
-        // tree, but is no longer being computed, and goes to the coordinator if we give up.
-        guard reducers.allSatisfy({ $0.accepts(node) }) else { return [] }
+        return add(chunks: pieces.indices.filter { !early.contains($0) }, of: leaf)
+    }
+
+    /// A part of our result for one of the step's shards that is final while the rest is still computed (the loss
+    /// and state are final; see `ShardStep.run`): each chunk the parts told so far cover goes into the tree at once,
+    /// and on up as soon as its node is complete. So the levels of the tree sum the first chunks while every worker
+    /// still computes the last. The result is still computing until `add(leaf:)`.
+    mutating func add(part leaf: ShardResult, final range: Range<Int>, now: Double) -> [Action] {
+        guard !gaveUp, targets[leaf.index] != nil, !leaves.contains(where: { $0.index == leaf.index }) else { return [] }
+        progress(now)
+        var state = partial[leaf.index] ?? ([], [])
+        state.told.append(range)
+        let told = state.told.sorted { $0.lowerBound < $1.lowerBound }
+        let ready = pieces.indices.filter { k in
+            !state.chunks.contains(k) && told.reduce(pieces[k].lowerBound) { end, part in part.lowerBound <= end ? max(end, part.upperBound) : end } >= pieces[k].upperBound
+        }
+        state.chunks.formUnion(ready)
+        partial[leaf.index] = state
+        return add(chunks: ready, of: leaf)
+    }
+
+    /// Chunks of our result into their reducers. A chunk whose reducer already holds a peer's sum with this shard
+    /// (one that came before our order for it, and cannot be honest) stays out of the tree; the result is no longer
+    /// being computed even so, and goes to the coordinator if we give up.
+    private mutating func add(chunks: [Int], of leaf: ShardResult) -> [Action] {
+        let node = tree.leaf(leaf.index)
         var out: [Action] = []
-        for (k, piece) in pieces.enumerated() {
+        for k in chunks where reducers[k].accepts(node) {
+            let piece = pieces[k]
             let floats = FloatBuffer(uninitializedCount: piece.count)
             floats.base.update(from: leaf.gradient.base + piece.lowerBound, count: piece.count)
             out += add(SubtreeSum(node: node, gradient: floats, losses: k == 0 ? [leaf.loss] : [0], states: k == 0 ? [leaf.state] : [Self.noState]), chunk: k)
@@ -137,13 +165,14 @@ struct ReductionShare {
     }
 
     /// One chunk a peer sent us: used if its node is the top node of a shard whose node above we sum, it is a chunk
-    /// the wire would cut, and new; and not before our own results of the node's shards we hold are in (a sum
-    /// that has them cannot be honest yet).
+    /// the wire would cut, and new; and not before that chunk of our own results of the node's shards we hold is in
+    /// (a sum that has them cannot be honest yet).
     mutating func add(peerSum part: SumPart, now: Double) -> [Action] {
         guard !gaveUp, part.chunks.count == 1, let k = part.chunks.first, k < pieces.count, part.floats.count == pieces[k].count,
               (k == 0) == (part.shards != nil), tree.contains(part.node), tree.top(of: part.node.lo) == part.node,
               let receiver = tree.receiver(of: part.node), reducers[k].accepts(part.node),
-              part.node.shards.allSatisfy({ s in targets[s] == nil || leaves.contains { $0.index == s } }) else { return [] }
+              part.node.shards.allSatisfy({ s in targets[s] == nil || leaves.contains { $0.index == s } || partial[s]?.chunks.contains(k) == true })
+        else { return [] }
         guard targets[receiver] != nil else {
             if early.count < 2 * (tree.depth + 1) * pieces.count, !early.contains(where: { $0.node == part.node && $0.chunks == part.chunks }) {
                 early.append(part)

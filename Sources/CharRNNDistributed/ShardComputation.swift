@@ -11,26 +11,49 @@ final class ShardComputation: @unchecked Sendable {
     let step: Int
     private let lock = NSLock()
     private var finished: [ShardResult]?
+    private var parts: [(result: ShardResult, range: Range<Int>)] = []
     private let done = DispatchSemaphore(value: 0)
 
-    /// Starts the thread; `finished` is called on it once the results are ready.
-    /// `loaded`: `order`'s weights are the buffer `shardStep` computed its previous order with.
+    /// Starts the thread; `wake` is called on it once the results are ready, and with `tellParts` also each time a
+    /// part of a result is final (`ShardStep.run`). `loaded`: `order`'s weights are the buffer `shardStep` computed
+    /// its previous order with.
     init(
         _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double, delay: Double),
-        finished notify: @escaping @Sendable () -> Void
+        tellParts: Bool, wake: @escaping @Sendable () -> Void
     ) {
         self.step = step
         nonisolated(unsafe) let shardStep = shardStep
+        // A worker made slow or wrong by fault injection is so as a whole: parts sent early would escape it.
+        let faulty = faults.slowdown != 1 || faults.delay > 0 || [faults.nanFrom, faults.forgeFrom].contains { $0.map { step >= $0 } == true }
+        // Parts are told on whichever compute thread finished them, two at once at times: `wake` (a socket send) is
+        // called under the lock, never concurrently.
         Thread.detachNewThread { [self] in
-            let results = Self.run(order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: faults)
-            lock.withLock { finished = results }
+            let told: ((ShardResult, Range<Int>) -> Void)? = tellParts && !faulty ? { result, range in
+                self.lock.withLock {
+                    self.parts.append((result, range))
+                    wake()
+                }
+            } : nil
+            let results = Self.run(order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: faults, final: told)
+            lock.withLock {
+                finished = results
+                wake()
+            }
             done.signal()
-            notify()
         }
     }
 
     /// The results once the computation is over; nil while it runs.
     var results: [ShardResult]? { lock.withLock { finished } }
+
+    /// The parts of results told final since the last call, each with its result (whose gradient is final there
+    /// only; the loss and state are final).
+    func takeParts() -> [(result: ShardResult, range: Range<Int>)] {
+        lock.withLock {
+            defer { parts = [] }
+            return parts
+        }
+    }
 
     /// Blocks until the computation is over (before exiting: never leave a thread inside OpenBLAS).
     func wait() {
@@ -41,10 +64,11 @@ final class ShardComputation: @unchecked Sendable {
     /// `faults` (tests only): from these steps on, return NaN gradients, or finite but wrong ones (a forger);
     /// and take `slowdown` times as long as the computing took, plus `delay` seconds (a slower machine).
     private static func run(
-        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double, delay: Double)
+        _ order: WorkOrder, step: Int, shardStep: ShardStep, loaded: Bool, shape: RunShape, faults: (nanFrom: Int?, forgeFrom: Int?, slowdown: Double, delay: Double),
+        final: ((ShardResult, Range<Int>) -> Void)?
     ) -> [ShardResult] {
         let started = PhaseClock.now()
-        let results = shardStep.compute(order, step: step, loaded: loaded) { FloatBuffer(uninitializedCount: shape.parameterCount) }
+        let results = shardStep.compute(order, step: step, loaded: loaded, gradient: { FloatBuffer(uninitializedCount: shape.parameterCount) }, final: final)
         let extra = (faults.slowdown - 1) * (PhaseClock.now() - started) + faults.delay
         if extra > 0 { Thread.sleep(forTimeInterval: extra) }
         for r in results {

@@ -412,13 +412,19 @@ public final class Worker {
         loadedWeights = order.weights
         let computation = ShardComputation(
             order, step: step, shardStep: shardStep, loaded: loaded, shape: shape, faults: (options.poisonFromStep, options.forgeFromStep, options.slowdown, options.delay),
-            finished: { _ = try? signal.send([.bytes([])], dontWait: true) })
+            tellParts: target != nil, wake: { _ = try? signal.send([.bytes([])], dontWait: true) })
         computing = (computation, codec.runID, target)
     }
 
-    /// Sends the results of a finished computation and starts the next waiting order, if any.
+    /// Puts the parts of the running computation's result that are final into the step's tree; sends the results of
+    /// a finished computation and starts the next waiting order, if any.
     private func collect() {
-        guard let (computation, runID, target) = computing, let results = computation.results else { return }
+        guard let (computation, runID, target) = computing else { return }
+        let parts = computation.takeParts()
+        if runID == codec.runID, target != nil, share?.step == computation.step {
+            for part in parts { perform(share!.add(part: part.result, final: part.range, now: PhaseClock.now()), step: computation.step) }
+        }
+        guard let results = computation.results else { return }
         computing = nil
         stepsComputed += 1
         // Results of a run we have since left (its coordinator restarted) would only be refused.

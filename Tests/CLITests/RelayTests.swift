@@ -163,6 +163,22 @@ final class RelayTests: XCTestCase {
         try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 
+    /// Workers send the parts of their gradient that are final up the tree while they compute the rest. With two
+    /// layers of H 600 (each recurrent kernel's gradient in two bands of rows) all but the chunks of layer 0's last
+    /// band are final before it: the bits stay the in-process run's, and every step reaches the coordinator as one sum.
+    func testPartsSentWhileComputingKeepTheInProcessBits() throws {
+        let steps = 4
+        let model = self.model.map { $0 == "256" ? "600" : $0 } + ["--layers", "2"]
+        let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--steps", "\(steps)", "--min-workers", "3"], model: model)
+        let pool = try (0..<3).map { try group.worker(endpoint, name: "w\($0)", extra: ["--relay", relayEndpoint("ipc", dir, "w\($0)")]) }
+        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
+        for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
+        let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
+        XCTAssertEqual(status.reducedSteps, steps, coordinator.output)
+        XCTAssertEqual(status.resultsReceived, 0, coordinator.output)
+        try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
+    }
+
     /// With --verify every worker's weights come from the coordinator: two workers below one lying relay would
     /// agree on a wrong result.
     func testVerifyTurnsTheRelayTreeOff() throws {

@@ -44,9 +44,13 @@ final class ReductionShareTests: XCTestCase {
             return holder[receiver] == holder[shard] ? .kept : .peer(RelayPeer(endpoint: "ipc://w\(holder[receiver]!)"))
         }
 
+        /// Chunks sent to peers so far.
+        var sent = 0
+
         mutating func route(_ actions: [ReductionShare.Action]) {
             for action in actions {
                 if case .send(let part, .peer(let peer)) = action {
+                    sent += 1
                     wire.append((Int(peer.endpoint.dropFirst("ipc://w".count))!, part))
                 } else {
                     toCoordinator.append(action)
@@ -56,6 +60,10 @@ final class ReductionShareTests: XCTestCase {
 
         mutating func order(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.expect(shard, target: target(shard), now: now)) }
         mutating func computed(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.add(leaf: ReductionShareTests.leaf(shard), now: now)) }
+        /// Parts of a result told final before the whole of it (as `ShardStep.run` tells them).
+        mutating func computedPart(_ shard: Int, _ range: Range<Int>, now: Double = 0) {
+            route(shares[holder[shard]!]!.add(part: ReductionShareTests.leaf(shard), final: range, now: now))
+        }
         /// Delivers what is in flight, in a random order when `rng` is given.
         mutating func deliver(now: Double = 0, _ rng: inout RandomSource) {
             while !wire.isEmpty {
@@ -156,6 +164,71 @@ final class ReductionShareTests: XCTestCase {
         let (w, first) = step.wire.removeFirst()
         step.route(step.shares[w]!.add(peerSum: first, now: 0))
         XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.node) \($0.1.chunks)" }, ["2 shard 3 1..<2", "2 shard 3 2..<3", "0 shards 2..<4 0..<1"])
+    }
+
+    /// Parts of results told final in any order and cut anywhere (a chunk goes in once the parts cover it) give the
+    /// same root, bit for bit, as whole results; no chunk is sent twice when the whole result follows.
+    func testPartsToldFinalEarlyGiveTheSameRoot() throws {
+        var rng = RandomSource(seed: 9)
+        for (shards, holders) in [(4, [[0], [1], [2], [3]]), (5, [[0], [1], [2], [3], [4]]), (6, [[0, 5], [1], [2], [3], [4]])] {
+            for _ in 0..<4 {
+                var step = Step(shards: shards, holders: holders)
+                for s in 0..<shards { step.order(s) }
+                for s in (0..<shards).reversed() {
+                    // Cut at random points (some inside a chunk), told in a random order; the last cut is never told.
+                    var cuts = ([0, Self.count] + (0..<3).map { _ in rng.nextIndex(below: Self.count) }).sorted()
+                    cuts = Array(Set(cuts)).sorted()
+                    var parts = zip(cuts, cuts.dropFirst()).map { $0..<$1 }
+                    parts.remove(at: rng.nextIndex(below: parts.count))
+                    for i in stride(from: parts.count - 1, to: 0, by: -1) { parts.swapAt(i, rng.nextIndex(below: i + 1)) }
+                    for part in parts { step.computedPart(s, part) }
+                    if rng.nextIndex(below: 2) == 0 { step.deliver(&rng) }
+                    step.computed(s)
+                    step.deliver(&rng)
+                }
+                let crossings = (0..<shards).filter { if case .peer = step.target($0) { return true } else { return false } }.count
+                XCTAssertEqual(step.sent, 3 * crossings, "each chunk of each sum crosses once, S = \(shards), \(holders)")
+                guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
+                XCTAssertEqual(step.toCoordinator.count, 1)
+                XCTAssertEqual(root.floats.array, Self.inProcessRoot(shards), "S = \(shards), \(holders)")
+                XCTAssertEqual(root.shards?.losses, (0..<shards).map { Double($0) + 0.25 })
+            }
+        }
+    }
+
+    /// A chunk goes up as soon as the parts told cover it, while the result is still computing: shard 3's holder
+    /// sends chunk 0 of it when told the first chunk and a half, chunk 1 when told the rest of it, and keeps the
+    /// tree waiting for its result (computing, no giving up) until the result is whole. Shard 2's holder refuses a
+    /// sum with chunk 1 of its shard before its own chunk 1 is in.
+    func testAChunkGoesUpAsSoonAsThePartsCoverIt() {
+        let chunk = WireCodec.chunkBytes / 4
+        var step = Step(shards: 4, holders: [[0], [1], [2], [3]])
+        for s in 0..<4 { step.order(s) }
+        step.computedPart(3, 0..<(chunk + chunk / 2))
+        XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.node) \($0.1.chunks)" }, ["2 shard 3 0..<1"])
+        step.computedPart(3, (2 * chunk)..<Self.count)
+        XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.chunks)" }, ["2 0..<1", "2 2..<3"])
+        step.computedPart(3, (chunk + chunk / 2)..<(2 * chunk))
+        XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.chunks)" }, ["2 0..<1", "2 2..<3", "2 1..<2"])
+        XCTAssertEqual(step.shares[3]!.computing, 1, "told every chunk, but not computed yet")
+        XCTAssertTrue(step.shares[3]!.check(now: 100, patience: 2, maxWait: 16).isEmpty, "no giving up while computing")
+
+        let sum21 = SumPart(node: ReductionNode(lo: 2, hi: 4), chunks: 1..<2, floats: FloatBuffer(count: chunk), shards: nil)
+        XCTAssertTrue(step.shares[2]!.add(peerSum: sum21, now: 0).isEmpty)
+        step.computedPart(2, 0..<chunk)
+        XCTAssertEqual(step.wire.count, 3, "shard 2's holder sums chunk 0 only once shard 3's chunk 0 is delivered")
+        for _ in 0..<3 {
+            let (w, part) = step.wire.removeFirst()
+            step.route(step.shares[w]!.add(peerSum: part, now: 0))
+        }
+        XCTAssertEqual(step.wire.map { "\($0.0) \($0.1.node) \($0.1.chunks)" }, ["0 shards 2..<4 0..<1"])
+        step.computed(3)
+        XCTAssertTrue(step.wire.count == 1, "nothing sent twice")
+        step.computed(2)
+        for s in [0, 1] { step.computed(s) }
+        step.deliver()
+        guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
+        XCTAssertEqual(root.floats.array, Self.inProcessRoot(4))
     }
 
     /// A node that holds one of our shards whose result is not in yet cannot be an honest peer's: refused, and our
