@@ -47,8 +47,9 @@ public struct CoordinatorStats: Sendable {
     public var weightsDirect = 0
     public var weightsRelayed = 0
     public var weightsResent = 0
-    /// Steps whose orders put the workers in the reduction up the tree; the root sums received and used, and
-    /// sums refused (overlapping results already in, of another step, or from a worker not holding shard 0).
+    /// Steps whose orders put the workers in the reduction up the tree; the root sums received whole and used, and
+    /// sum messages (root chunks) refused (overlapping results or chunks already in, of another step, or from a
+    /// worker not holding shard 0).
     public var reducedSteps = 0
     public var sumsReceived = 0
     public var sumsRefused = 0
@@ -126,6 +127,10 @@ public final class Coordinator: ShardPool {
     private var dealt: [Int: Set<WorkerID>] = [:]
     /// The last step whose root sum was used.
     private var rootStep: Int?
+    /// The root of the step being reduced as its chunks come in (shard 0's holder sends each as soon as it is
+    /// summed, so the root crosses our link while the workers still compute the last chunks): the chunks in, and
+    /// the losses and states, which come with chunk 0.
+    private var rootAssembly: (step: Int, floats: FloatBuffer, chunks: Set<Int>, shards: (losses: [Double], states: [FloatBuffer])?)?
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
     /// so this never locks out an honest worker for good).
     private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
@@ -452,10 +457,10 @@ public final class Coordinator: ShardPool {
             // After the results: the driver must have the shard in before it releases the order.
             releaseHolders()
         case .sum(let part):
-            // Only the whole root comes here, from shard 0's holder, of the step being reduced; and it counts only
-            // if none of its shards came otherwise (a sum cannot be taken apart).
+            // Only the root comes here, chunk by chunk, from shard 0's holder, of the step being reduced; it counts once
+            // whole, and only if none of its shards came otherwise (a sum cannot be taken apart).
             guard let step = reduction?.step, let holders = reduction?.holders, step == envelope.step, step == snapshot?.step,
-                  part.node.count == shape.shardCount, part.chunks == 0..<WireCodec.chunkCount(floats: shape.parameterCount), let shards = part.shards else {
+                  part.node.count == shape.shardCount else {
                 stats.sumsRefused += 1
                 return
             }
@@ -463,15 +468,22 @@ public final class Coordinator: ShardPool {
                 stats.sumsRefused += 1
                 return strike(peer)
             }
-            guard delivered.isEmpty else {
+            if rootAssembly?.step != step { rootAssembly = (step, FloatBuffer(uninitializedCount: shape.parameterCount), [], nil) }
+            let range = WireCodec.floatRange(part.chunks, parameters: shape.parameterCount)
+            guard delivered.isEmpty, rootAssembly!.chunks.isDisjoint(with: part.chunks) else {
                 stats.sumsRefused += 1
                 return
             }
+            (rootAssembly!.floats.base + range.lowerBound).update(from: part.floats.base, count: range.count)
+            rootAssembly!.chunks.formUnion(part.chunks)
+            if let shards = part.shards { rootAssembly!.shards = shards }
+            guard let root = rootAssembly, root.chunks.count == WireCodec.chunkCount(floats: shape.parameterCount), let shards = root.shards else { return }
+            rootAssembly = nil
             stats.sumsReceived += 1
             rootStep = step
             delivered.formUnion(part.node.shards)
             answered.formUnion(part.node.shards)
-            pending.append(.sum(step: step, SubtreeSum(node: part.node, gradient: part.floats, losses: shards.losses, states: shards.states), holders: holders))
+            pending.append(.sum(step: step, SubtreeSum(node: part.node, gradient: root.floats, losses: shards.losses, states: shards.states), holders: holders))
         case .error(let message):
             weightsSent[peer] = nil
             pending.append(.failed(peer, message: message))

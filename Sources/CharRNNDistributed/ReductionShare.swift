@@ -12,9 +12,10 @@ import CharRNN
 /// Chunk by chunk: the gradient is cut as the wire cuts it (`WireCodec.chunkRanges`), one `TreeReducer` per
 /// chunk, and a top node's chunk goes to a peer as soon as it is summed (`SumPart`), so the levels of the tree
 /// overlap instead of each waiting for the whole sum below it. The sum is element-wise, so a chunk's sum is that
-/// chunk of the tree's sum, bit for bit. Losses and states travel with chunk 0; the root goes to the coordinator
-/// whole, once every chunk of it is in. Our own result's chunks go in as soon as the shard step has made them final
-/// (`add(part:final:now:)`), so the sums of the first chunks travel while the last are still computed.
+/// chunk of the tree's sum, bit for bit. Losses and states travel with chunk 0; the root's chunks go to the
+/// coordinator the same way, which counts the root once whole. Our own result's chunks go in as soon as the shard
+/// step has made them final (`add(part:final:now:)`), so the sums of the first chunks travel, up to the
+/// coordinator, while the last are still computed.
 ///
 /// A peer that is stopped or dead holds up only the nodes above it. The rule that gets the step done anyway:
 /// once this worker has computed its shards, if `patience` passes with nothing new (no sum in or out) and the
@@ -47,7 +48,7 @@ struct ReductionShare {
     }
 
     enum Action {
-        /// Chunks to a peer, or the whole root to the coordinator.
+        /// Chunks to a peer, or of the root to the coordinator.
         case send(SumPart, to: SumTarget)
         /// Our own results, to the coordinator directly.
         case leaves([ShardResult])
@@ -69,8 +70,6 @@ struct ReductionShare {
     /// Peers' chunks that came before the order that says they are ours to sum (a peer can be faster than our
     /// socket); at most a step's worth per level of the tree for each of the two shards a worker holds at most.
     private var early: [SumPart] = []
-    /// Root chunks summed so far, until the root is whole.
-    private var rootChunks: [Int: SubtreeSum] = [:]
     /// Our relay endpoint: the origin of our tokens.
     let origin: String
     /// Peers that sum for us: their top node → their relay, from their word.
@@ -239,34 +238,20 @@ struct ReductionShare {
         guard !gaveUp, computing == 0, !leaves.isEmpty, now - lastProgress >= patience || now - lastOwnProgress >= maxWait else { return [] }
         gaveUp = true
         for k in reducers.indices { reducers[k].reset() }
-        (early, rootChunks) = ([], [:])
+        early = []
         return [.leaves(leaves)]
     }
 
-    /// Adds one chunk's sum, and sends on the chunks of our top nodes it completes: each at once to a peer, the
-    /// root once whole.
+    /// Adds one chunk's sum, and sends on the chunks of our top nodes it completes, each at once (to a peer, or the
+    /// root's to the coordinator).
     private mutating func add(_ part: SubtreeSum, chunk k: Int) -> [Action] {
         reducers[k].add(part)
         var out: [Action] = []
         for (shard, target) in targets.sorted(by: { $0.key < $1.key }) where target != .kept {
             let top = tree.top(of: shard)
             guard let done = reducers[k].take(top) else { continue }
-            if target == .coordinator {
-                rootChunks[k] = done
-                if rootChunks.count == pieces.count { out.append(.send(wholeRoot(), to: target)) }
-            } else {
-                out.append(.send(SumPart(node: top, chunks: k..<(k + 1), floats: done.gradient, shards: k == 0 ? (done.losses, done.states) : nil), to: target))
-            }
+            out.append(.send(SumPart(node: top, chunks: k..<(k + 1), floats: done.gradient, shards: k == 0 ? (done.losses, done.states) : nil), to: target))
         }
         return out
-    }
-
-    /// The root's chunks in one vector, with chunk 0's losses and states.
-    private mutating func wholeRoot() -> SumPart {
-        let floats = FloatBuffer(uninitializedCount: pieces.last!.upperBound)
-        for (k, piece) in pieces.enumerated() { (floats.base + piece.lowerBound).update(from: rootChunks[k]!.gradient.base, count: piece.count) }
-        let first = rootChunks[0]!
-        rootChunks = [:]
-        return SumPart(node: tree.root, chunks: 0..<pieces.count, floats: floats, shards: (first.losses, first.states))
     }
 }

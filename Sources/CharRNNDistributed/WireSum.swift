@@ -4,7 +4,7 @@ import CharRNN
 /// part of a work order that puts the worker in the step's reduction up the tree. An order without one is
 /// answered with a plain result, as before the tree.
 public enum SumTarget: Equatable, Sendable {
-    /// The top node is the root: the whole step's sum goes to the coordinator.
+    /// The top node is the root: the step's sum goes to the coordinator.
     case coordinator
     /// This worker holds the shard the node above starts at, too: the sum stays here and goes into that node.
     case kept
@@ -15,7 +15,7 @@ public enum SumTarget: Equatable, Sendable {
 /// Some chunks of a node's summed gradient on their way up the tree: chunks `chunks` of the P floats, cut as
 /// `WireCodec.chunkRanges` cuts them, and with chunk 0 each shard's loss and final state. Between workers a sum
 /// travels chunk by chunk, each passed on as soon as it is summed (as the weights come down), so a level of the
-/// tree waits for one chunk of the level below, not for its whole sum; the root goes to the coordinator whole.
+/// tree waits for one chunk of the level below, not for its whole sum; the root's chunks go to the coordinator so too.
 public struct SumPart: Sendable {
     public let node: ReductionNode
     public let chunks: Range<Int>
@@ -33,7 +33,7 @@ public struct SumPart: Sendable {
 }
 
 // The sum message (type 11), from a worker to the worker that sums the node above (its relay socket), or the
-// root's, whole, to the coordinator:
+// root's to the coordinator:
 // | body   | u32 lo, u32 hi (a node of the tree over S shards), u64 gradient count (= P), u32 rows (= R), u32 first chunk f, u32 chunk count c (f + c ≤ k); with f = 0 then hi − lo f64 mean losses, shard lo first |
 // | frames | c: chunks f..<f+c of the node's P f32 summed gradient, cut as above; with f = 0 then hi − lo states, each R·W f32 in ceil(4·R·W / 524288) frames, shard lo first |
 // States travel as frames rather than in the body so that no frame exceeds a chunk: a relay's socket bounds

@@ -108,8 +108,11 @@ public final class Worker {
     /// chunks never advance it (a relayed chunk of a far-future step cannot make us drop the real ones).
     private var newestStep = 0
     public private(set) var stepsComputed = 0
-    /// Messages queued for the coordinator at most: a result and a few hellos or errors.
+    /// Messages queued for the coordinator at most: a result and a few hellos or errors. (The root's chunks, a
+    /// message each, wait in `rootOutbox` for room here.)
     static let sendQueue = 4
+    /// The root's chunks, in the order summed, that the socket has not taken yet.
+    private var rootOutbox: [(step: Int, part: SumPart)] = []
 
     public init(options: WorkerOptions, log: @escaping @Sendable (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
@@ -194,7 +197,10 @@ public final class Worker {
             }
             // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
             let relaying = joined ? relay : nil
-            let ready = try ZMQSocket.poll([(socket, .readable), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []), timeoutMs: 100)
+            let ready = try ZMQSocket.poll(
+                [(socket, rootOutbox.isEmpty ? .readable : [.readable, .writable]), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []),
+                timeoutMs: 100)
+            flushRoot()
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
             // A relayed chunk or a peer's sum may be of the step after the newest we know (it can overtake that
             // step's order and ping), not later: a far-future step number is no message of this run's, and is
@@ -395,7 +401,8 @@ public final class Worker {
                 }
                 relay?.send(.sum(part), step: step, to: peer, codec)
             case .send(let part, _):
-                send(.sum(part), step: step)
+                rootOutbox.append((step, part))
+                flushRoot()
             case .leaves(let leaves):
                 send(.result(leaves), step: step)
             }
@@ -438,19 +445,32 @@ public final class Worker {
         startNext()
     }
 
+    /// Sends the root's chunks the socket takes now, oldest first; the rest wait for the socket to be writable.
+    /// Chunks of a step no longer ours to reduce are dropped.
+    private func flushRoot() {
+        rootOutbox.removeAll { $0.step != share?.step }
+        while let (step, part) = rootOutbox.first, deliver(.sum(part), step: step) != .full { rootOutbox.removeFirst() }
+    }
+
     /// Whether the message left (or was queued); a need-weights that did not is tried again.
     @discardableResult
-    private func send(_ message: WireMessage, step: Int) -> Bool {
+    private func send(_ message: WireMessage, step: Int) -> Bool { deliver(message, step: step) == .sent }
+
+    private enum Delivery { case sent, full, failed }
+
+    private func deliver(_ message: WireMessage, step: Int) -> Delivery {
         do {
             try socket.send(codec.encode(message, step: step), dontWait: true)
-            return true
+            return .sent
         } catch let error as ZMQError where error.code == EAGAIN {
-            // No connection up, or the coordinator is not reading. A hello or need-weights is tried again later;
-            // lost work is dealt again by the coordinator at its deadline.
+            // No connection up, or the coordinator is not reading. A hello or need-weights is tried again later,
+            // a root chunk as soon as the socket takes it; lost work is dealt again by the coordinator at its
+            // deadline.
             switch message {
-            case .hello, .needWeights: break
+            case .hello, .needWeights, .sum: break
             default: log("cannot send to the coordinator now (not connected, or it is not reading): step \(step) dropped")
             }
+            return .full
         } catch let error as WireError {
             // A non-finite gradient (diverged weights, or the fault injection) must not reach Adam: the
             // encoder refuses it, and the coordinator hears why and gives the shards to someone else.
@@ -458,7 +478,7 @@ public final class Worker {
         } catch {
             log("cannot send to the coordinator: \(error)")
         }
-        return false
+        return .failed
     }
 }
 

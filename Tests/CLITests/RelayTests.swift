@@ -175,7 +175,7 @@ final class RelayTests: XCTestCase {
         for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
         let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
         XCTAssertEqual(status.reducedSteps, steps, coordinator.output)
-        XCTAssertEqual(status.resultsReceived, 0, coordinator.output)
+        XCTAssertEqual(status.resultsReceived, 0, coordinator.output + "\(status)" + pool.map(\.output).joined(separator: "\n----\n"))
         try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 

@@ -4,7 +4,8 @@ import CharRNN
 @testable import CharRNNDistributed
 
 /// The coordinator's side of the reduction up the tree, with three relaying workers played by test DEALERs: the
-/// targets of a step's first dealing, the root taken only whole, new and from shard 0's holder, orders dealt
+/// targets of a step's first dealing, the root taken only whole (put together from its chunks), new and from shard
+/// 0's holder, orders dealt
 /// again answered directly, pings that move on to the next step once the root is in, and holders whose results
 /// went into a root that did not count released once the step is whole.
 final class CoordinatorReductionTests: XCTestCase {
@@ -102,6 +103,49 @@ final class CoordinatorReductionTests: XCTestCase {
         _ = try coordinator.poll(until: 0)
         XCTAssertEqual(try (0..<2).map { try target($0) }, ["none", "none"])
         XCTAssertEqual(coordinator.stats.reducedSteps, 2)
+    }
+
+    /// The root comes in chunks, each sent as soon as shard 0's holder has summed it: the coordinator puts them
+    /// together and counts the root once every chunk is in; a chunk again, or one from a worker not holding shard 0,
+    /// is refused.
+    func testRootCountsOnceAllItsChunksAreIn() throws {
+        let shape = try RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 256), seq: 5, rowsPerShard: 2, shardCount: 3)
+        XCTAssertEqual(WireCodec.chunkCount(floats: shape.parameterCount), 2)
+        let run = try RelayingWorkers(shape: shape, fanout: 2, names: ["a", "b", "c"])
+        let (coordinator, workers, codec) = (run.coordinator, run.workers, run.codec)
+        let ids = [Int32](repeating: 1, count: shape.tokenCount)
+        for (shard, k) in [(0, 0), (1, 1), (2, 2)] {
+            let order = WorkOrder(epoch: 0, shards: [WorkShard(index: shard, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))],
+                                  weights: FloatBuffer(count: shape.parameterCount))
+            XCTAssertTrue(coordinator.send(order, step: 1, to: workers[k].id))
+        }
+        _ = try coordinator.poll(until: 0)
+        let root = FloatBuffer((0..<shape.parameterCount).map { Float($0 % 1_000) })
+        func chunk(_ k: Int, from w: Int) throws {
+            let range = WireCodec.floatRange(k..<(k + 1), parameters: shape.parameterCount)
+            let floats = FloatBuffer(Array(root.buffer[range]))
+            let shards = k == 0 ? ([1.0, 2, 3], (0..<3).map { _ in FloatBuffer(count: shape.stateCount) }) : nil
+            try workers[w].socket.send(codec.encode(.sum(SumPart(node: ReductionTree(shards: 3).root, chunks: k..<(k + 1), floats: floats, shards: shards)), step: 1))
+        }
+        func sums() throws -> [SubtreeSum] {
+            var out: [SubtreeSum] = []
+            for _ in 0..<20 {
+                for event in try coordinator.poll(until: PhaseClock.now() + 0.01) { if case .sum(1, let sum, _) = event { out.append(sum) } }
+            }
+            return out
+        }
+        try chunk(1, from: 0)
+        XCTAssertTrue(try sums().isEmpty, "half a root")
+        try chunk(1, from: 0)
+        try chunk(0, from: 1)
+        XCTAssertTrue(try sums().isEmpty)
+        XCTAssertEqual(coordinator.stats.sumsRefused, 2, "a chunk again, and one from a worker not holding shard 0")
+        try chunk(0, from: 0)
+        let got = try sums()
+        XCTAssertEqual(got.count, 1)
+        XCTAssertEqual(got.first?.gradient.array, root.array)
+        XCTAssertEqual(got.first?.losses, [1, 2, 3])
+        XCTAssertEqual(coordinator.stats.sumsReceived, 1)
     }
 
     /// Shard 0's holder is gone when the step is dealt: it is reported gone, and the orders after its own still go

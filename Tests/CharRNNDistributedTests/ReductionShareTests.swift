@@ -27,7 +27,12 @@ final class ReductionShareTests: XCTestCase {
         let tree: ReductionTree
         let holder: [Int: Int]
         var shares: [Int: ReductionShare] = [:]
+        /// What reached the coordinator: results, and the root once all its chunks are in (put together here as the
+        /// coordinator does), as one whole sum.
         var toCoordinator: [ReductionShare.Action] = []
+        var rootChunks: [Int: SumPart] = [:]
+        /// Root chunks that came more than once (never, when all is well).
+        var rootChunkRepeats = 0
         /// In flight between workers: (to worker, chunks).
         var wire: [(Int, SumPart)] = []
 
@@ -52,10 +57,21 @@ final class ReductionShareTests: XCTestCase {
                 if case .send(let part, .peer(let peer)) = action {
                     sent += 1
                     wire.append((Int(peer.endpoint.dropFirst("ipc://w".count))!, part))
+                } else if case .send(let part, .coordinator) = action {
+                    XCTAssertEqual(part.chunks.count, 1, "the root goes chunk by chunk")
+                    if rootChunks[part.chunks.lowerBound] != nil { rootChunkRepeats += 1 }
+                    rootChunks[part.chunks.lowerBound] = part
+                    if rootChunks.count == 3 { toCoordinator.append(.send(wholeRoot(), to: .coordinator)) }
                 } else {
                     toCoordinator.append(action)
                 }
             }
+        }
+
+        private mutating func wholeRoot() -> SumPart {
+            let chunks = (0..<3).map { rootChunks[$0]! }
+            rootChunks = [:]
+            return SumPart(node: chunks[0].node, chunks: 0..<3, floats: FloatBuffer(chunks.flatMap(\.floats.array)), shards: chunks[0].shards)
         }
 
         mutating func order(_ shard: Int, now: Double = 0) { route(shares[holder[shard]!]!.expect(shard, target: target(shard), now: now)) }
@@ -145,7 +161,7 @@ final class ReductionShareTests: XCTestCase {
                 XCTAssertEqual(step.toCoordinator.count, 1, "one message for the coordinator, S = \(shards), \(holders)")
                 guard case .send(let root, .coordinator) = try XCTUnwrap(step.toCoordinator.first) else { return XCTFail("not the root") }
                 XCTAssertEqual(root.node, step.tree.root)
-                XCTAssertEqual(root.chunks, 0..<3, "the root goes whole")
+                XCTAssertEqual(step.rootChunkRepeats, 0, "each root chunk once")
                 XCTAssertEqual(root.floats.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
                 XCTAssertEqual(root.shards?.losses, (0..<shards).map { Double($0) + 0.25 })
                 XCTAssertEqual(root.shards?.states.map(\.array), (0..<shards).map { [Float($0), -Float($0)] })
@@ -190,6 +206,7 @@ final class ReductionShareTests: XCTestCase {
                 XCTAssertEqual(step.sent, 3 * crossings, "each chunk of each sum crosses once, S = \(shards), \(holders)")
                 guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
                 XCTAssertEqual(step.toCoordinator.count, 1)
+                XCTAssertEqual(step.rootChunkRepeats, 0)
                 XCTAssertEqual(root.floats.array, Self.inProcessRoot(shards), "S = \(shards), \(holders)")
                 XCTAssertEqual(root.shards?.losses, (0..<shards).map { Double($0) + 0.25 })
             }
@@ -229,6 +246,22 @@ final class ReductionShareTests: XCTestCase {
         step.deliver()
         guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
         XCTAssertEqual(root.floats.array, Self.inProcessRoot(4))
+    }
+
+    /// The root's chunks go to the coordinator as they are summed: with two shards told final in their first chunk,
+    /// the coordinator has chunk 0 of the root before either result is whole.
+    func testTheRootsFirstChunkReachesTheCoordinatorBeforeTheResults() {
+        var step = Step(shards: 2, holders: [[0], [1]])
+        for s in 0..<2 { step.order(s) }
+        for s in 0..<2 { step.computedPart(s, 0..<(WireCodec.chunkBytes / 4)) }
+        step.deliver()
+        XCTAssertEqual(step.rootChunks.keys.sorted(), [0])
+        XCTAssertEqual(step.shares[0]!.computing, 1)
+        for s in 0..<2 { step.computed(s) }
+        step.deliver()
+        guard case .send(let root, .coordinator)? = step.toCoordinator.first else { return XCTFail("no root: \(step.toCoordinator)") }
+        XCTAssertEqual(root.floats.array, Self.inProcessRoot(2))
+        XCTAssertEqual(step.rootChunkRepeats, 0)
     }
 
     /// A node that holds one of our shards whose result is not in yet cannot be an honest peer's: refused, and our
