@@ -144,39 +144,35 @@ final class RelayTests: XCTestCase {
     /// one root, no result one by one, with the bits of an in-process run. (Before the tree-alive words, the two fast
     /// workers sent their results directly after the patience in every step: seen failing, 0 roots, 30 results.)
     func testSlowWorkerKeepsTheTreeTogether() throws {
-        let steps = 4
-        let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--steps", "\(steps)", "--min-workers", "3"])
-        let pool = try (0..<3).map { k in
-            try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"]
-                             + (k == 1 ? ["--fault-delay", "1.5"] : []))
-        }
-        XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
-        for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
-        let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
-        XCTAssertEqual(status.reducedSteps, steps, coordinator.output)
-        XCTAssertEqual(status.sumsReceived, steps, coordinator.output)
-        XCTAssertEqual(status.sumsRefused, 0, coordinator.output)
-        XCTAssertEqual(status.resultsReceived, 0, "results one by one: someone gave up on the tree. \(coordinator.output)")
+        let ckpt = try runWholeTree { k in ["--relay-patience", "1"] + (k == 1 ? ["--fault-delay", "1.5"] : []) }
         // The slow worker was slow: else nothing here would have been tested.
         let longest = try longestStep(ckpt)
         XCTAssertGreaterThan(longest, 2.5, "the longest step took \(longest) s")
-        try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 
     /// Workers send the parts of their gradient that are final up the tree while they compute the rest. With two
     /// layers of H 600 (each recurrent kernel's gradient in two bands of rows) all but the chunks of layer 0's last
     /// band are final before it: the bits stay the in-process run's, and every step reaches the coordinator as one sum.
     func testPartsSentWhileComputingKeepTheInProcessBits() throws {
-        let steps = 4
-        let model = self.model.map { $0 == "256" ? "600" : $0 } + ["--layers", "2"]
+        _ = try runWholeTree(model: model.map { $0 == "256" ? "600" : $0 } + ["--layers", "2"])
+    }
+
+    /// Four steps with three workers relaying over ipc (`extra(k)`: worker k's further options): every step reaches the
+    /// coordinator as one root, no result comes one by one, and the checkpoint has an in-process run's bits.
+    private func runWholeTree(model: [String]? = nil, extra: (Int) -> [String] = { _ in [] }) throws -> URL {
+        let (steps, model) = (4, model ?? self.model)
         let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--steps", "\(steps)", "--min-workers", "3"], model: model)
-        let pool = try (0..<3).map { try group.worker(endpoint, name: "w\($0)", extra: ["--relay", relayEndpoint("ipc", dir, "w\($0)")]) }
+        let pool = try (0..<3).map { k in try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)")] + extra(k)) }
         XCTAssertEqual(coordinator.waitExit(), 0, coordinator.output)
         for w in pool { XCTAssertEqual(w.waitExit(timeout: 20), 0, w.output) }
         let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
-        XCTAssertEqual(status.reducedSteps, steps, coordinator.output)
-        XCTAssertEqual(status.resultsReceived, 0, coordinator.output + "\(status)" + pool.map(\.output).joined(separator: "\n----\n"))
+        let outputs = coordinator.output + "\(status)\n" + pool.map(\.output).joined(separator: "\n----\n")
+        XCTAssertEqual(status.reducedSteps, steps, outputs)
+        XCTAssertEqual(status.sumsReceived, steps, outputs)
+        XCTAssertEqual(status.sumsRefused, 0, outputs)
+        XCTAssertEqual(status.resultsReceived, 0, "results one by one: someone gave up on the tree. \(outputs)")
         try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
+        return ckpt
     }
 
     /// With --verify every worker's weights come from the coordinator: two workers below one lying relay would
