@@ -57,6 +57,25 @@ final class MembershipTests: XCTestCase {
         XCTAssertEqual(m.live.first { $0.id == a }?.shardsComputed, 1)
     }
 
+    /// A shard computed into the workers' reduction tree: off the worker's load and queue (it is dealt the next, and
+    /// no deadline runs), but still out, and dealt again if the worker is lost before its result is in.
+    func testAShardComputedIntoTheTreeStaysOutButFreesItsWorker() {
+        var m = Membership()
+        m.admit(a, name: "a")
+        m.assign(0, to: a, now: 0)
+        m.assign(1, to: a, now: 0)
+        m.computed(0, by: a, now: 2)
+        m.computed(5, by: a, now: 2)
+        XCTAssertEqual(m.load(of: a), 1)
+        XCTAssertEqual(m.held(by: a), [1])
+        XCTAssertEqual(m.inFlight[0]?.map(\.worker), [a])
+        XCTAssertEqual(m.live.first?.shardTime, 2, "computing it took 2 s")
+        m.answered(1, by: a, now: 3)
+        m.completed(1, by: a)
+        XCTAssertEqual(m.overdue(now: 50, deadline: 10), [], "the tree's patience bounds the wait, not the deadline")
+        XCTAssertEqual(m.remove(a), [0])
+    }
+
     func testUnansweredOrdersCarryIntoTheNextStepAndCountTowardsTheLoad() {
         var m = Membership()
         m.admit(a, name: "a")

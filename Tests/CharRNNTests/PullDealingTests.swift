@@ -27,6 +27,55 @@ final class PullDealingTests: XCTestCase {
         for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15, "steps took \(steps)") }
     }
 
+    /// The same with the workers summing the step's gradients up the tree among themselves: no result comes back
+    /// before the root, but each worker's word that it computed a shard gets it the next, so the fast one still
+    /// computes about two thirds and a step still takes about the share-by-speed time (plus the tree's latency).
+    func testPulledShardsSummedUpTheTreeStillGoToTheFasterWorker() throws {
+        let h = try Harness(deadline: 100, shards: 8, timeLimit: 100)
+        h.pool.summedUpTree = true
+        h.pool.join("fast", at: 0, behaviour: .paced(1))
+        h.pool.join("slow", at: 0, behaviour: .paced(2))
+        var starts: [Double] = []
+        while !h.plan.isFinished {
+            starts.append(h.clock.t)
+            guard try h.driver.advance() != nil else { return XCTFail("the run hangs") }
+        }
+        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run")
+        XCTAssertEqual(h.driver.stats.speculativeShards, 0, "a worker that computed its shards is no straggler")
+        let dealt = Dictionary(grouping: h.pool.dealt, by: \.worker).mapValues { $0.count }
+        XCTAssertEqual(dealt.values.reduce(0, +), 8 * StepDriverTests.steps, "each shard dealt once")
+        XCTAssertGreaterThanOrEqual(dealt["fast"]!, 2 * dealt["slow"]! - 3, "\(dealt)")
+        let steps = zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
+        for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15 + h.pool.treeLatency, "steps took \(steps)") }
+    }
+
+    /// A worker that leaves after computing shards into the tree (their sums never reach the root) has them dealt
+    /// again with the ones it still held; the other worker gives up on the tree after its patience and sends its
+    /// own results, and the weights are those of the in-process run.
+    func testWorkerLostAfterComputingIntoTheTreeHasThoseShardsDealtAgain() throws {
+        let h = try Harness(deadline: 100, shards: 8, timeLimit: 60)
+        h.pool.summedUpTree = true
+        h.pool.join("steady", at: 0, behaviour: .paced(1))
+        h.pool.join("doomed", at: 0, behaviour: .paced(1))
+        h.pool.leave("doomed", at: 2.5)
+        try h.finish(limit: 60)
+        XCTAssertEqual(h.driver.stats.lostWorkers, 1)
+        XCTAssertEqual(h.driver.stats.reassignedShards, 4, "shards 1 and 3, computed into the tree, and 5 and 7, still held")
+        let again = h.pool.dealt.filter { $0.worker == "steady" && $0.step == 0 }.map(\.shards)
+        XCTAssertEqual(again, [[0], [2], [4], [6], [1], [3], [5], [7]])
+    }
+
+    /// A copy's result would keep the workers' sum from counting: a shard summed up the tree is not copied to an idle
+    /// worker, even from one that stalls (the transport's heartbeat and the tree's patience deal with those).
+    func testShardsSummedByWorkersAreNotCopied() throws {
+        let h = try Harness(deadline: 100, timeLimit: 100)
+        h.pool.summedUpTree = true
+        h.pool.join("steady", at: 0, behaviour: .paced(1))
+        h.pool.join("stalled", at: 0, behaviour: .paced(1, stalled: 2.5..<4.8))
+        try h.finish(limit: 100)
+        XCTAssertEqual(h.driver.stats.speculativeShards, 0)
+    }
+
     /// Workers as fast as each other, or merely slower, are never doubled: a copy that loses costs its worker
     /// the start of the next step.
     func testNoCopiesWithoutAStraggler() throws {

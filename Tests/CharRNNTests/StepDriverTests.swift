@@ -35,16 +35,19 @@ final class StepDriverTests: XCTestCase {
 
         let reference: [Float]
 
-        init(minWorkers: Int = 1, deadline: Double = 10, verify: Double = 0, shards: Int = 4, stop: (() -> Bool)? = nil) throws {
+        /// `timeLimit`: a step still running then stops (`advance` returns nil), so a test of a rule that does not hold
+        /// fails instead of hanging.
+        init(minWorkers: Int = 1, deadline: Double = 10, verify: Double = 0, shards: Int = 4, stop: (() -> Bool)? = nil,
+             timeLimit: Double? = nil) throws {
             plan = try StepDriverTests.plan(shards: shards)
             reference = shards == 4 ? StepDriverTests.reference : StepDriverTests.reference(shards: shards)
-            pool = ScriptedPool(clock: clock, config: StepDriverTests.config, rows: plan.rowsPerShard, seq: plan.options.seq)
+            pool = ScriptedPool(clock: clock, config: StepDriverTests.config, rows: plan.rowsPerShard, seq: plan.options.seq, shards: shards)
             let pool = self.pool
             var rules = DealingRules(minWorkers: minWorkers, deadline: deadline)
             (rules.verify, rules.verifySeed) = (verify, 99)
             driver = StepDriver(
                 plan: plan, pool: pool, rules: rules, clock: clock,
-                report: { pool.reported.append($0) }, shouldStop: stop ?? { false })
+                report: { pool.reported.append($0) }, shouldStop: timeLimit.map { [clock] limit in { clock.t > limit } } ?? stop ?? { false })
         }
 
         /// Runs to the end; fails the test if the clock runs past `limit` (a step that hangs).
@@ -238,11 +241,21 @@ final class ScriptedPool: ShardPool {
     private var busyUntil: [WorkerID: Double] = [:]
     private(set) var dealt: [Deal] = []
     private(set) var penalized: [String] = []
+    /// As relaying workers do over the reduction tree: the first order of each shard of a step that a paced worker
+    /// computes goes into a sum among the workers instead of back (the worker says `.computed`), and the root comes
+    /// as one sum `treeLatency` after the last of them; copies dealt again answer directly. When a holder leaves
+    /// before the root, the others give up on the tree after `patience` and send their results directly.
+    var summedUpTree = false
+    var treeLatency = 0.1
+    var patience = 2.0
+    private var tree: (step: Int, leaves: [Int: (result: ShardResult, worker: WorkerID, at: Double)], broken: Bool)?
+    private let shardCount: Int
     var reported: [DealingEvent] = []
     var onPoll: () -> Void = {}
 
-    init(clock: FakeClock, config: ModelConfig, rows: Int, seq: Int) {
+    init(clock: FakeClock, config: ModelConfig, rows: Int, seq: Int, shards: Int) {
         self.clock = clock
+        shardCount = shards
         step = ShardStep(config: config, maxRows: rows, seq: seq)
     }
 
@@ -301,9 +314,47 @@ final class ScriptedPool: ShardPool {
                 end = start + seconds * Double(results.count) + max(0, stalled.upperBound - max(start, stalled.lowerBound))
             }
             busyUntil[worker] = end
-            schedule(at: end, .results(worker, step: s, results))
+            guard summedUpTree, order.shards.count == 1 else {
+                schedule(at: end, .results(worker, step: s, results))
+                return true
+            }
+            putInTree(results[0], by: worker, step: s, at: end)
         }
         return true
+    }
+
+    private func putInTree(_ result: ShardResult, by worker: WorkerID, step s: Int, at end: Double) {
+        if tree?.step != s { tree = (s, [:], false) }
+        guard tree!.leaves[result.index] == nil, !dealt.dropLast().contains(where: { $0.step == s && $0.shards == [result.index] }) else {
+            schedule(at: end, .results(worker, step: s, [result]))
+            return
+        }
+        if tree!.broken {
+            schedule(at: end + patience, .results(worker, step: s, [result]))
+            return
+        }
+        tree!.leaves[result.index] = (result, worker, end)
+        schedule(at: end, .computed(worker, step: s, shard: result.index))
+        guard tree!.leaves.count == shardCount else { return }
+        var reducer = TreeReducer(tree: ReductionTree(shards: shardCount), gradientCount: result.gradient.count)
+        for (_, leaf) in tree!.leaves { reducer.add(SubtreeSum(leaf.result)) }
+        let root = reducer.root()
+        let last = tree!.leaves.values.map(\.at).max()!
+        let holders = (0..<shardCount).map { tree!.leaves[$0]!.worker }
+        schedule(at: last + treeLatency, .sum(step: s, SubtreeSum(node: ReductionNode(lo: 0, hi: shardCount), gradient: root.gradient,
+                                                                   losses: root.losses, states: root.states), holders: holders))
+    }
+
+    /// A holder of the step's tree left: the root will not come, and the others send their results once their
+    /// patience runs out.
+    private func breakTree(leaving worker: WorkerID) {
+        guard summedUpTree, var t = tree, !t.broken, t.leaves.values.contains(where: { $0.worker == worker }) else { return }
+        t.broken = true
+        scheduled.removeAll { if case .sum = $0.event { return true } else { return false } }
+        for (_, leaf) in t.leaves.sorted(by: { $0.key < $1.key }) where leaf.worker != worker {
+            schedule(at: max(leaf.at, clock.t) + patience, .results(leaf.worker, step: t.step, [leaf.result]))
+        }
+        tree = t
     }
 
     func poll(until deadline: Double) throws -> [PoolEvent] {
@@ -315,8 +366,11 @@ final class ScriptedPool: ShardPool {
         clock.t = max(clock.t, first)
         let due = scheduled.filter { $0.at <= clock.t }.sorted { ($0.at, $0.order) < ($1.at, $1.order) }
         scheduled.removeAll { $0.at <= clock.t }
+        for case .left(let worker, _) in due.map(\.event) { breakTree(leaving: worker) }
         return due.map(\.event)
     }
+
+    func isSummedByWorkers(_ shard: Int, step s: Int) -> Bool { tree?.step == s && tree?.broken == false && tree?.leaves[shard] != nil }
 
     func forget(_ worker: WorkerID) {}
     func penalize(_ worker: WorkerID) { penalized.append(String(decoding: worker.bytes, as: UTF8.self)) }

@@ -42,6 +42,10 @@ public struct Membership {
     /// worker → the shards of this step it holds, in the order it computes them (including shards whose result
     /// came from another worker meanwhile: it is still busy with them).
     private var queues: [WorkerID: [Holding]] = [:]
+    /// worker → the shards of this step it computed whose result is on its way up the workers' reduction tree
+    /// (`computed`): no load and no deadline (the tree's own patience bounds the wait, and a worker that dies is
+    /// seen leaving), but dealt again if the worker is lost before they are in.
+    private var parked: [WorkerID: [Int]] = [:]
     /// shard → every worker it was dealt to in the current step: the only workers whose result for it counts.
     private var dealt: [Int: Set<WorkerID>] = [:]
     private var joinCounter = 0
@@ -65,7 +69,7 @@ public struct Membership {
     @discardableResult
     public mutating func remove(_ id: WorkerID) -> [Int] {
         byID[id] = nil
-        let held = queues.removeValue(forKey: id)?.map(\.shard) ?? []
+        let held = (queues.removeValue(forKey: id)?.map(\.shard) ?? []) + (parked.removeValue(forKey: id) ?? [])
         var orphans: [Int] = []
         for s in held {
             guard var holders = inFlight[s] else { continue }
@@ -100,13 +104,27 @@ public struct Membership {
     /// `worker` answered `shard` of this step (whether or not its result counted): it is no longer busy with it,
     /// and the time it took updates its `shardTime`.
     public mutating func answered(_ shard: Int, by worker: WorkerID, now: Double) {
-        guard let k = queues[worker]?.firstIndex(where: { $0.shard == shard }) else { return }
+        unqueue(shard, by: worker, now: now)
+    }
+
+    /// `worker` computed `shard` of this step, whose result went up the workers' reduction tree instead of coming
+    /// back: it is no longer busy with it (as `answered`), but the shard stays out, held by it, until its result is
+    /// in. Ignored unless the worker is computing it.
+    public mutating func computed(_ shard: Int, by worker: WorkerID, now: Double) {
+        if unqueue(shard, by: worker, now: now) { parked[worker, default: []].append(shard) }
+    }
+
+    /// Takes `shard` off `worker`'s queue; false when it was not there.
+    @discardableResult
+    private mutating func unqueue(_ shard: Int, by worker: WorkerID, now: Double) -> Bool {
+        guard let k = queues[worker]?.firstIndex(where: { $0.shard == shard }) else { return false }
         queues[worker]!.remove(at: k)
         if let since = byID[worker]?.busySince {
             let took = max(0, now - since)
             byID[worker]!.shardTime = byID[worker]!.shardTime.map { took > $0 ? took : 0.8 * $0 + 0.2 * took } ?? took
         }
         byID[worker]?.busySince = queues[worker]!.isEmpty ? nil : now
+        return true
     }
 
     /// `worker` answered `count` orders of earlier steps.
@@ -148,6 +166,7 @@ public struct Membership {
         for (id, queue) in queues where !queue.isEmpty { byID[id]?.earlier += queue.map(\.since) }
         for id in byID.keys { byID[id]!.busySince = nil }
         queues.removeAll()
+        parked.removeAll()
         inFlight.removeAll()
         dealt.removeAll()
     }

@@ -13,6 +13,15 @@ public protocol ShardPool: AnyObject {
     func forget(_ worker: WorkerID)
     /// `worker` broke a rule of the protocol (e.g. sent a result for a shard it was not dealt).
     func penalize(_ worker: WorkerID)
+    /// Whether `shard`'s first order of global step `step` put its result into a sum the workers make among
+    /// themselves (the coordinator's reduction up the tree). A copy's result would come on its own and keep that
+    /// sum from counting, so such a shard is not copied to an idle worker: a stalled holder is noticed by the
+    /// transport (heartbeats) and its peers' patience instead.
+    func isSummedByWorkers(_ shard: Int, step: Int) -> Bool
+}
+
+extension ShardPool {
+    public func isSummedByWorkers(_ shard: Int, step: Int) -> Bool { false }
 }
 
 /// A worker's identity within a pool: the ZeroMQ routing id, or a fixed id for the in-memory pool.
@@ -36,6 +45,9 @@ public enum PoolEvent: Sendable {
     /// went into a sum that did not count, and the step was completed with other copies. (Otherwise the order
     /// would look unanswered until the deadline, and the worker busy.)
     case released(WorkerID, step: Int, shard: Int)
+    /// `worker` computed `shard` of global step `step` and its result went into the workers' sum up the tree: it has
+    /// room for another shard, while the shard stays out until its sum (or its result) comes.
+    case computed(WorkerID, step: Int, shard: Int)
     /// A worker reported that it cannot compute what it was given.
     case failed(WorkerID, message: String)
 }

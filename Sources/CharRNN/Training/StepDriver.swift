@@ -85,10 +85,12 @@ public enum DealingEvent: Sendable {
 /// live workers, collect exactly one result per shard, and hand them to the plan, which sums them along its
 /// fixed reduction tree as they come and applies Adam. The rules, all here and all on the injected clock:
 /// - workers pull work: each holds at most `maxHeld` shards (one order per shard), and as its results come
-///   back it is dealt the next undealt shards, lowest index first, so faster workers compute more. The least
+///   back (or, for results summed up the workers' tree, word that it computed them: `PoolEvent.computed`) it is
+///   dealt the next undealt shards, lowest index first, so faster workers compute more. The least
 ///   loaded worker is dealt first (ties: join order), and workers still busy with orders of an earlier step last;
 /// - once no shard is left to deal, an idle worker is dealt a copy of a straggler's shard (`speculateAfter`),
-///   the one out the longest, at most two holders at a time and never to a worker that holds it already;
+///   the one out the longest, at most two holders at a time and never to a worker that holds it already, nor of a
+///   shard summed up the workers' tree (`ShardPool.isSummedByWorkers`);
 /// - shards of a worker that is lost (it left, a send to it failed, it reported an error, or it held an order
 ///   past `deadline`) are dealt again;
 /// - a result counts only from a worker that was dealt that shard in this step, and only the first one: late
@@ -206,8 +208,10 @@ public final class StepDriver {
         // A shard a poll interval late is no straggler: on shards of a few milliseconds that is scheduling noise.
         let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
         guard !stragglers.isEmpty else { return }
+        // Not a shard summed up the workers' tree: a copy would keep the tree's sum from counting (see the pool).
         var candidates = members.inFlight.values.compactMap { holders in
-            holders.count == 1 && stragglers.contains(holders[0].worker) ? holders[0] : nil
+            holders.count == 1 && stragglers.contains(holders[0].worker) && !pool.isSummedByWorkers(holders[0].shard, step: planned.globalStep)
+                ? holders[0] : nil
         }.sorted { ($0.since, $0.shard) < ($1.since, $1.shard) }
         for idle in members.live.map(\.id) where members.load(of: idle) == 0 {
             guard let k = candidates.firstIndex(where: {
@@ -295,6 +299,14 @@ public final class StepDriver {
                 members.answered(shard, by: worker, now: clock.now())
             } else if releasedStep < step {
                 members.answeredEarlier(1, by: worker, now: clock.now())
+            }
+        case .computed(let worker, let computedStep, let shard):
+            // An earlier step's order is settled by its result or a release, as before.
+            guard computedStep == step else { return }
+            if reduction.has(shard) {
+                members.answered(shard, by: worker, now: clock.now())
+            } else {
+                members.computed(shard, by: worker, now: clock.now())
             }
         case .results(let worker, let resultStep, let results):
             let now = clock.now()
