@@ -64,12 +64,13 @@ public struct CoordinatorStats: Sendable {
 /// the socket, CURVE, pings, ignoring peers that keep sending garbage, and how weights and gradients travel
 /// (the relay tree down, the reduction tree up).
 ///
-/// The reduction up the tree: orders are sent when the driver next polls, so the coordinator sees a dealing
-/// whole. When a step's first dealing covers every shard, one order each, and every holder relays, each order
-/// says where the sum of its shard's top node goes (`SumTarget`, `ReductionShare`): the workers sum the tree
-/// among themselves and shard 0's holder sends the root, one gradient instead of S. The root counts only if
-/// none of its shards came in otherwise; results of orders dealt again, and of workers that gave up waiting on
-/// a peer, come one by one as before.
+/// The reduction up the tree: the first order of each shard in a step, one shard per order to a worker that
+/// relays, says where the sum of the shard's top node goes (`SumTarget`, `ReductionShare`): to the holder of the
+/// shard the node above starts at, an earlier shard, dealt before (the driver deals the lowest undealt shard
+/// first), so its holder is known. The workers sum the tree among themselves and shard 0's holder sends the root,
+/// one gradient instead of S, however many shards each pulled: a worker that has computed a shard says so
+/// (`computed`) and is dealt the next. The root counts only if none of its shards came in otherwise; results of
+/// orders dealt again, and of workers that gave up waiting on a peer, come one by one as before.
 ///
 /// Single-threaded: the driver's loop calls it.
 public final class Coordinator: ShardPool {
@@ -117,8 +118,9 @@ public final class Coordinator: ShardPool {
     private var resentTo: [WorkerID: Int] = [:]
     /// Orders the driver handed over since it last polled: sent at the poll, when the dealing is whole.
     private var outbox: [(order: WorkOrder, step: Int, worker: WorkerID)] = []
-    /// The step whose first dealing was sent, and its shards' holders when its workers reduce up the tree.
-    private var reduction: (step: Int, holders: [WorkerID]?)?
+    /// The step being dealt and, with the tree on, the worker each shard's first order went to with a sum target
+    /// (nil: not dealt yet, or answered directly).
+    private var reduction: (step: Int, holders: [WorkerID?]?)?
     /// Shards of the current step whose results (alone or in a sum) went to the driver.
     private var delivered: Set<Int> = []
     /// Shards of the step being reduced whose holder's own answer (the root, or its result) went to the driver.
@@ -206,21 +208,17 @@ public final class Coordinator: ShardPool {
         return true
     }
 
-    /// Sends the orders queued since the last poll, with sum targets when they are the step's first dealing and
-    /// it can be reduced up the tree.
+    /// Sends the orders queued since the last poll, each shard's first of the step with a sum target when it can
+    /// be reduced up the tree.
     private func sendOrders() {
         let orders = outbox
         outbox = []
         guard let step = orders.last?.step else { return }
-        // Targets go with the first dealing only: later orders of the step (dealt again) are answered directly.
-        var first = false
         if reduction?.step != step {
-            reduction = (step, reductionHolders(orders))
-            first = reduction!.holders != nil
-            if first { stats.reducedSteps += 1 }
+            reduction = (step, options.relayFanout > 0 && shape.shardCount > 1 ? Array(repeating: nil, count: shape.shardCount) : nil)
         }
         // All targets before any send: a failed send drops its worker, whose relay a later target may name.
-        let targets = orders.map { first ? sumTarget($0.order.shards[0].index) : nil }
+        let targets = orders.map { sumTarget($0.order, step: $0.step, to: $0.worker) }
         for ((order, step, worker), target) in zip(orders, targets) {
             for shard in order.shards { dealt[shard.index, default: []].insert(worker) }
             let direct = weightsSent[worker] != step
@@ -236,34 +234,37 @@ public final class Coordinator: ShardPool {
         }
     }
 
-    /// The holder of each shard when `orders`, a step's first dealing, can be reduced up the tree: the tree is
-    /// on, they are all of one step and deal every shard once, one per order, to workers that relay (their
-    /// relay sockets take peers' sums).
-    private func reductionHolders(_ orders: [(order: WorkOrder, step: Int, worker: WorkerID)]) -> [WorkerID]? {
-        let shards = orders.map { $0.order.shards.map(\.index) }
-        guard options.relayFanout > 0, shape.shardCount > 1, shards.allSatisfy({ $0.count == 1 }),
-              shards.map({ $0[0] }).sorted() == Array(0..<shape.shardCount),
-              orders.allSatisfy({ $0.step == orders[0].step && relays[$0.worker] != nil }) else { return nil }
-        var holders = orders.map(\.worker)
-        for (k, s) in shards.enumerated() { holders[s[0]] = orders[k].worker }
-        return holders
-    }
-
     /// Every shard of the step being reduced is in: the holders whose results went into a sum that did not count
     /// (the step was completed with results one by one, and copies) will not answer their orders, and need not.
     private func releaseHolders() {
         guard let step = reduction?.step, let holders = reduction?.holders, step == snapshot?.step, delivered.count == shape.shardCount else { return }
-        for s in 0..<shape.shardCount where !answered.contains(s) { pending.append(.released(holders[s], step: step, shard: s)) }
+        for s in 0..<shape.shardCount where !answered.contains(s) {
+            if let holder = holders[s] { pending.append(.released(holder, step: step, shard: s)) }
+        }
         answered = Set(0..<shape.shardCount)
     }
 
-    /// Where the holder of `shard` sends its top node's sum (`ReductionTree.top(of:)`).
-    private func sumTarget(_ shard: Int) -> SumTarget {
+    /// Where `worker` sends the sum of the top node (`ReductionTree.top(of:)`) of `order`'s shard, which it then
+    /// holds in the tree; nil (answer directly) unless the tree is on, the order is of one shard, the shard's first
+    /// of the step, and the worker relays (its relay socket takes peers' sums). The node above starts at an earlier
+    /// shard, dealt before; if its first order was answered directly (or its holder is gone), so is this one: the
+    /// node above could never be whole.
+    private func sumTarget(_ order: WorkOrder, step: Int, to worker: WorkerID) -> SumTarget? {
+        guard reduction?.step == step, var holders = reduction?.holders, order.shards.count == 1, relays[worker] != nil else { return nil }
+        let shard = order.shards[0].index
+        guard holders[shard] == nil, dealt[shard] == nil else { return nil }
         let tree = ReductionTree(shards: shape.shardCount)
-        guard let holders = reduction?.holders else { preconditionFailure("no reduction planned") }
-        guard let receiver = tree.receiver(of: tree.top(of: shard)) else { return .coordinator }
-        if holders[receiver] == holders[shard] { return .kept }
-        return .peer(relays[holders[receiver]]!.peer)
+        let target: SumTarget
+        if let receiver = tree.receiver(of: tree.top(of: shard)) {
+            guard let holder = holders[receiver], let peer = relays[holder]?.peer else { return nil }
+            target = holder == worker ? .kept : .peer(peer)
+        } else {
+            target = .coordinator
+        }
+        if holders.allSatisfy({ $0 == nil }) { stats.reducedSteps += 1 }
+        holders[shard] = worker
+        reduction!.holders = holders
+        return target
     }
 
     /// Sends the step's weights down the relay tree: chunk by chunk to the root's children, each with the route
@@ -345,6 +346,10 @@ public final class Coordinator: ShardPool {
     }
 
     public func penalize(_ worker: WorkerID) { strike(worker) }
+
+    public func isSummedByWorkers(_ shard: Int, step: Int) -> Bool {
+        reduction?.step == step && shard < shape.shardCount && reduction?.holders?[shard] != nil
+    }
 
     /// Tells every worker to exit, giving libzmq a moment to deliver it (as the socket closes).
     public func shutdownWorkers() {
@@ -459,8 +464,8 @@ public final class Coordinator: ShardPool {
         case .sum(let part):
             // Only the root comes here, chunk by chunk, from shard 0's holder, of the step being reduced; it counts once
             // whole, and only if none of its shards came otherwise (a sum cannot be taken apart).
-            guard let step = reduction?.step, let holders = reduction?.holders, step == envelope.step, step == snapshot?.step,
-                  part.node.count == shape.shardCount else {
+            guard let step = reduction?.step, let holders = reduction?.holders?.compactMap({ $0 }), holders.count == shape.shardCount,
+                  step == envelope.step, step == snapshot?.step, part.node.count == shape.shardCount else {
                 stats.sumsRefused += 1
                 return
             }
@@ -494,6 +499,10 @@ public final class Coordinator: ShardPool {
             askers.insert(peer)
             stats.weightsResent += 1
             sendWeights(snapshot.weights, step: envelope.step, route: .leaf, to: peer)
+        case .computed(let shard):
+            // Only from the worker whose order put the shard in the tree: its load is the driver's business.
+            guard envelope.step == snapshot?.step, reduction?.step == envelope.step, reduction?.holders?[shard] == peer else { return }
+            pending.append(.computed(peer, step: envelope.step, shard: shard))
         case .ping:
             break
         case .welcome, .work, .workSameWeights, .shutdown, .weights, .relayKeys, .treeAlive:

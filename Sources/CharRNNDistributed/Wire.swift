@@ -1,12 +1,13 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 9 (4 added the numerics identity to hello; 5 cut bulk vectors
+// The coordinator<->worker wire format, version 10 (4 added the numerics identity to hello; 5 cut bulk vectors
 // into frames of at most 512 KiB, see WireChunks.swift; 6 added the relay tree: a relay endpoint and key in hello,
 // the weights message a step's weights travel down the tree in, need-weights and relay-keys, see RelayRoute.swift;
 // a ping from the coordinator carries the step being dealt; 7 added the reduction up the tree: a sum target in
 // work orders and the sum message, see WireSum.swift, and a ping carries the next step once the step's root sum
 // is in; 8 added tree-alive, the word workers in a step's reduction tree give their neighbours in it; 9 sends the
-// root sum to the coordinator chunk by chunk, as between workers, so an 8 coordinator would refuse it). Every
+// root sum to the coordinator chunk by chunk, as between workers, so an 8 coordinator would refuse it; 10 added
+// computed, with which a worker in the reduction up the tree frees its place for the next shard it pulls). Every
 // message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
 // own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
@@ -16,8 +17,8 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 8                                                              |
-// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys, 11 sum, 12 tree-alive |
+// | 4      | 2    | version        | u16, 10                                                             |
+// | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys, 11 sum, 12 tree-alive, 13 computed |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
 // | 24     | 8    | payload length | u64, bytes after the header in frame 0 plus all bytes of frames 1…  |
@@ -38,6 +39,7 @@ import CharRNN
 // | need-weights | empty: worker → coordinator, asking for the weights of the header's step (an order came without them, and they did not come by relay) | none |
 // | sum      | see WireSum.swift: a node's summed gradient, the losses and states of its shards | gradient, then states |
 // | tree-alive | see WireSum.swift: a token of progress in a step's reduction tree, passed between neighbours there | none |
+// | computed | u32 shard index (< S): worker → coordinator, the shard of the header's step, dealt with a sum target, is computed and its result is in the worker's share of the reduction tree (it is answered by the root, or later by a result) | none |
 //
 // Checksum: an integrity check against corruption and framing bugs, not an authenticator. Segments are
 // header bytes 0..<32, the body, then each extra frame (chunk) in order. Four u64 lanes start at
@@ -126,6 +128,10 @@ public enum WireMessage: Sendable {
     /// node is `node`): token `seq` of progress made `age` seconds ago by the worker whose relay is `origin` (see
     /// `ReductionShare`); `from` is the sender's relay, for the answer.
     case treeAlive(node: ReductionNode, origin: String, seq: UInt64, age: Double, from: RelayPeer)
+    /// worker → coordinator: `shard` of the header's step, an order with a sum target, is computed and its result
+    /// is in the tree; the worker has room for the next shard (the result itself reaches the coordinator in the
+    /// root, or as a result if the worker gives up on the tree).
+    case computed(shard: Int)
 }
 
 /// A decoded message with its header fields.
@@ -136,13 +142,13 @@ public struct WireEnvelope: Sendable {
 }
 
 private enum MessageType: UInt16 {
-    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys, sum, treeAlive
+    case hello = 1, welcome, work, result, ping, shutdown, error, weights, needWeights, relayKeys, sum, treeAlive, computed
 }
 
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 9
+    public static let version: UInt16 = 10
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096
@@ -207,6 +213,10 @@ public struct WireCodec: Sendable {
         case .treeAlive(let node, let origin, let seq, let age, let from):
             type = .treeAlive
             try encodeTreeAlive(node, origin: origin, seq: seq, age: age, from: from, into: &body)
+        case .computed(let shard):
+            type = .computed
+            guard shard >= 0, shard < (try requireShape("computed")).shardCount else { throw .malformed("computed shard \(shard) out of range") }
+            body.u32(shard)
         }
         let frames = chunk.map { [$0] } ?? extra
 
@@ -289,6 +299,10 @@ public struct WireCodec: Sendable {
         case .relayKeys: message = try decodeRelayKeys(&reader)
         case .sum: message = try decodeSum(&reader, frames: frames.dropFirst(), received: summed)
         case .treeAlive: message = try decodeTreeAlive(&reader)
+        case .computed:
+            let shard = Int(try reader.u32("shard index"))
+            guard shard < (try requireShape("computed")).shardCount else { throw .malformed("computed shard \(shard) out of range") }
+            message = .computed(shard: shard)
         }
         try reader.finish()
         return WireEnvelope(runID: run, step: stepValue, message: message)
@@ -301,6 +315,7 @@ public struct WireCodec: Sendable {
         case .relayKeys: return (4 + 32 * RelayRoute.maxEndpoints, 1...1)
         case .welcome: return (52, 1...1)
         case .ping, .shutdown, .needWeights: return (0, 1...1)
+        case .computed: return (4, 1...1)
         case .treeAlive: return (20 + 2 * (4 + RelayRoute.maxEndpointBytes) + 4 + 32, 1...1)
         case .weights: return (Self.largestWeightsBody + Self.chunkBytes, 2...2)
         case .error: return (4 + Self.maxErrorBytes, 1...1)

@@ -109,10 +109,11 @@ public final class Worker {
     private var newestStep = 0
     public private(set) var stepsComputed = 0
     /// Messages queued for the coordinator at most: a result and a few hellos or errors. (The root's chunks, a
-    /// message each, wait in `rootOutbox` for room here.)
+    /// message each, and word of computed shards wait in `outbox` for room here.)
     static let sendQueue = 4
-    /// The root's chunks, in the order summed, that the socket has not taken yet.
-    private var rootOutbox: [(step: Int, part: SumPart)] = []
+    /// Messages of the step being reduced that the socket has not taken yet: word of computed shards first, then
+    /// the root's chunks in the order summed.
+    private var outbox: [(step: Int, message: WireMessage)] = []
 
     public init(options: WorkerOptions, log: @escaping @Sendable (String) -> Void, shouldStop: @escaping () -> Bool = { false }) throws {
         self.options = options
@@ -198,9 +199,9 @@ public final class Worker {
             // Relayed chunks mean nothing before we know the run: they stay queued (up to the socket's limit).
             let relaying = joined ? relay : nil
             let ready = try ZMQSocket.poll(
-                [(socket, rootOutbox.isEmpty ? .readable : [.readable, .writable]), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []),
+                [(socket, outbox.isEmpty ? .readable : [.readable, .writable]), (finishedEvents, .readable)] + (relaying.map { [($0.socket, .readable)] } ?? []),
                 timeoutMs: 100)
-            flushRoot()
+            flushOutbox()
             while try finishedEvents.receiveMultipart(timeoutMs: 0) != nil {}
             // A relayed chunk or a peer's sum may be of the step after the newest we know (it can overtake that
             // step's order and ping), not later: a far-future step number is no message of this run's, and is
@@ -288,7 +289,7 @@ public final class Worker {
                 throw WorkerError.refused(message)
             case .relayKeys(let keys):
                 relay?.allow(keys)
-            case .ping, .hello, .result, .needWeights, .sum, .treeAlive:
+            case .ping, .hello, .result, .needWeights, .sum, .treeAlive, .computed:
                 break
             }
         }
@@ -382,7 +383,8 @@ public final class Worker {
     }
 
     /// An order's target, registered with the step's share; nil (answer directly) without a relay socket, which
-    /// peers' sums would need.
+    /// peers' sums would need. A worker may hold several shards of a step in the tree (it pulls the next as soon
+    /// as it has computed one).
     private func expect(_ shards: [WorkShard], target: SumTarget?, step: Int) -> SumTarget? {
         guard let target, relay != nil, shards.count == 1, shareOf(step) != nil else { return nil }
         perform(share!.expect(shards[0].index, target: target, now: PhaseClock.now()), step: step)
@@ -401,8 +403,8 @@ public final class Worker {
                 }
                 relay?.send(.sum(part), step: step, to: peer, codec)
             case .send(let part, _):
-                rootOutbox.append((step, part))
-                flushRoot()
+                outbox.append((step, .sum(part)))
+                flushOutbox()
             case .leaves(let leaves):
                 send(.result(leaves), step: step)
             }
@@ -438,6 +440,12 @@ public final class Worker {
         if runID == codec.runID {
             if target != nil, share?.step == computation.step {
                 for r in results { perform(share!.add(leaf: r, now: PhaseClock.now()), step: computation.step) }
+                // The result is in the tree, not on its way to the coordinator: tell it we have room for the next shard
+                // (ahead of any root chunk waiting), so that it is dealt while the tree sums this one.
+                if !share!.gaveUp {
+                    outbox.insert(contentsOf: results.map { (computation.step, WireMessage.computed(shard: $0.index)) }, at: 0)
+                    flushOutbox()
+                }
             } else {
                 send(.result(results), step: computation.step)
             }
@@ -445,11 +453,11 @@ public final class Worker {
         startNext()
     }
 
-    /// Sends the root's chunks the socket takes now, oldest first; the rest wait for the socket to be writable.
-    /// Chunks of a step no longer ours to reduce are dropped.
-    private func flushRoot() {
-        rootOutbox.removeAll { $0.step != share?.step }
-        while let (step, part) = rootOutbox.first, deliver(.sum(part), step: step) != .full { rootOutbox.removeFirst() }
+    /// Sends what the socket takes now of the outbox, in order; the rest waits for the socket to be writable.
+    /// Messages of a step no longer ours to reduce are dropped.
+    private func flushOutbox() {
+        outbox.removeAll { $0.step != share?.step }
+        while let (step, message) = outbox.first, deliver(message, step: step) != .full { outbox.removeFirst() }
     }
 
     /// Whether the message left (or was queued); a need-weights that did not is tried again.
@@ -467,7 +475,7 @@ public final class Worker {
             // a root chunk as soon as the socket takes it; lost work is dealt again by the coordinator at its
             // deadline.
             switch message {
-            case .hello, .needWeights, .sum: break
+            case .hello, .needWeights, .sum, .computed: break
             default: log("cannot send to the coordinator now (not connected, or it is not reading): step \(step) dropped")
             }
             return .full

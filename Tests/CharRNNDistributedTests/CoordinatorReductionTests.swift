@@ -4,10 +4,10 @@ import CharRNN
 @testable import CharRNNDistributed
 
 /// The coordinator's side of the reduction up the tree, with three relaying workers played by test DEALERs: the
-/// targets of a step's first dealing, the root taken only whole (put together from its chunks), new and from shard
-/// 0's holder, orders dealt
-/// again answered directly, pings that move on to the next step once the root is in, and holders whose results
-/// went into a root that did not count released once the step is whole.
+/// targets of each shard's first order (dealt at once, or pulled later), the root taken only whole (put together
+/// from its chunks), new and from shard 0's holder, orders dealt again answered directly, a holder's word that it
+/// computed a shard, pings that move on to the next step once the root is in, and holders whose results went into
+/// a root that did not count released once the step is whole.
 final class CoordinatorReductionTests: XCTestCase {
     private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
 
@@ -98,11 +98,26 @@ final class CoordinatorReductionTests: XCTestCase {
             return nil
         }
         XCTAssertEqual(released, ["2 2 2"])
-        // A step dealt in part (two shards of three) is answered directly.
+        // Step 3, pulled: two shards first; the third goes into the tree as well when it is dealt later, to a worker
+        // that said it computed its first (kept: that worker holds shard 0, where the node above it starts). Only the
+        // holder's word that it computed a shard counts, and a copy dealt again is answered directly.
         for (shard, k) in [(0, 0), (1, 1)] { deal(shard, step: 3, to: k) }
         _ = try coordinator.poll(until: 0)
-        XCTAssertEqual(try (0..<2).map { try target($0) }, ["none", "none"])
-        XCTAssertEqual(coordinator.stats.reducedSteps, 2)
+        XCTAssertEqual(try (0..<2).map { try target($0) }, ["coordinator", "ipc:///relay/a"])
+        XCTAssertEqual(coordinator.stats.reducedSteps, 3)
+        for (shard, k) in [(0, 0), (0, 1), (1, 2), (0, 0)] { try workers[k].socket.send(codec.encode(.computed(shard: shard), step: 3)) }
+        try workers[0].socket.send(codec.encode(.computed(shard: 0), step: 2))
+        let computed = try events().compactMap { event -> String? in
+            if case .computed(let w, let step, let shard) = event { return "\(workers.firstIndex { $0.id == w }!) \(step) \(shard)" }
+            return nil
+        }
+        XCTAssertEqual(computed, ["0 3 0", "0 3 0"], "a's word for its own shard of this step, and nobody else's")
+        deal(2, step: 3, to: 0)
+        deal(1, step: 3, to: 2)
+        _ = try coordinator.poll(until: 0)
+        XCTAssertEqual(try target(0), "kept")
+        XCTAssertEqual(try target(2), "none")
+        XCTAssertEqual(coordinator.stats.reducedSteps, 3)
     }
 
     /// The root comes in chunks, each sent as soon as shard 0's holder has summed it: the coordinator puts them

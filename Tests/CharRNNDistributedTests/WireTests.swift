@@ -567,6 +567,21 @@ final class WireTests: XCTestCase {
         guard case .needWeights = envelope.message else { return XCTFail("\(envelope.message)") }
     }
 
+    /// Computed: a shard index of the run, nothing else.
+    func testComputedCarriesAShardOfTheRun() throws {
+        let word = try encoded(.computed(shard: shape.shardCount - 1), step: 12)
+        XCTAssertEqual(word.map(\.count), [WireCodec.headerSize + 4])
+        let envelope = try decode(word)
+        XCTAssertEqual(envelope.step, 12)
+        guard case .computed(let shard) = envelope.message else { return XCTFail("\(envelope.message)") }
+        XCTAssertEqual(shard, shape.shardCount - 1)
+        XCTAssertThrowsError(try codec.encode(.computed(shard: shape.shardCount)))
+        var beyond = word
+        put(UInt32(shape.shardCount), at: WireCodec.headerSize, in: &beyond[0])
+        reseal(&beyond)
+        assertMalformed(beyond, containing: "out of range")
+    }
+
     // MARK: The fused pass over bulk frames
 
     /// Floats whose exponent is all ones (NaN, quiet or signalling, either sign; ±infinity) and finite
@@ -827,6 +842,7 @@ final class WireTests: XCTestCase {
             try encoded(.error("boom")),
             try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6), route: RelayRoute(fanout: 2, endpoints: ["ipc:///a", "tcp://10.0.0.3:7"])))),
             try encoded(.needWeights),
+            try encoded(.computed(shard: 1)),
             bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: RelayPeer(endpoint: "tcp://10.0.0.2:6000"))))),
             bytes(try WireCodec().encode(.hello(WorkerHello(name: "fuzz", blasThreads: 4, relay: RelayPeer(endpoint: "ipc:///r", key: CurveKey(bytes: Array(repeating: 7, count: 32))))))),
             try encoded(.weights(WeightsChunk(index: 0, floats: floats(shape.parameterCount, seed: 6),
