@@ -347,8 +347,10 @@ public final class Coordinator: ShardPool {
 
     public func penalize(_ worker: WorkerID) { strike(worker) }
 
+    /// Until a result of the step came on its own: the root cannot count after that, and every holder sends its own
+    /// results once its patience runs out, so a copy costs the tree nothing more.
     public func isSummedByWorkers(_ shard: Int, step: Int) -> Bool {
-        reduction?.step == step && shard < shape.shardCount && reduction?.holders?[shard] != nil
+        reduction?.step == step && shard < shape.shardCount && reduction?.holders?[shard] != nil && delivered.isEmpty
     }
 
     /// Tells every worker to exit, giving libzmq a moment to deliver it (as the socket closes).

@@ -109,7 +109,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "This coordinator's CURVE secret key file (from `charrnn keygen`).") var secretKey: String?
     @Option(help: "Public keys of the workers let in, one per line (with --secret-key).") var authorizedKeys: String?
     @Flag(help: "Listen on TCP without keys: anyone who can reach the port (on loopback: any local user) can join.") var insecure = false
-    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; and, when a step deals each shard once to such workers, sum their gradients among themselves up the reduction tree, so that the coordinator receives one gradient per step. 0: neither, every worker gets the weights directly and sends its results (so does --verify).")
+    @Option(help: "Workers that relay (worker --relay) get the weights down a tree with this many children per node instead of from the coordinator, whose link then carries them this many times per step, not once per worker; and sum their gradients among themselves up the reduction tree (each shard's first order of a step, however many shards each worker pulls), so that the coordinator receives one gradient per step. 0: neither, every worker gets the weights directly and sends its results (so does --verify).")
     var relayFanout = 2
     @Option(help: ArgumentHelp("Test only: seconds between pings to each worker.", visibility: .hidden)) var pingInterval: Double = 0.25
     @Option(help: ArgumentHelp("Benchmarks only: shards a worker holds at most (as many as the step has: all dealt at once).", visibility: .hidden))

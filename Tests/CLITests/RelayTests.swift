@@ -137,6 +137,37 @@ final class RelayTests: XCTestCase {
         }
     }
 
+    /// One of three relaying workers is stopped (SIGSTOP) for 5 s mid-run, holding shards in the tree. They are not
+    /// copied at once (a copy's result would keep the root from counting); once its peers see no progress for
+    /// `--relay-patience` (1 s) they send their own results, the root can no longer count, and the stopped worker's
+    /// shards are copied to them (or dealt again once the heartbeat drops it, 1.5 s). The step it stalls costs about
+    /// the patience, not the stall; the run goes on without it, then with it, with the same bits. (Copying only after
+    /// the heartbeat, the longest step was 1.80-1.84 s; with copies once the tree gave up, 1.05-1.12 s.)
+    func testStoppedWorkerInTheTreeCostsThePatienceNotItsStall() throws {
+        let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--deadline", "60"])
+        let pool = try (0..<3).map { k in
+            try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"])
+        }
+        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names.count == 3 && $0.step >= 5 }, coordinator.output)
+        pool[1].signal(SIGSTOP)
+        let stopped = Date()
+        let before = try XCTUnwrap(CoordinatorStatusFile.read(ckpt)).step
+        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= before + 3 }, coordinator.output)
+        XCTAssertLessThan(Date().timeIntervalSince(stopped), 5, "the run waited for the stopped worker")
+        usleep(UInt32(max(0, 5 - Date().timeIntervalSince(stopped)) * 1_000_000))
+        pool[1].signal(SIGCONT)
+        let after = try XCTUnwrap(CoordinatorStatusFile.read(ckpt)).step
+        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= after + 5 && $0.names.contains("w1") }, coordinator.output)
+        coordinator.signal(SIGTERM)
+        XCTAssertEqual(coordinator.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(coordinator.output)")
+        let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt))
+        XCTAssertGreaterThan(status.sumsReceived, 0, "\(status)")
+        XCTAssertGreaterThan(status.resultsReceived, 0, "the stalled step's results came one by one: \(status)")
+        let longest = try longestStep(ckpt)
+        XCTAssertLessThan(longest, 3, "the longest step took \(longest) s")
+        try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
+    }
+
     /// Three workers, six shards (two each), one of them slow: 1.5 s more per order (hidden `--fault-delay`), so it
     /// finishes a step 3 s after the others, three times `--relay-patience` (1 s). Its tokens of progress reach
     /// every worker in the tree, and nobody gives up: every step is summed up the tree and reaches the coordinator as

@@ -14,9 +14,10 @@ public protocol ShardPool: AnyObject {
     /// `worker` broke a rule of the protocol (e.g. sent a result for a shard it was not dealt).
     func penalize(_ worker: WorkerID)
     /// Whether `shard`'s first order of global step `step` put its result into a sum the workers make among
-    /// themselves (the coordinator's reduction up the tree). A copy's result would come on its own and keep that
-    /// sum from counting, so such a shard is not copied to an idle worker: a stalled holder is noticed by the
-    /// transport (heartbeats) and its peers' patience instead.
+    /// themselves (the coordinator's reduction up the tree) that can still count. A copy's result would come on its
+    /// own and keep that sum from counting, so such a shard is not copied to an idle worker; a stalled holder is
+    /// noticed by its peers' patience (they then send their own results, and the sum can no longer count) or the
+    /// transport's heartbeat.
     func isSummedByWorkers(_ shard: Int, step: Int) -> Bool
 }
 
