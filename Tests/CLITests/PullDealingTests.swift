@@ -63,8 +63,10 @@ final class PullDealingTests: XCTestCase {
         XCTAssertEqual(coordinator.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(coordinator.output)")
         // The longest step of the whole run, stall included, is far below both the deadline and the heartbeat.
         let times = try MetricsLog.read(ckpt.appendingPathComponent(MetricsLog.jsonName)).filter { $0.loss != nil }.map(\.wallTime)
-        let longest = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? .infinity
-        XCTAssertLessThan(longest, 1.0, "the longest step took \(longest) s")
+        let steps = zip(times.dropFirst(), times).map { $0 - $1 }
+        let longest = steps.max() ?? .infinity
+        // With the step's index and the coordinator's account, so that a rare failure can be read afterwards.
+        XCTAssertLessThan(longest, 1.0, "the longest step, step \((steps.firstIndex(of: longest) ?? -1) + 2), took \(longest) s; \(status)\n\(coordinator.output)")
         try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 }
