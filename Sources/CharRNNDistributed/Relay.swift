@@ -198,11 +198,15 @@ final class Relay {
             try push.setOption(.curvePublicKey, Array(keys.publicKey.z85.utf8))
             try push.setOption(.curveSecretKey, Array(keys.secretKey.z85.utf8))
         }
-        // A step's chunks twice over: a slow child holds up nobody, a stopped one costs bounded memory. Sockets that
-        // carry words have room for a few rounds of them (a token of ours and those passed on), which never crowd a
-        // chunk out unless the peer has not read for that long (then it is stalled, and a word that does not fit is
-        // dropped).
-        try push.setOption(.sendHighWaterMark, 2 * WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0) + (words ? 16 : 4))
+        // Weights: a step's chunks twice over, so a slow child holds up nobody and a stopped one costs bounded memory.
+        // Sums (the sockets that carry words): every sum we may send one peer in a step, one per shard we hold at
+        // most (a worker pulling many shards can owe one peer several, sent in a burst; when they did not fit, the
+        // rest were dropped and the step fell back to results one by one), over the step and the next; their floats
+        // are our own buffers, which the worker's memory budget already counts per shard. And room for a few rounds
+        // of words (a token of ours and those passed on), which never crowd a chunk out unless the peer has not
+        // read for that long (then it is stalled, and a word that does not fit is dropped).
+        let chunks = WireCodec.chunkCount(floats: codec.shape?.parameterCount ?? 0)
+        try push.setOption(.sendHighWaterMark, words ? ((codec.shape?.shardCount ?? 1) + 1) * chunks + 16 : 2 * chunks + 4)
         try push.setOption(.heartbeatInterval, 250)
         try push.setOption(.heartbeatTimeout, 1500)
         try push.setOption(.reconnectInterval, 100)
