@@ -25,7 +25,8 @@ usage: Deploy/scale/scale.sh [options]
   --steps K              steps per configuration (default: 8)
   --warmup W             steps not timed, W < K (default: 2)
   --embed E --units U    model size (default: 256, 1024: the tutorial's)
-  --rows R --seq S       rows per worker and characters per row (default: 8, 2): --batch R·N --shards N
+  --rows R --seq S       rows per worker and characters per row (default: 8, 2): --batch R·N --shards K·N
+  --shards-per-worker K  shards per worker, pulled one by one (default: 1); K must divide R
   --data FILE            training text (default: ../shared/data/tinyshakespeare.txt if present, else a
                          generated text of 65 symbols, Tiny Shakespeare's alphabet size)
   --timeout SECONDS      per configuration; the coordinator is stopped after it (default: 180)
@@ -48,7 +49,7 @@ charrnn=""
 workers_list="1 2 4 8 16"
 rates_list="1gbit 10gbit"
 steps=8 warmup=2 embed=256 units=1024 rows=8 seq=2 data="" timeout=180 deadline=30 cthreads=1
-compute_rows=64 compute_seq=100 compute=1 insecure=0 logs="" fanout=0
+compute_rows=64 compute_seq=100 compute=1 insecure=0 logs="" fanout=0 per_worker=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-compute) compute=0; shift; continue ;;
@@ -65,6 +66,7 @@ while [ $# -gt 0 ]; do
         --embed) embed=$2 ;;
         --units) units=$2 ;;
         --rows) rows=$2 ;;
+        --shards-per-worker) per_worker=$2 ;;
         --seq) seq=$2 ;;
         --data) data=$2 ;;
         --timeout) timeout=$2 ;;
@@ -79,10 +81,13 @@ while [ $# -gt 0 ]; do
     shift 2
 done
 
-for v in steps warmup embed units rows seq timeout deadline cthreads compute_rows compute_seq; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || die "--${v/cthreads/coordinator-threads} must be a whole number, got '${!v}'"
-    [ "$v" = warmup ] || [ "${!v}" -gt 0 ] || die "--${v/cthreads/coordinator-threads} must be positive"
+for v in steps warmup embed units rows per_worker seq timeout deadline cthreads compute_rows compute_seq; do
+    name=${v/cthreads/coordinator-threads}
+    name=${name/per_worker/shards-per-worker}
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "--${name//_/-} must be a whole number, got '${!v}'"
+    [ "$v" = warmup ] || [ "${!v}" -gt 0 ] || die "--${name//_/-} must be positive"
 done
+[ $((rows % per_worker)) -eq 0 ] || die "--shards-per-worker ($per_worker) must divide --rows ($rows)"
 [ "$warmup" -lt "$steps" ] || die "--warmup ($warmup) must be less than --steps ($steps)"
 [[ $fanout =~ ^[0-9]+$ ]] && [ "$fanout" -le 64 ] || die "--relay-fanout must be a whole number from 0 to 64, got '$fanout'"
 [ -n "${workers_list// /}" ] || die "--workers is empty"
@@ -211,7 +216,7 @@ measure() {
     mkdir -p "$dir"
     local -a wpids=()
     local -a cmd=(nsenter "--net=/run/netns/$prefix-h0" "$charrnn" coordinator --bind "tcp://$(address 0):5555"
-        --data "$data" --embed "$embed" --units "$units" --batch $((rows * n)) --shards "$n" --seq "$seq"
+        --data "$data" --embed "$embed" --units "$units" --batch $((rows * n)) --shards $((per_worker * n)) --seq "$seq"
         --steps "$steps" --min-workers "$n" --deadline "$deadline" --threads "$cthreads" --relay-fanout "$fanout"
         --checkpoint-dir "$ckpt" "${security_coordinator[@]}")
     rx0=$(counter rx_bytes) tx0=$(counter tx_bytes)
@@ -299,7 +304,7 @@ echo
 echo "- $(date -u '+%Y-%m-%d %H:%M UTC'); CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- charrnn: $charrnn; security: $security; weights: $([ "$fanout" -eq 0 ] && echo "from the coordinator to every worker" || echo "down a relay tree of fan-out $fanout")"
 echo "- hosts: network namespaces $prefix-h0..h$max_n on bridge $prefix-br, $subnet.0/24; tc tbf on both directions of each host's veth"
-echo "- workload: embed $embed, units $units, $data_name; --batch $rows·N --shards N --seq $seq; $steps steps, the first $warmup not timed"
+echo "- workload: embed $embed, units $units, $data_name; --batch $rows·N --shards $per_worker·N --seq $seq; $steps steps, the first $warmup not timed"
 echo "- coordinator on host 0 (--threads $cthreads, --deadline $deadline), one \`worker --threads 1\` on each of hosts 1..N; timeout ${timeout}s per configuration"
 echo
 echo "ms/step: steady state, from the wall times in the coordinator's metrics.csv. out / in: bytes through the"
