@@ -125,6 +125,22 @@ func assertMatchesUninterruptedRun(_ ckpt: URL, data: String, options: [String],
     assertSameCheckpoint(reference.appendingPathComponent(name).path, ckpt.appendingPathComponent(name).path, file: file, line: line)
 }
 
+/// Stops `worker` (SIGSTOP) for 5 s while the run in `ckpt` goes on: it must make `steps` steps within `within`
+/// seconds of the stop. Then continues the worker, and waits until it is back (as `name`) and the run made `steps`
+/// more.
+func stallForFiveSeconds(_ worker: Spawned, named name: String, steps: Int, within: Double, ckpt: URL, coordinator: Spawned,
+                         file: StaticString = #filePath, line: UInt = #line) throws {
+    worker.signal(SIGSTOP)
+    let stopped = Date()
+    let before = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), file: file, line: line).step
+    XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= before + steps }, coordinator.output, file: file, line: line)
+    XCTAssertLessThan(Date().timeIntervalSince(stopped), within, "the run waited for the stopped worker", file: file, line: line)
+    usleep(UInt32(max(0, 5 - Date().timeIntervalSince(stopped)) * 1_000_000))
+    worker.signal(SIGCONT)
+    let after = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), file: file, line: line).step
+    XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= after + steps && $0.names.contains(name) }, coordinator.output, file: file, line: line)
+}
+
 /// A TCP port nobody listens on right now (bind to port 0, read it, close).
 func freeTCPPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

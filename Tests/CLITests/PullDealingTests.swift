@@ -48,15 +48,7 @@ final class PullDealingTests: XCTestCase {
                                                           "--deadline", "60"] + model)
         let pool = try (0..<3).map { try group.worker(endpoint, name: "w\($0)") }
         XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names.count == 3 && $0.step >= 20 }, coordinator.output)
-        pool[1].signal(SIGSTOP)
-        let stopped = Date()
-        let before = try XCTUnwrap(CoordinatorStatusFile.read(ckpt)).step
-        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= before + 20 }, coordinator.output)
-        XCTAssertLessThan(Date().timeIntervalSince(stopped), 4, "the run waited for the stopped worker")
-        usleep(UInt32(max(0, 5 - Date().timeIntervalSince(stopped)) * 1_000_000))
-        pool[1].signal(SIGCONT)
-        let after = try XCTUnwrap(CoordinatorStatusFile.read(ckpt)).step
-        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= after + 20 && $0.names.contains("w1") }, coordinator.output)
+        try stallForFiveSeconds(pool[1], named: "w1", steps: 20, within: 4, ckpt: ckpt, coordinator: coordinator)
         let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt))
         XCTAssertGreaterThan(status.speculativeShards, 0, coordinator.output)
         coordinator.signal(SIGTERM)

@@ -149,15 +149,7 @@ final class RelayTests: XCTestCase {
             try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"])
         }
         XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names.count == 3 && $0.step >= 5 }, coordinator.output)
-        pool[1].signal(SIGSTOP)
-        let stopped = Date()
-        let before = try XCTUnwrap(CoordinatorStatusFile.read(ckpt)).step
-        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= before + 3 }, coordinator.output)
-        XCTAssertLessThan(Date().timeIntervalSince(stopped), 5, "the run waited for the stopped worker")
-        usleep(UInt32(max(0, 5 - Date().timeIntervalSince(stopped)) * 1_000_000))
-        pool[1].signal(SIGCONT)
-        let after = try XCTUnwrap(CoordinatorStatusFile.read(ckpt)).step
-        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.step >= after + 5 && $0.names.contains("w1") }, coordinator.output)
+        try stallForFiveSeconds(pool[1], named: "w1", steps: 3, within: 5, ckpt: ckpt, coordinator: coordinator)
         coordinator.signal(SIGTERM)
         XCTAssertEqual(coordinator.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(coordinator.output)")
         let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt))

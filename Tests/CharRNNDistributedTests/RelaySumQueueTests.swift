@@ -12,9 +12,7 @@ final class RelaySumQueueTests: XCTestCase {
     private let shape = try! RunShape(config: ModelConfig(vocab: 65, embed: 64, units: 256), seq: 3, rowsPerShard: 2, shardCount: 12)
 
     func testEverySumOfAStepToOnePeerIsQueuedWhileItDoesNotRead() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rq-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory("rq")
         let context = try ZMQContext()
         // The peer reads nothing, and lets one message wait on its side.
         let peer = try ZMQSocket(context, .pull)

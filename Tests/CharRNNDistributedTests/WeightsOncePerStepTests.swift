@@ -9,9 +9,7 @@ final class CoordinatorWeightsTests: XCTestCase {
     private let shape = try! RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 3)
 
     func testWeightsGoToAWorkerOncePerStep() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cw-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory("cw")
         let endpoint = "ipc://\(dir.path)/c.sock"
         let coordinator = try Coordinator(shape: shape, options: CoordinatorOptions(endpoint: endpoint), log: { _ in })
         let context = try ZMQContext()
@@ -159,9 +157,7 @@ final class WorkerStepWeightsTests: XCTestCase {
     /// relay) asks for them at once; once they came (here as a chunk), it is computed, and so are the step's
     /// later orders without weights, in arrival order, with those weights: the same bits as orders that carry them.
     func testOrdersWithoutWeightsWaitForTheStepsWeights() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ww-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory("ww")
         let endpoint = "ipc://\(dir.path)/c.sock"
         let context = try ZMQContext()
         let router = try ZMQSocket(context, .router)
