@@ -261,7 +261,8 @@ public final class Coordinator: ShardPool {
         } else {
             target = .coordinator
         }
-        if holders.allSatisfy({ $0 == nil }) { stats.reducedSteps += 1 }
+        // Every chain of receivers ends at shard 0 (the root starts there): a step has targets if and only if shard 0 has.
+        if shard == 0 { stats.reducedSteps += 1 }
         holders[shard] = worker
         reduction!.holders = holders
         return target

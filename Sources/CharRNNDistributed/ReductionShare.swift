@@ -68,8 +68,8 @@ struct ReductionShare {
     /// the tree (`add(part:final:now:)`).
     private var partial: [Int: (told: [Range<Int>], chunks: Set<Int>)] = [:]
     /// Peers' chunks that came before the order that says they are ours to sum (a peer can be faster than our
-    /// socket: the two come on different sockets); at most twice a
-    /// step's worth per level of the tree: a bound against a peer flooding us, not a limit honest peers reach.
+    /// socket: the two come on different sockets); at most twice a step's worth per level of the tree, a bound
+    /// against a peer flooding us, not a limit honest peers reach.
     private var early: [SumPart] = []
     /// Our relay endpoint: the origin of our tokens.
     let origin: String
