@@ -43,6 +43,34 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// A job of n blocks runs on n threads at most, so the other threads of a big pool sleep through a small
+    /// model's time steps instead of spinning and being woken for each; a bigger job still gets them back.
+    func testSmallJobsLeaveTheOtherThreadsAsleep() {
+        withThreads(8) {
+            let jobs = 2000
+            let runners = UnsafeMutableBufferPointer<UInt>.allocate(capacity: jobs * 2)
+            defer { runners.deallocate() }
+            for job in 0..<jobs {
+                Parallel.forEach(blocks: 2) { b in
+                    var x: Float = 0
+                    for i in 0..<2000 { x += Float(i & 7) }
+                    runners[job * 2 + b] = UInt(bitPattern: Int(bitPattern: pthread_self())) + UInt(x * 0)
+                }
+            }
+            XCTAssertLessThanOrEqual(Set(runners).count, 2, "threads that ran blocks of 2-block jobs")
+
+            let big = 1000
+            let bigRunners = UnsafeMutableBufferPointer<UInt>.allocate(capacity: big)
+            defer { bigRunners.deallocate() }
+            Parallel.forEach(blocks: big) { b in
+                var x: Float = 0
+                for i in 0..<20_000 { x += Float(i & 7) }
+                bigRunners[b] = UInt(bitPattern: Int(bitPattern: pthread_self())) + UInt(x * 0)
+            }
+            XCTAssertGreaterThan(Set(bigRunners).count, 2, "threads that ran blocks of a 1,000-block job")
+        }
+    }
+
     /// A block that itself asks for blocks runs them on its own thread: same blocks, no deadlock.
     func testNestedJobsRunInline() {
         withThreads(3) {
