@@ -14,7 +14,9 @@ import Darwin
 /// next one. The caller returns when every block has finished. Waiting threads (the pool's for the next job,
 /// the caller for the last blocks) spin for `spin` seconds, since the recurrence publishes a job every time
 /// step, then sleep on a condition variable: spinning longer, or yielding the core in a loop, costs CPU time
-/// that other threads and processes could use, and on a busy machine a yielded core comes back late.
+/// that other threads and processes could use, and on a busy machine a yielded core comes back late. With
+/// more threads than cores they do not spin at all (as libgomp does): a spinning thread would hold a core
+/// that a thread with a block to run is waiting for.
 ///
 /// Pool thread `i` (1 …) joins only jobs of more than `i` blocks: a job of n blocks needs n threads at most,
 /// and the others would only spin and be woken for nothing at every time step of a small model (H 256 has
@@ -51,11 +53,13 @@ final class BlockPool: @unchecked Sendable {
     private static let indexBits: UInt64 = 24
     private static let indexMask: UInt64 = (1 << indexBits) - 1
     private static let maxBlocks = 1 << 24
-    private static let spin = 20e-6
+    private let spin: Double
 
-    init(threads: Int) {
+    /// `cores`: the cores this process may use.
+    init(threads: Int, cores: Int) {
         precondition(threads > 1, "a pool needs at least two threads")
         self.threads = threads
+        spin = Self.spin(threads: threads, cores: cores)
         wake = .allocate(capacity: threads)
         asleep = Array(repeating: false, count: threads)
         pthread_mutex_init(&lock, nil)
@@ -101,7 +105,7 @@ final class BlockPool: @unchecked Sendable {
                 let mine = job
                 pthread_mutex_unlock(&lock)
                 take(mine)
-                if !Self.spin(until: { finished.load(ordering: .acquiring) == count }) {
+                if !spin(until: { finished.load(ordering: .acquiring) == count }) {
                     pthread_mutex_lock(&lock)
                     while finished.load(ordering: .acquiring) < count {
                         callerWaits = true
@@ -138,9 +142,12 @@ final class BlockPool: @unchecked Sendable {
         }
     }
 
+    /// Seconds a waiting thread polls before it sleeps: none when the threads outnumber the cores.
+    static func spin(threads: Int, cores: Int) -> Double { threads > cores ? 0 : 20e-6 }
+
     /// Polls `condition` for up to `spin` seconds; whether it became true.
     @inline(__always)
-    private static func spin(until condition: () -> Bool) -> Bool {
+    private func spin(until condition: () -> Bool) -> Bool {
         let deadline = PhaseClock.now() + spin
         while true {
             for _ in 0..<32 where condition() { return true }
@@ -152,7 +159,7 @@ final class BlockPool: @unchecked Sendable {
     private func work(index: Int) {
         var last: UInt64 = 0
         while true {
-            _ = Self.spin(until: {
+            _ = spin(until: {
                 let word = published.load(ordering: .acquiring)
                 return word >> Self.indexBits != last && Int(word & Self.indexMask) > index || stopping.load(ordering: .relaxed)
             })

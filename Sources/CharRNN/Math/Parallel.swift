@@ -19,7 +19,7 @@ public enum Parallel {
         precondition(n > 0, "thread count must be positive")
         guard n != threads else { return }
         pool?.shutdown()
-        pool = n > 1 ? BlockPool(threads: n) : nil
+        pool = n > 1 ? BlockPool(threads: n, cores: ThreadCount.available()) : nil
     }
 
     /// Runs `body(0) … body(count − 1)`, each once, on up to `threads` threads; returns when all did. Nested
