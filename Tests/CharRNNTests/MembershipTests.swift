@@ -107,4 +107,43 @@ final class MembershipTests: XCTestCase {
         XCTAssertEqual(m.straggling(now: 3.6, factor: 1.5), [a])
         XCTAssertEqual(m.straggling(now: 5.1, factor: 1.5), [a, b])
     }
+
+    /// Shards left go each to whoever would finish it first: what a worker holds, and how fast it is, decide.
+    func testShardsAreSharedByWhenEachWorkerWouldFinishThem() {
+        var m = Membership()
+        m.admit(a, name: "a")
+        m.admit(b, name: "b")
+        XCTAssertNil(m.shareByFinish(3, now: 0), "no shard time known yet: nothing to go by")
+        m.assign(0, to: a, now: 0)
+        m.assign(1, to: b, now: 0)
+        m.answered(0, by: a, now: 1)
+        m.answered(1, by: b, now: 2.5)
+        // a: 1 s a shard, free now; b: 2.5 s. 3 shards: a would finish them at 1, 2, 3 s, b its first at 2.5 s.
+        XCTAssertEqual(m.shareByFinish(3, now: 2.5), [a: 2, b: 1])
+        XCTAssertEqual(m.shareByFinish(1, now: 2.5), [a: 1])
+        // a holds two shards from 2.5 s: free at 4.5, so the next of 2 is b's (done at 5 s), then a's (5.5 s).
+        m.assign(2, to: a, now: 2.5)
+        m.assign(3, to: a, now: 2.5)
+        XCTAssertEqual(m.shareByFinish(2, now: 2.5), [b: 1, a: 1])
+        // Late on its front shard (due at 3.5 s), a is taken to finish it now; a straggler takes none.
+        XCTAssertEqual(m.shareByFinish(1, now: 4, excluding: []), [a: 1], "a free at 5 s, done at 6; b at 6.5")
+        XCTAssertEqual(m.shareByFinish(1, now: 4, excluding: [a]), [b: 1])
+        XCTAssertNil(m.shareByFinish(1, now: 4, excluding: [a, b]), "every worker excluded: nothing to go by")
+        // A newcomer counts at the others' median shard time.
+        m.admit(c, name: "c")
+        XCTAssertEqual(m.shareByFinish(3, now: 4), [a: 1, b: 1, c: 1], "done at 6 (a), 6.5 (b, then c: tie, join order)")
+    }
+
+    /// A released order frees its worker without counting as a shard time: the release comes when the step is
+    /// done with other copies, not when the worker computed.
+    func testAReleaseFreesTheWorkerButIsNoShardTime() {
+        var m = Membership()
+        m.admit(a, name: "a")
+        m.assign(0, to: a, now: 0)
+        m.answered(0, by: a, now: 1)
+        m.assign(1, to: a, now: 1)
+        m.released(1, by: a, now: 30)
+        XCTAssertEqual(m.load(of: a), 0)
+        XCTAssertEqual(m.live[0].shardTime, 1)
+    }
 }

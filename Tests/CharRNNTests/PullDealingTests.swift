@@ -27,6 +27,25 @@ final class PullDealingTests: XCTestCase {
         for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15, "steps took \(steps)") }
     }
 
+    /// 8 shards over a worker and one 2.3 times slower: the best split is 6 : 2 (6 s; 5 : 3 takes 6.9 s). A shard
+    /// goes to the worker that would finish it first, so the slow one is not handed a 3rd shard that it would still
+    /// be computing, queued behind its 2nd, after the fast one is done.
+    func testShardsGoWhereTheyWouldBeFinishedFirst() throws {
+        let h = try Harness(deadline: 100, shards: 8)
+        h.pool.join("fast", at: 0, behaviour: .paced(1))
+        h.pool.join("slow", at: 0, behaviour: .paced(2.3))
+        var starts: [Double] = []
+        while !h.plan.isFinished {
+            starts.append(h.clock.t)
+            XCTAssertNotNil(try h.driver.advance())
+        }
+        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run")
+        let steps = zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
+        let dealt = h.pool.dealt.reduce(into: [String: Int]()) { $0[$1.worker, default: 0] += $1.shards.count }
+        // The first step has no shard times yet; each later one takes the best split's 6 s, plus answers' latency.
+        for t in steps.dropFirst() { XCTAssertLessThanOrEqual(t, 6.1, "steps took \(steps), dealt: \(dealt)") }
+    }
+
     /// The same with the workers summing the step's gradients up the tree among themselves: no result comes back
     /// before the root, but each worker's word that it computed a shard gets it the next, so the fast one still
     /// computes about two thirds and a step still takes about the share-by-speed time (plus the tree's latency).

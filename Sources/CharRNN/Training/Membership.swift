@@ -107,6 +107,12 @@ public struct Membership {
         unqueue(shard, by: worker, now: now)
     }
 
+    /// `worker`'s order for `shard` needs no answer any more (`PoolEvent.released`): it is no longer busy with it,
+    /// but its shard time stays as it was, since the release came when the step was done, not when it computed.
+    public mutating func released(_ shard: Int, by worker: WorkerID, now: Double) {
+        unqueue(shard, by: worker, now: now, timed: false)
+    }
+
     /// `worker` computed `shard` of this step, whose result went up the workers' reduction tree instead of coming
     /// back: it is no longer busy with it (as `answered`), but the shard stays out, held by it, until its result is
     /// in. Ignored unless the worker is computing it.
@@ -114,12 +120,13 @@ public struct Membership {
         if unqueue(shard, by: worker, now: now) { parked[worker, default: []].append(shard) }
     }
 
-    /// Takes `shard` off `worker`'s queue; false when it was not there.
+    /// Takes `shard` off `worker`'s queue, and unless `timed` is false counts the time it took into `shardTime`;
+    /// false when it was not there.
     @discardableResult
-    private mutating func unqueue(_ shard: Int, by worker: WorkerID, now: Double) -> Bool {
+    private mutating func unqueue(_ shard: Int, by worker: WorkerID, now: Double, timed: Bool = true) -> Bool {
         guard let k = queues[worker]?.firstIndex(where: { $0.shard == shard }) else { return false }
         queues[worker]!.remove(at: k)
-        if let since = byID[worker]?.busySince {
+        if timed, let since = byID[worker]?.busySince {
             let took = max(0, now - since)
             byID[worker]!.shardTime = byID[worker]!.shardTime.map { took > $0 ? took : 0.8 * $0 + 0.2 * took } ?? took
         }
@@ -159,6 +166,34 @@ public struct Membership {
             guard let since = m.busySince, let usual = m.shardTime ?? median else { return false }
             return now - since > max(factor * usual, usual + margin)
         }.map(\.id)
+    }
+
+    /// How `n` more shards are best shared out: each in turn to the worker that would finish it first, given what
+    /// each holds and its usual shard time (a worker without one yet: the others' median), ties to the earlier
+    /// joiner. Workers in `excluded` (stragglers) take none. Nil while nobody has a shard time, or when every
+    /// worker is excluded: then there is nothing to go by.
+    public func shareByFinish(_ n: Int, now: Double, excluding excluded: Set<WorkerID> = []) -> [WorkerID: Int]? {
+        let known = byID.values.compactMap(\.shardTime).sorted()
+        guard !known.isEmpty else { return nil }
+        let median = known[known.count / 2]
+        var free: [(id: WorkerID, at: Double, time: Double)] = live.filter { !excluded.contains($0.id) }.map { m in
+            let time = m.shardTime ?? median
+            let queued = Double(queues[m.id]?.count ?? 0)
+            // Free once it has computed what it holds. Its front shard of this step is due one shard time after it
+            // started (or now, if that has passed: it is late, not yet a straggler); behind orders of an earlier
+            // step it has not started.
+            guard m.earlier.isEmpty else { return (m.id, now + (Double(m.earlier.count) + queued) * time, time) }
+            guard queued > 0, let since = m.busySince else { return (m.id, now, time) }
+            return (m.id, max(now, since + time) + (queued - 1) * time, time)
+        }
+        guard !free.isEmpty else { return nil }
+        var share: [WorkerID: Int] = [:]
+        for _ in 0..<n {
+            let k = free.indices.min { free[$0].at + free[$0].time < free[$1].at + free[$1].time }!
+            share[free[k].id, default: 0] += 1
+            free[k].at += free[k].time
+        }
+        return share
     }
 
     /// Forgets every assignment: a new step begins. Orders still unanswered become earlier orders.

@@ -86,8 +86,10 @@ public enum DealingEvent: Sendable {
 /// fixed reduction tree as they come and applies Adam. The rules, all here and all on the injected clock:
 /// - workers pull work: each holds at most `maxHeld` shards (one order per shard), and as its results come
 ///   back (or, for results summed up the workers' tree, word that it computed them: `PoolEvent.computed`) it is
-///   dealt the next undealt shards, lowest index first, so faster workers compute more. The least
-///   loaded worker is dealt first (ties: join order), and workers still busy with orders of an earlier step last;
+///   dealt the next undealt shards, lowest index first, so faster workers compute more; and only if it would
+///   finish one of the shards left first (by the workers' usual shard times, `Membership.shareByFinish`), so a
+///   slow worker is not handed a shard a faster one would be done with sooner. The least loaded worker is dealt
+///   first (ties: join order), and workers still busy with orders of an earlier step last;
 /// - once no shard is left to deal, an idle worker is dealt a copy of a straggler's shard (`speculateAfter`),
 ///   the one out the longest, at most two holders at a time and never to a worker that holds it already, nor of a
 ///   shard summed up the workers' tree (`ShardPool.isSummedByWorkers`);
@@ -178,8 +180,13 @@ public final class StepDriver {
             return
         }
         waiting = false
+        // Only to a worker that would finish one of these shards first: a slower worker with room is not handed one
+        // it would still be computing, queued behind another, when a faster one could have done it.
+        let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
+        var share = members.shareByFinish(shards.count, now: now, excluding: stragglers)
         for s in shards {
-            guard let worker = leastLoaded(members.live.map(\.id)) else { return }
+            guard let worker = leastLoaded(members.live.map(\.id).filter { share == nil || share![$0, default: 0] > 0 }) else { return }
+            share?[worker, default: 0] -= 1
             give(s, to: worker, of: planned, now: now)
         }
     }
@@ -296,7 +303,7 @@ public final class StepDriver {
             // Only once the shard is in: until then the worker's order is what the step waits for.
             if releasedStep == step {
                 guard reduction.has(shard) else { return }
-                members.answered(shard, by: worker, now: clock.now())
+                members.released(shard, by: worker, now: clock.now())
             } else if releasedStep < step {
                 members.answeredEarlier(1, by: worker, now: clock.now())
             }
