@@ -48,11 +48,33 @@ final class ScaleHarnessTests: XCTestCase {
         XCTAssertFalse(left.contains("\(prefix)-"), "left behind:\n\(left)")
     }
 
+    /// Deploy/scale/hetero.sh (a worker at half speed against the share-by-speed ideal), on a tiny model: one row
+    /// with the solo and combined step times, and every shard of the combined run counted. With results one by one
+    /// and with the tree; it leaves no process behind.
+    func testHeterogeneousSmokeRunPrintsARound() throws {
+        let script = CLI.packageRoot.appendingPathComponent("Deploy/scale/hetero.sh").path
+        let data = try CLI.write(CLI.text(characters: 20_000), in: try CLI.temporaryDirectory(self))
+        for mode in [[], ["--tree"]] {
+            let r = try DeployShell.run(["bash", script, "--charrnn", CLI.executable.path, "--rounds", "1", "--units", "16",
+                                         "--embed", "8", "--batch", "12", "--shards", "6", "--steps", "8", "--skip", "2",
+                                         "--data", data] + mode)
+            let output = r.stdout + r.stderr
+            XCTAssertEqual(r.status, 0, output)
+            let row = try XCTUnwrap(tableRows(r.stdout, first: "1", cells: 7).first, output)
+            for k in 1...4 { XCTAssertGreaterThan(Double(row[k]) ?? 0, 0, "cell \(k) of \(row)") }
+            XCTAssertTrue(row[6].contains(" of 48 ("), "every shard of 8 steps × 6 counted once: \(row)")
+            XCTAssertEqual(TestNetwork.sh("pgrep -f 'charrnn-hetero[.]'"), 1, "a process of the run is left")
+        }
+        let refused = try DeployShell.run(["bash", script, "--no-such-option"])
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertTrue(refused.stderr.hasPrefix("error: unknown option --no-such-option"), refused.stderr)
+    }
+
     /// The cells of the measurement rows whose first cell is `first` (the projection's rows end in percentages).
-    func tableRows(_ text: String, first: String) -> [[String]] {
+    func tableRows(_ text: String, first: String, cells: Int = 13) -> [[String]] {
         text.split(separator: "\n").map { line in
             line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast()
                 .map { $0.trimmingCharacters(in: .whitespaces) }
-        }.filter { $0.first == first && $0.count == 13 && !$0.contains { $0.hasSuffix("%") } }
+        }.filter { $0.first == first && $0.count == cells && !$0.contains { $0.hasSuffix("%") } }
     }
 }
