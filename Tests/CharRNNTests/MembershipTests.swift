@@ -132,18 +132,36 @@ final class MembershipTests: XCTestCase {
         // A newcomer counts at the others' median shard time.
         m.admit(c, name: "c")
         XCTAssertEqual(m.shareByFinish(3, now: 4), [a: 1, b: 1, c: 1], "done at 6 (a), 6.5 (b, then c: tie, join order)")
+        // A released order frees c but is no shard time: the release comes when the step is done with other copies,
+        // not when c computed, so it must not make c look slow.
+        m.assign(4, to: c, now: 4)
+        m.released(4, by: c, now: 30)
+        XCTAssertEqual(m.load(of: c), 0)
+        XCTAssertNil(m.live[2].shardTime)
     }
 
-    /// A released order frees its worker without counting as a shard time: the release comes when the step is
-    /// done with other copies, not when the worker computed.
-    func testAReleaseFreesTheWorkerButIsNoShardTime() {
+    /// A worker's first order of a step also waits for the step's weights: the dealing plans with the time of the
+    /// shards after it. Here a's weights take 0.3 s to arrive and its shards 0.01 s; b's come at once, 0.045 s.
+    func testTheDealingPlansWithTheShardsAfterTheFirstOfAStep() {
         var m = Membership()
         m.admit(a, name: "a")
+        m.admit(b, name: "b")
         m.assign(0, to: a, now: 0)
-        m.answered(0, by: a, now: 1)
-        m.assign(1, to: a, now: 1)
-        m.released(1, by: a, now: 30)
-        XCTAssertEqual(m.load(of: a), 0)
-        XCTAssertEqual(m.live[0].shardTime, 1)
+        m.assign(1, to: a, now: 0)
+        m.assign(2, to: b, now: 0)
+        m.assign(3, to: b, now: 0)
+        m.answered(2, by: b, now: 0.045)
+        m.answered(3, by: b, now: 0.09)
+        m.answered(0, by: a, now: 0.31)
+        m.answered(1, by: a, now: 0.32)
+        XCTAssertEqual(m.live[0].shardTime ?? 0, 0.25, accuracy: 1e-9, "the straggler rule's time follows a shorter shard slowly")
+        XCTAssertEqual(m.live[0].nextShardTime ?? 0, 0.01, accuracy: 1e-9)
+        XCTAssertEqual(m.live[1].nextShardTime ?? 0, 0.045, accuracy: 1e-9)
+        XCTAssertEqual(m.shareByFinish(6, now: 0.32), [a: 5, b: 1], "a, 0.01 s a shard, does 4 before b does 1")
+        XCTAssertEqual(m.shareByFinish(6, now: 0.32, resolution: 0.05), [a: 3, b: 3], "times under 0.05 s are all alike")
+        m.beginStep()
+        m.assign(4, to: a, now: 1)
+        m.answered(4, by: a, now: 1.3)
+        XCTAssertEqual(m.live[0].nextShardTime ?? 0, 0.01, accuracy: 1e-9, "again the first order of its step")
     }
 }

@@ -11,18 +11,10 @@ final class PullDealingTests: XCTestCase {
     /// step takes about the share-by-speed time (8 / 1.5 = 5.33 s), not the 8 s of an even split.
     func testFasterWorkerComputesMore() throws {
         let h = try Harness(deadline: 100, shards: 8)
-        h.pool.join("fast", at: 0, behaviour: .paced(1))
-        h.pool.join("slow", at: 0, behaviour: .paced(2))
-        var starts: [Double] = []
-        while !h.plan.isFinished {
-            starts.append(h.clock.t)
-            XCTAssertNotNil(try h.driver.advance())
-        }
-        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run")
+        let steps = try stepTimes(h, fast: 1, slow: 2)
         let computed = Dictionary(uniqueKeysWithValues: h.driver.workers.map { ($0.name, $0.shardsComputed) })
         XCTAssertEqual(computed.values.reduce(0, +), 8 * StepDriverTests.steps)
         XCTAssertGreaterThanOrEqual(computed["fast"]!, 2 * computed["slow"]! - 3, "\(computed)")
-        let steps = zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
         // The first step has no shard times to spot a straggler by; the later ones may use copies.
         for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15, "steps took \(steps)") }
     }
@@ -32,15 +24,7 @@ final class PullDealingTests: XCTestCase {
     /// be computing, queued behind its 2nd, after the fast one is done.
     func testShardsGoWhereTheyWouldBeFinishedFirst() throws {
         let h = try Harness(deadline: 100, shards: 8)
-        h.pool.join("fast", at: 0, behaviour: .paced(1))
-        h.pool.join("slow", at: 0, behaviour: .paced(2.3))
-        var starts: [Double] = []
-        while !h.plan.isFinished {
-            starts.append(h.clock.t)
-            XCTAssertNotNil(try h.driver.advance())
-        }
-        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run")
-        let steps = zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
+        let steps = try stepTimes(h, fast: 1, slow: 2.3)
         let dealt = h.pool.dealt.reduce(into: [String: Int]()) { $0[$1.worker, default: 0] += $1.shards.count }
         // The first step has no shard times yet; each later one takes the best split's 6 s, plus answers' latency.
         for t in steps.dropFirst() { XCTAssertLessThanOrEqual(t, 6.1, "steps took \(steps), dealt: \(dealt)") }
@@ -52,19 +36,11 @@ final class PullDealingTests: XCTestCase {
     func testPulledShardsSummedUpTheTreeStillGoToTheFasterWorker() throws {
         let h = try Harness(deadline: 100, shards: 8, timeLimit: 100)
         h.pool.summedUpTree = true
-        h.pool.join("fast", at: 0, behaviour: .paced(1))
-        h.pool.join("slow", at: 0, behaviour: .paced(2))
-        var starts: [Double] = []
-        while !h.plan.isFinished {
-            starts.append(h.clock.t)
-            guard try h.driver.advance() != nil else { return XCTFail("the run hangs") }
-        }
-        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run")
+        let steps = try stepTimes(h, fast: 1, slow: 2)
         XCTAssertEqual(h.driver.stats.speculativeShards, 0, "a worker that computed its shards is no straggler")
         let dealt = Dictionary(grouping: h.pool.dealt, by: \.worker).mapValues { $0.count }
         XCTAssertEqual(dealt.values.reduce(0, +), 8 * StepDriverTests.steps, "each shard dealt once")
         XCTAssertGreaterThanOrEqual(dealt["fast"]!, 2 * dealt["slow"]! - 3, "\(dealt)")
-        let steps = zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
         for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15 + h.pool.treeLatency, "steps took \(steps)") }
     }
 
@@ -160,5 +136,22 @@ final class PullDealingTests: XCTestCase {
         try h.finish()
         XCTAssertEqual(h.driver.stats.distrustedWorkers, 1)
         XCTAssertEqual(Set(h.driver.workers.map(\.name)), ["a", "b"])
+    }
+
+    /// Runs `h` to the end with a worker "fast" and a worker "slow" computing a shard in `fast` and `slow` seconds:
+    /// each step's duration, once the weights are checked against the in-process run's (empty if the run hung).
+    private func stepTimes(_ h: Harness, fast: Double, slow: Double, file: StaticString = #filePath, line: UInt = #line) throws -> [Double] {
+        h.pool.join("fast", at: 0, behaviour: .paced(fast))
+        h.pool.join("slow", at: 0, behaviour: .paced(slow))
+        var starts: [Double] = []
+        while !h.plan.isFinished {
+            starts.append(h.clock.t)
+            guard try h.driver.advance() != nil else {
+                XCTFail("the run hangs", file: file, line: line)
+                return []
+            }
+        }
+        XCTAssertEqual(h.plan.state.weights.storage.array, h.reference, "weights differ from the in-process run", file: file, line: line)
+        return zip(starts.dropFirst() + [h.clock.t], starts).map { $0 - $1 }
     }
 }

@@ -24,6 +24,11 @@ public struct Membership {
         /// once and a shorter one slowly, so ordinary jitter does not make the worker look late. Nil before its
         /// first answer.
         public var shardTime: Double?
+        /// How long a shard takes once the worker has the step's weights: timed from its previous answer, never on
+        /// its first order of a step, which also waits for the weights (long on a slow link or down a relay tree).
+        /// A plain running mean, what the dealing plans with (`shareByFinish`). Nil until it has answered an order
+        /// that was not its first of the step.
+        public var nextShardTime: Double?
         /// Since when its front shard has been computing; nil with nothing held.
         var busySince: Double?
     }
@@ -48,6 +53,8 @@ public struct Membership {
     private var parked: [WorkerID: [Int]] = [:]
     /// shard → every worker it was dealt to in the current step: the only workers whose result for it counts.
     private var dealt: [Int: Set<WorkerID>] = [:]
+    /// worker → the shard of its first order in the current step.
+    private var firstOrders: [WorkerID: Int] = [:]
     private var joinCounter = 0
 
     public init() {}
@@ -70,6 +77,7 @@ public struct Membership {
     public mutating func remove(_ id: WorkerID) -> [Int] {
         byID[id] = nil
         let held = (queues.removeValue(forKey: id)?.map(\.shard) ?? []) + (parked.removeValue(forKey: id) ?? [])
+        firstOrders[id] = nil
         var orphans: [Int] = []
         for s in held {
             guard var holders = inFlight[s] else { continue }
@@ -93,6 +101,7 @@ public struct Membership {
         inFlight[shard, default: []].append(holding)
         dealt[shard, default: []].insert(worker)
         if queues[worker, default: []].isEmpty { byID[worker]?.busySince = now }
+        if firstOrders[worker] == nil { firstOrders[worker] = shard }
         queues[worker, default: []].append(holding)
         // The new order makes the worker drop its queued orders of earlier steps: only the one it computes is left.
         if let m = byID[worker], m.earlier.count > 1 { byID[worker]!.earlier = [m.earlier[0]] }
@@ -129,6 +138,9 @@ public struct Membership {
         if timed, let since = byID[worker]?.busySince {
             let took = max(0, now - since)
             byID[worker]!.shardTime = byID[worker]!.shardTime.map { took > $0 ? took : 0.8 * $0 + 0.2 * took } ?? took
+            if firstOrders[worker] != shard {
+                byID[worker]!.nextShardTime = byID[worker]!.nextShardTime.map { 0.8 * $0 + 0.2 * took } ?? took
+            }
         }
         byID[worker]?.busySince = queues[worker]!.isEmpty ? nil : now
         return true
@@ -169,15 +181,19 @@ public struct Membership {
     }
 
     /// How `n` more shards are best shared out: each in turn to the worker that would finish it first, given what
-    /// each holds and its usual shard time (a worker without one yet: the others' median), ties to the earlier
-    /// joiner. Workers in `excluded` (stragglers) take none. Nil while nobody has a shard time, or when every
-    /// worker is excluded: then there is nothing to go by.
-    public func shareByFinish(_ n: Int, now: Double, excluding excluded: Set<WorkerID> = []) -> [WorkerID: Int]? {
-        let known = byID.values.compactMap(\.shardTime).sorted()
+    /// each holds and how long its shards take (`nextShardTime`, else `shardTime`; a worker with neither: the
+    /// others' median), ties to the earlier joiner. Times under `resolution` count as `resolution`: the driver
+    /// cannot tell them apart, and a worker timed at 0 would be planned every shard. Workers in `excluded`
+    /// (stragglers) take none. Nil while nobody has a shard time, or when every worker is excluded: then there is
+    /// nothing to go by.
+    public func shareByFinish(
+        _ n: Int, now: Double, resolution: Double = 0, excluding excluded: Set<WorkerID> = []
+    ) -> [WorkerID: Int]? {
+        let known = byID.values.compactMap { $0.nextShardTime ?? $0.shardTime }.sorted()
         guard !known.isEmpty else { return nil }
         let median = known[known.count / 2]
         var free: [(id: WorkerID, at: Double, time: Double)] = live.filter { !excluded.contains($0.id) }.map { m in
-            let time = m.shardTime ?? median
+            let time = max(resolution, m.nextShardTime ?? m.shardTime ?? median)
             let queued = Double(queues[m.id]?.count ?? 0)
             // Free once it has computed what it holds. Its front shard of this step is due one shard time after it
             // started (or now, if that has passed: it is late, not yet a straggler); behind orders of an earlier
@@ -204,5 +220,6 @@ public struct Membership {
         parked.removeAll()
         inFlight.removeAll()
         dealt.removeAll()
+        firstOrders.removeAll()
     }
 }

@@ -87,7 +87,7 @@ public enum DealingEvent: Sendable {
 /// - workers pull work: each holds at most `maxHeld` shards (one order per shard), and as its results come
 ///   back (or, for results summed up the workers' tree, word that it computed them: `PoolEvent.computed`) it is
 ///   dealt the next undealt shards, lowest index first, so faster workers compute more; and only if it would
-///   finish one of the shards left first (by the workers' usual shard times, `Membership.shareByFinish`), so a
+///   finish one of the shards left first (by how long the workers' shards take, `Membership.shareByFinish`), so a
 ///   slow worker is not handed a shard a faster one would be done with sooner. The least loaded worker is dealt
 ///   first (ties: join order), and workers still busy with orders of an earlier step last;
 /// - once no shard is left to deal, an idle worker is dealt a copy of a straggler's shard (`speculateAfter`),
@@ -183,7 +183,7 @@ public final class StepDriver {
         // Only to a worker that would finish one of these shards first: a slower worker with room is not handed one
         // it would still be computing, queued behind another, when a faster one could have done it.
         let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
-        var share = members.shareByFinish(shards.count, now: now, excluding: stragglers)
+        var share = members.shareByFinish(shards.count, now: now, resolution: rules.pollInterval, excluding: stragglers)
         for s in shards {
             guard let worker = leastLoaded(members.live.map(\.id).filter { share == nil || share![$0, default: 0] > 0 }) else { return }
             share?[worker, default: 0] -= 1
