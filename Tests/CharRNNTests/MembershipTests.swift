@@ -110,9 +110,7 @@ final class MembershipTests: XCTestCase {
 
     /// Shards left go each to whoever would finish it first: what a worker holds, and how fast it is, decide.
     func testShardsAreSharedByWhenEachWorkerWouldFinishThem() {
-        var m = Membership()
-        m.admit(a, name: "a")
-        m.admit(b, name: "b")
+        var m = members(a, b)
         XCTAssertNil(m.shareByFinish(3, now: 0), "no shard time known yet: nothing to go by")
         m.assign(0, to: a, now: 0)
         m.assign(1, to: b, now: 0)
@@ -143,9 +141,7 @@ final class MembershipTests: XCTestCase {
     /// A worker's first order of a step also waits for the step's weights: the dealing plans with the time of the
     /// shards after it. Here a's weights take 0.3 s to arrive and its shards 0.01 s; b's come at once, 0.045 s.
     func testTheDealingPlansWithTheShardsAfterTheFirstOfAStep() {
-        var m = Membership()
-        m.admit(a, name: "a")
-        m.admit(b, name: "b")
+        var m = members(a, b)
         m.assign(0, to: a, now: 0)
         m.assign(1, to: a, now: 0)
         m.assign(2, to: b, now: 0)
@@ -163,5 +159,12 @@ final class MembershipTests: XCTestCase {
         m.assign(4, to: a, now: 1)
         m.answered(4, by: a, now: 1.3)
         XCTAssertEqual(m.live[0].nextShardTime ?? 0, 0.01, accuracy: 1e-9, "again the first order of its step")
+    }
+
+    /// A membership with these workers admitted, in this order (the names do not matter here).
+    private func members(_ ids: WorkerID...) -> Membership {
+        var m = Membership()
+        for id in ids { m.admit(id, name: "\(id.bytes)") }
+        return m
     }
 }
