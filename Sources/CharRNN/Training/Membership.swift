@@ -129,8 +129,8 @@ public struct Membership {
         if unqueue(shard, by: worker, now: now) { parked[worker, default: []].append(shard) }
     }
 
-    /// Takes `shard` off `worker`'s queue, and unless `timed` is false counts the time it took into `shardTime`;
-    /// false when it was not there.
+    /// Takes `shard` off `worker`'s queue, and unless `timed` is false counts the time it took into `shardTime`
+    /// (and into `nextShardTime` unless it was the worker's first order of the step); false when it was not there.
     @discardableResult
     private mutating func unqueue(_ shard: Int, by worker: WorkerID, now: Double, timed: Bool = true) -> Bool {
         guard let k = queues[worker]?.firstIndex(where: { $0.shard == shard }) else { return false }
