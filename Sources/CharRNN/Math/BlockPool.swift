@@ -59,7 +59,7 @@ final class BlockPool: @unchecked Sendable {
     init(threads: Int, cores: Int) {
         precondition(threads > 1, "a pool needs at least two threads")
         self.threads = threads
-        spin = Self.spin(threads: threads, cores: cores)
+        spin = Self.spinTime(threads: threads, cores: cores)
         wake = .allocate(capacity: threads)
         asleep = Array(repeating: false, count: threads)
         pthread_mutex_init(&lock, nil)
@@ -143,7 +143,7 @@ final class BlockPool: @unchecked Sendable {
     }
 
     /// Seconds a waiting thread polls before it sleeps: none when the threads outnumber the cores.
-    static func spin(threads: Int, cores: Int) -> Double { threads > cores ? 0 : 20e-6 }
+    static func spinTime(threads: Int, cores: Int) -> Double { threads > cores ? 0 : 20e-6 }
 
     /// Polls `condition` for up to `spin` seconds; whether it became true.
     @inline(__always)

@@ -182,13 +182,19 @@ public final class StepDriver {
         waiting = false
         // Only to a worker that would finish one of these shards first: a slower worker with room is not handed one
         // it would still be computing, queued behind another, when a faster one could have done it.
-        let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
-        var share = members.shareByFinish(shards.count, now: now, resolution: rules.pollInterval, excluding: stragglers)
+        var share = members.shareByFinish(shards.count, now: now, resolution: rules.pollInterval, excluding: stragglers(now: now))
         for s in shards {
-            guard let worker = leastLoaded(members.live.map(\.id).filter { share == nil || share![$0, default: 0] > 0 }) else { return }
+            let candidates = members.live.map(\.id).filter { id in share.map { $0[id, default: 0] > 0 } ?? true }
+            guard let worker = leastLoaded(candidates) else { return }
             share?[worker, default: 0] -= 1
             give(s, to: worker, of: planned, now: now)
         }
+    }
+
+    /// Workers whose front shard has been computing for more than `speculateAfter` times their usual shard time
+    /// (and a poll interval longer): copies of what they hold go to idle workers, and they take no planned shard.
+    private func stragglers(now: Double) -> Set<WorkerID> {
+        Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
     }
 
     /// Of `candidates`, the worker with room for another shard that should take it: workers still busy with an
@@ -213,11 +219,11 @@ public final class StepDriver {
     private func speculate(_ planned: PlannedStep, audit: Audit, now: Double) {
         guard members.count >= rules.minWorkers, rules.speculateAfter.isFinite else { return }
         // A shard a poll interval late is no straggler: on shards of a few milliseconds that is scheduling noise.
-        let stragglers = Set(members.straggling(now: now, factor: rules.speculateAfter, margin: rules.pollInterval))
-        guard !stragglers.isEmpty else { return }
+        let late = stragglers(now: now)
+        guard !late.isEmpty else { return }
         // Not a shard summed up the workers' tree: a copy would keep the tree's sum from counting (see the pool).
         var candidates = members.inFlight.values.compactMap { holders in
-            holders.count == 1 && stragglers.contains(holders[0].worker) && !pool.isSummedByWorkers(holders[0].shard, step: planned.globalStep)
+            holders.count == 1 && late.contains(holders[0].worker) && !pool.isSummedByWorkers(holders[0].shard, step: planned.globalStep)
                 ? holders[0] : nil
         }.sorted { ($0.since, $0.shard) < ($1.since, $1.shard) }
         for idle in members.live.map(\.id) where members.load(of: idle) == 0 {
