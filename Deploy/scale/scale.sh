@@ -4,7 +4,8 @@
 # `charrnn worker --threads 1` on each other host. Per link rate and worker count it measures, with the
 # model's full parameter size but negligible compute (--rows rows per worker, --seq characters):
 #   - ms per step in steady state, from the wall times in the coordinator's metrics.csv (warm-up skipped);
-#   - bytes through the coordinator's link per step, each direction, from its veth's kernel counters;
+#   - bytes through the coordinator's link per step, each direction, from its veth's kernel counters, and the most
+#     any one worker's link carried, each direction (where the reduction's fan-in shows);
 #   - the coordinator's peak RSS (/usr/bin/time -v, else VmHWM polled from /proc);
 #   - workers lost (coordinator.json);
 #   - CPU per step in steady state (utime + stime from /proc), the coordinator's and the workers' summed: on one
@@ -201,7 +202,13 @@ fi
 
 # The bridge side of host 0's veth: what it receives the coordinator sent (out), what it transmits the
 # coordinator receives (in).
-counter() { cat "/sys/class/net/$prefix-v0/statistics/$1"; }
+counter() { cat "/sys/class/net/$prefix-v${2:-0}/statistics/$1"; }
+# Every worker host's counter, space-separated, hosts 1..N.
+worker_counters() { local h; for ((h = 1; h <= $2; h++)); do printf '%s ' "$(counter "$1" "$h")"; done; }
+# The largest per-host difference of two worker_counters lists, in MB per step.
+busiest() { awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN { n = split(a, x, " "); split(b, y, " "); m = 0
+    for (i = 1; i <= n; i++) if (y[i] - x[i] > m) m = y[i] - x[i]
+    printf "%.3f", m / s / 1e6 }'; }
 # utime + stime of processes, in clock ticks (0 for one that is gone).
 cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 json_field() { sed -n "s/.*\"$2\" *: *\([0-9][0-9]*\).*/\1/p" "$1" 2>/dev/null | head -1; }
@@ -220,6 +227,8 @@ measure() {
         --steps "$steps" --min-workers "$n" --deadline "$deadline" --threads "$cthreads" --relay-fanout "$fanout"
         --checkpoint-dir "$ckpt" "${security_coordinator[@]}")
     rx0=$(counter rx_bytes) tx0=$(counter tx_bytes)
+    local wrx0 wtx0 wrx1 wtx1
+    wrx0=$(worker_counters rx_bytes "$n") wtx0=$(worker_counters tx_bytes "$n")
     # nsenter execs charrnn in place; /usr/bin/time, when there, is its parent and reports the peak RSS.
     if [ -x /usr/bin/time ]; then
         /usr/bin/time -v -o "$dir/time.txt" "${cmd[@]}" >"$dir/coordinator.log" 2>&1 &
@@ -273,11 +282,12 @@ measure() {
     done
     for p in "${wpids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     rx1=$(counter rx_bytes) tx1=$(counter tx_bytes)
+    wrx1=$(worker_counters rx_bytes "$n") wtx1=$(worker_counters tx_bytes "$n")
     if [ -f "$dir/time.txt" ]; then
         v=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$dir/time.txt")
         if [ -n "$v" ]; then hwm=$v; fi
     fi
-    local done_steps lost ms out=- in=- link=-
+    local done_steps lost ms out=- in=- link=- worker_io="- / -"
     if [ "$s1" -gt "$s0" ]; then
         read -r cpu_c cpu_w bound < <(awk -v c=$((c1 - c0)) -v w=$((w1 - w0)) -v s=$((s1 - s0)) -v hz="$(getconf CLK_TCK)" \
             -v cores="$(nproc)" 'BEGIN { c = c * 1000 / hz / s; w = w * 1000 / hz / s; printf "%.0f %.0f %.0f\n", c, w, (c + w) / cores }')
@@ -292,10 +302,12 @@ measure() {
     if [ "${done_steps:-0}" -gt 0 ]; then
         out=$(awk -v b=$((rx1 - rx0)) -v s="$done_steps" 'BEGIN { printf "%.3f", b / s / 1e6 }')
         in=$(awk -v b=$((tx1 - tx0)) -v s="$done_steps" 'BEGIN { printf "%.3f", b / s / 1e6 }')
+        # A worker host's bridge-side veth transmits what the host receives, and receives what it sends.
+        worker_io="$(busiest "$wtx0" "$wtx1" "$done_steps") / $(busiest "$wrx0" "$wrx1" "$done_steps")"
         if [ "$bps" -gt 0 ]; then link=$(awk -v o="$out" -v i="$in" -v r="$bps" 'BEGIN { printf "%.0f / %.0f", o * 8e9 / r, i * 8e9 / r }'); fi
     fi
-    printf '| %s | %d | %s | %s | %s | %s | %s | %s / %s | %s | %.0f | %s | %s | %s |\n' "$rate" "$n" "$ms" "${done_steps:-0}" "$out" \
-        "$in" "$link" "$cpu_c" "$cpu_w" "$bound" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" "${lost:--}" \
+    printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s | %s | %.0f | %s | %s | %s |\n' "$rate" "$n" "$ms" "${done_steps:-0}" "$out" \
+        "$in" "$link" "$worker_io" "$cpu_c" "$cpu_w" "$bound" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" "${lost:--}" \
         "$(cut -d' ' -f1-3 /proc/loadavg)" "$status"
 }
 
@@ -309,12 +321,14 @@ echo "- coordinator on host 0 (--threads $cthreads, --deadline $deadline), one \
 echo
 echo "ms/step: steady state, from the wall times in the coordinator's metrics.csv. out / in: bytes through the"
 echo "coordinator's link per step (its veth's counters over the run / steps), MB = 10^6 bytes. link ms: those bytes"
-echo "at the link's rate, each direction. CPU ms/step: in steady state, the coordinator's / all workers' together;"
+echo "at the link's rate, each direction. busiest worker: the most one worker host's link carried per step, MB in /"
+echo "out (with the relay tree, the holder of shard 0 takes a sum from each level of the reduction tree below it)."
+echo "CPU ms/step: in steady state, the coordinator's / all workers' together;"
 echo "bound: their sum over this machine's $(nproc) cores, below which ms/step cannot fall here (separate hosts would"
 echo "run the workers' CPU side by side). RSS: the coordinator's peak. load: load average (1/5/15 min) at the end."
 echo
-echo "| rate | N | ms/step | steps | out MB/step | in MB/step | link ms out / in | CPU ms/step coord / workers | bound ms | peak RSS MB | lost workers | load | status |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| rate | N | ms/step | steps | out MB/step | in MB/step | link ms out / in | busiest worker MB in / out | CPU ms/step coord / workers | bound ms | peak RSS MB | lost workers | load | status |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 results=()
 for rate in $rates_list; do
     set_rate "$rate"
@@ -347,13 +361,22 @@ echo
 project() {
     local separate=$1 rate
     for rate in $rates_list; do
-        printf '%s\n' "${results[@]}" | awk -F'|' -v rate="$rate" -v c="$compute_ms" -v separate="$separate" -v cores="$(nproc)" '
+        printf '%s\n' "${results[@]}" | awk -F'|' -v rate="$rate" -v c="$compute_ms" -v separate="$separate" -v cores="$(nproc)" \
+            -v bps="$(rate_bps "$rate")" '
             { for (i = 2; i <= NF; i++) gsub(/^ +| +$/, "", $i) }
-            $2 == rate && $4 != "-" && $14 == "ok" && $12 == "0" {
+            $2 == rate && $4 != "-" && $15 == "ok" && $13 == "0" {
                 y0 = $4
                 if (separate) {
-                    if (split($9, cpu, " / ") != 2 || cpu[2] == "-") next
+                    if (split($10, cpu, " / ") != 2 || cpu[2] == "-") next
                     y0 -= (cpu[2] - cpu[2] / $3) / cores
+                    # Never below the links floor: the most one host link carried per step (the coordinator, each
+                    # way; the busiest worker, each way), at the rate.
+                    if (bps > 0) {
+                        floor = 0
+                        if (split($8, l, " / ") == 2) { floor = l[1] > l[2] ? l[1] : l[2] }
+                        if (split($9, bw, " / ") == 2) for (k = 1; k <= 2; k++) if (bw[k] * 8e9 / bps > floor) floor = bw[k] * 8e9 / bps
+                        if (y0 < floor) y0 = floor
+                    }
                 }
                 n++; x[n] = $3; y[n] = y0
             }
@@ -384,7 +407,9 @@ echo
 echo "Separate hosts, estimated: here the N workers' CPU shares $(nproc) cores, on separate hosts each has its own. Each"
 echo "measured ms/step less (workers' CPU − one worker's share) / $(nproc), i.e. as if the other N − 1 workers' work had"
 echo "not delayed the step at all (an estimate: it assumes this machine's cores were busy with it, which the bound"
-echo "column shows, and it keeps one worker's CPU and the whole tree's latency on the path):"
+echo "column shows, and it keeps one worker's CPU and the whole tree's latency on the path), and never below the"
+echo "links' floor: the most bytes one host's link carried in a step (the coordinator's or the busiest worker's, each"
+echo "way), at the rate:"
 echo
 echo "| rate | a ms | b ms/worker | points | N=1 | 2 | 4 | 8 | 16 | 32 | 64 |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"

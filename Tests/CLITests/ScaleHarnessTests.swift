@@ -24,11 +24,15 @@ final class ScaleHarnessTests: XCTestCase {
             XCTAssertEqual(row[3], "3", "steps in \(row)")
             XCTAssertGreaterThan(Double(row[4]) ?? 0, 0, "bytes out in \(row)")
             XCTAssertGreaterThan(Double(row[5]) ?? 0, 0, "bytes in in \(row)")
+            // The busiest worker host received the weights at least: more than nothing each way.
+            let busiest = row[7].components(separatedBy: " / ").compactMap(Double.init)
+            XCTAssertEqual(busiest.count, 2, "busiest worker in \(row)")
+            XCTAssertTrue(busiest.allSatisfy { $0 > 0 }, "busiest worker in \(row)")
             // CPU in steady state: measured when a poll (every 0.1 s) falls between the warm-up and the last step,
             // which this tiny model's steps may be too quick for; then both cells say so.
-            XCTAssertTrue(row[7].range(of: #"^([0-9]+ / [0-9]+|- / -)$"#, options: .regularExpression) != nil, "CPU in \(row)")
-            XCTAssertEqual(row[7] == "- / -", row[8] == "-", "CPU and its bound in \(row)")
-            XCTAssertEqual(row[10], "0", "lost workers in \(row)")
+            XCTAssertTrue(row[8].range(of: #"^([0-9]+ / [0-9]+|- / -)$"#, options: .regularExpression) != nil, "CPU in \(row)")
+            XCTAssertEqual(row[8] == "- / -", row[9] == "-", "CPU and its bound in \(row)")
+            XCTAssertEqual(row[11], "0", "lost workers in \(row)")
             XCTAssertEqual(row.last, "ok", "status in \(row)")
         }
         // Two workers receive the weights twice: the coordinator's outgoing bytes grow with N today.
@@ -40,7 +44,7 @@ final class ScaleHarnessTests: XCTestCase {
         }
         XCTAssertEqual(projection.count, 2, output)
         XCTAssertTrue(projection.first?.contains("| 100 % |") ?? false, output)
-        let measuredCPU = rows.contains { $0[7] != "- / -" }
+        let measuredCPU = rows.contains { $0[8] != "- / -" }
         XCTAssertEqual(projection.last?.contains("| 100 % |") ?? false, measuredCPU, output)
 
         let prefix = try XCTUnwrap(r.stdout.range(of: #"scl[0-9]+"#, options: .regularExpression).map { String(r.stdout[$0]) }, output)
@@ -71,7 +75,7 @@ final class ScaleHarnessTests: XCTestCase {
     }
 
     /// The cells of the measurement rows whose first cell is `first` (the projection's rows end in percentages).
-    func tableRows(_ text: String, first: String, cells: Int = 13) -> [[String]] {
+    func tableRows(_ text: String, first: String, cells: Int = 14) -> [[String]] {
         text.split(separator: "\n").map { line in
             line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast()
                 .map { $0.trimmingCharacters(in: .whitespaces) }
