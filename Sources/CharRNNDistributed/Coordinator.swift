@@ -354,6 +354,9 @@ public final class Coordinator: ShardPool {
         reduction?.step == step && shard < shape.shardCount && reduction?.holders?[shard] != nil && delivered.isEmpty
     }
 
+    /// With the tree on and a worker that relays (and so takes its peers' sums): the driver then deals runs.
+    public var workersSumTheirShards: Bool { options.relayFanout > 0 && shape.shardCount > 1 && !relays.isEmpty }
+
     /// Tells every worker to exit, giving libzmq a moment to deliver it (as the socket closes).
     public func shutdownWorkers() {
         let live = peers.count

@@ -44,6 +44,24 @@ final class PullDealingTests: XCTestCase {
         for t in steps { XCTAssertLessThanOrEqual(t, 8 / 1.5 * 1.15 + h.pool.treeLatency, "steps took \(steps)") }
     }
 
+    /// Workers that sum up the tree are dealt runs of neighbouring shards (`ShardRuns`): four equal workers and 8
+    /// shards, each worker holds one aligned pair in every step, a whole subtree it sends as one sum. Dealt lowest
+    /// index first, each held two shards four apart (0 and 4, 1 and 5, …), and every shard's sum went to a peer.
+    func testWorkersSummingUpTheTreeAreDealtRuns() throws {
+        let h = try Harness(deadline: 100, shards: 8, timeLimit: 100)
+        h.pool.summedUpTree = true
+        for name in ["a", "b", "c", "d"] { h.pool.join(name, at: 0, behaviour: .paced(1)) }
+        try h.finish(limit: 100)
+        let tree = ReductionTree(shards: 8)
+        for step in Set(h.pool.dealt.map(\.step)) {
+            let held = Dictionary(grouping: h.pool.dealt.filter { $0.step == step }, by: \.worker).mapValues { Set($0.flatMap(\.shards)) }
+            XCTAssertEqual(held.count, 4, "step \(step): \(held)")
+            for (worker, shards) in held {
+                XCTAssertEqual(tree.subtrees(within: shards).count, 1, "step \(step): \(worker) holds \(shards.sorted())")
+            }
+        }
+    }
+
     /// A worker that leaves after computing shards into the tree (their sums never reach the root) has them dealt
     /// again with the ones it still held; the other worker gives up on the tree after its patience and sends its
     /// own results, and the weights are those of the in-process run.
@@ -55,9 +73,10 @@ final class PullDealingTests: XCTestCase {
         h.pool.leave("doomed", at: 2.5)
         try h.finish(limit: 60)
         XCTAssertEqual(h.driver.stats.lostWorkers, 1)
-        XCTAssertEqual(h.driver.stats.reassignedShards, 4, "shards 1 and 3, computed into the tree, and 5 and 7, still held")
+        // Dealt in runs: steady 0..<4, doomed 4..<8.
+        XCTAssertEqual(h.driver.stats.reassignedShards, 4, "shards 4 and 5, computed into the tree, and 6 and 7, still held")
         let again = h.pool.dealt.filter { $0.worker == "steady" && $0.step == 0 }.map(\.shards)
-        XCTAssertEqual(again, [[0], [2], [4], [6], [1], [3], [5], [7]])
+        XCTAssertEqual(again, [[0], [1], [2], [3], [4], [5], [6], [7]])
     }
 
     /// A copy's result would keep the workers' sum from counting: a shard summed up the tree is not copied to an idle

@@ -371,6 +371,7 @@ final class ScriptedPool: ShardPool {
     }
 
     func isSummedByWorkers(_ shard: Int, step s: Int) -> Bool { tree?.step == s && tree?.broken == false && tree?.leaves[shard] != nil }
+    var workersSumTheirShards: Bool { summedUpTree }
 
     func forget(_ worker: WorkerID) {}
     func penalize(_ worker: WorkerID) { penalized.append(String(decoding: worker.bytes, as: UTF8.self)) }

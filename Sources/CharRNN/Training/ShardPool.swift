@@ -19,10 +19,15 @@ public protocol ShardPool: AnyObject {
     /// noticed by its peers' patience (they then send their own results, and the sum can no longer count) or the
     /// transport's heartbeat.
     func isSummedByWorkers(_ shard: Int, step: Int) -> Bool
+    /// Whether workers sum the results of the shards they hold along the reduction tree before sending them on (the
+    /// reduction up the workers' tree): a worker dealt a run of neighbouring shards then sends one sum for it, so the
+    /// driver deals runs (`ShardRuns`).
+    var workersSumTheirShards: Bool { get }
 }
 
 extension ShardPool {
     public func isSummedByWorkers(_ shard: Int, step: Int) -> Bool { false }
+    public var workersSumTheirShards: Bool { false }
 }
 
 /// A worker's identity within a pool: the ZeroMQ routing id, or a fixed id for the in-memory pool.

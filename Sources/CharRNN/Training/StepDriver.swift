@@ -86,7 +86,8 @@ public enum DealingEvent: Sendable {
 /// fixed reduction tree as they come and applies Adam. The rules, all here and all on the injected clock:
 /// - workers pull work: each holds at most `maxHeld` shards (one order per shard), and as its results come
 ///   back (or, for results summed up the workers' tree, word that it computed them: `PoolEvent.computed`) it is
-///   dealt the next undealt shards, lowest index first, so faster workers compute more; and only if it would
+///   dealt the next undealt shards, lowest index first (in runs, `ShardRuns`, where workers sum what they hold),
+///   so faster workers compute more; and only if it would
 ///   finish one of the shards left first (by how long the workers' shards take, `Membership.shareByFinish`), so a
 ///   slow worker is not handed a shard a faster one would be done with sooner. The least loaded worker is dealt
 ///   first (ties: join order), and workers still busy with orders of an earlier step last;
@@ -119,6 +120,8 @@ public final class StepDriver {
     /// Workers a check found lying (or broken): never admitted again in this run.
     private var distrusted: Set<WorkerID> = []
     private var tieBreakersAsked: Set<Int> = []
+    /// Which shard each worker is dealt next, in this step, when workers sum their shards (`ShardRuns`).
+    private var runs: ShardRuns
 
     public init(
         plan: StepPlan, pool: ShardPool, rules: DealingRules = DealingRules(), clock: TimeSource = SystemTime(),
@@ -130,6 +133,7 @@ public final class StepDriver {
         self.clock = clock
         self.report = report
         self.shouldStop = shouldStop
+        runs = ShardRuns(shards: plan.shardCount)
     }
 
     /// Workers that may be dealt shards now.
@@ -146,6 +150,7 @@ public final class StepDriver {
         // nothing is reduced until every shard is settled.
         var reduction = StepReduction(plan: plan, holdAll: !audit.shards.isEmpty)
         members.beginStep()
+        runs = ShardRuns(shards: plan.shardCount)
         failures = [:]
         tieBreakersAsked = []
         while !reduction.isComplete {
@@ -183,11 +188,16 @@ public final class StepDriver {
         // Only to a worker that would finish one of these shards first: a slower worker with room is not handed one
         // it would still be computing, queued behind another, when a faster one could have done it.
         var share = members.shareByFinish(shards.count, now: now, resolution: rules.pollInterval, excluding: stragglers(now: now))
-        for s in shards {
+        var left = shards
+        while !left.isEmpty {
             let candidates = members.live.map(\.id).filter { id in share.map { $0[id, default: 0] > 0 } ?? true }
             guard let worker = leastLoaded(candidates) else { return }
             share?[worker, default: 0] -= 1
-            give(s, to: worker, of: planned, now: now)
+            // Runs only where workers sum what they hold: results one by one reach the driver's reducer, which holds
+            // one pending sum per run, and holds the fewest when they come in index order.
+            let shard = pool.workersSumTheirShards ? runs.pick(for: worker, undealt: left, workers: members.count) : left[0]
+            left.removeAll { $0 == shard }
+            give(shard, to: worker, of: planned, now: now)
         }
     }
 
