@@ -47,9 +47,10 @@ public struct CoordinatorStats: Sendable {
     public var weightsDirect = 0
     public var weightsRelayed = 0
     public var weightsResent = 0
-    /// Steps whose orders put the workers in the reduction up the tree; the root sums received whole and used, and
-    /// sum messages (root chunks) refused (overlapping results or chunks already in, of another step, or from a
-    /// worker not holding shard 0).
+    /// Steps whose orders put the workers in the reduction up the tree; the sums received whole and used (the root,
+    /// or its two halves from `workersForRootHere` relaying workers on), and sum messages (their chunks) refused
+    /// (overlapping results or chunks already in, of another step, not a node we take, or from a worker not holding
+    /// its first shard).
     public var reducedSteps = 0
     public var sumsReceived = 0
     public var sumsRefused = 0
@@ -68,7 +69,8 @@ public struct CoordinatorStats: Sendable {
 /// relays, says where the sum of the shard's top node goes (`SumTarget`, `ReductionShare`): to the holder of the
 /// shard the node above starts at, an earlier shard, dealt before (the driver deals the lowest undealt shard
 /// first), so its holder is known. The workers sum the tree among themselves and shard 0's holder sends the root,
-/// one gradient instead of S, however many shards each pulled: a worker that has computed a shard says so
+/// one gradient instead of S, however many shards each pulled (from `workersForRootHere` relaying workers on, the
+/// root's two halves come from their first shards' holders, and we sum them): a worker that has computed a shard says so
 /// (`computed`) and is dealt the next. The root counts only if none of its shards came in otherwise; results of
 /// orders dealt again, and of workers that gave up waiting on a peer, come one by one as before.
 ///
@@ -120,19 +122,29 @@ public final class Coordinator: ShardPool {
     private var outbox: [(order: WorkOrder, step: Int, worker: WorkerID)] = []
     /// The step being dealt and, with the tree on, the worker each shard's first order went to with a sum target
     /// (nil: not dealt yet, or answered directly).
-    private var reduction: (step: Int, holders: [WorkerID?]?)?
+    private var reduction: (step: Int, holders: [WorkerID?]?, sumsRoot: Bool)?
     /// Shards of the current step whose results (alone or in a sum) went to the driver.
     private var delivered: Set<Int> = []
     /// Shards of the step being reduced whose holder's own answer (the root, or its result) went to the driver.
     private var answered: Set<Int> = []
     /// Shard → the workers sent an order for it in the current step: only their results count as delivered.
     private var dealt: [Int: Set<WorkerID>] = [:]
-    /// The last step whose root sum was used.
+    /// The last step whose root sum (or both its halves) was used.
     private var rootStep: Int?
-    /// The root of the step being reduced as its chunks come in (shard 0's holder sends each as soon as it is
-    /// summed, so the root crosses our link while the workers still compute the last chunks): the chunks in, and
-    /// the losses and states, which come with chunk 0.
-    private var rootAssembly: (step: Int, floats: FloatBuffer, chunks: Set<Int>, shards: (losses: [Double], states: [FloatBuffer])?)?
+    /// The nodes we take from the workers in the step being reduced (`sumInputs`) as their chunks come in (each
+    /// holder sends a chunk as soon as it is summed, so the sum crosses our link while the workers still compute
+    /// the last chunks): per node the chunks in, and the losses and states, which come with chunk 0; and the nodes
+    /// used.
+    private var sums: (step: Int, parts: [ReductionNode: (floats: FloatBuffer, chunks: Set<Int>, shards: (losses: [Double], states: [FloatBuffer])?)],
+                       used: Set<ReductionNode>)?
+    /// From this many relaying workers on, we sum the root of the reduction tree ourselves, from its two halves
+    /// (`SumTarget.coordinatorSumsRoot`). Shard 0's holder otherwise takes a whole gradient from each level of the
+    /// tree below it, ⌈log₂ N⌉ with one shard per worker (81 MB per step at 16 workers at the tutorial's size, with
+    /// the weights), and at 1 Gbit/s its link sets the step's pace; this way it takes one sum fewer and our link
+    /// one more: two in all, at any N. Measured at 1 Gbit/s (BENCHMARKS.md): steps 13 % shorter at 8 workers and
+    /// 8 % at 16; at 3 and 4 the same within 2 %. With 2 workers it would put both gradients on our link instead
+    /// of one on each, a step about 0.13 s longer at 1 Gbit/s.
+    static let workersForRootHere = 4
     /// Bad messages per peer; at `strikeLimit` the peer is ignored (a restarted worker has a new identity,
     /// so this never locks out an honest worker for good).
     private var strikes = Strikes(limit: Coordinator.strikeLimit, capacity: 4096)
@@ -215,7 +227,9 @@ public final class Coordinator: ShardPool {
         outbox = []
         guard let step = orders.last?.step else { return }
         if reduction?.step != step {
-            reduction = (step, options.relayFanout > 0 && shape.shardCount > 1 ? Array(repeating: nil, count: shape.shardCount) : nil)
+            let relaying = relays.keys.filter(peers.contains).count
+            reduction = (step, options.relayFanout > 0 && shape.shardCount > 1 ? Array(repeating: nil, count: shape.shardCount) : nil,
+                         relaying >= Self.workersForRootHere)
         }
         // All targets before any send: a failed send drops its worker, whose relay a later target may name.
         let targets = orders.map { sumTarget($0.order, step: $0.step, to: $0.worker) }
@@ -244,6 +258,13 @@ public final class Coordinator: ShardPool {
         answered = Set(0..<shape.shardCount)
     }
 
+    /// The nodes we take from the workers: the root, or its two halves when we sum it ourselves.
+    private func sumInputs(sumsRoot: Bool) -> [ReductionNode] {
+        let tree = ReductionTree(shards: shape.shardCount)
+        guard sumsRoot, let (left, right) = tree.children(of: tree.root) else { return [tree.root] }
+        return [left, right]
+    }
+
     /// Where `worker` sends the sum of the top node (`ReductionTree.top(of:)`) of `order`'s shard, which it then
     /// holds in the tree; nil (answer directly) unless the tree is on, the order is of one shard, the shard's first
     /// of the step, and the worker relays (its relay socket takes peers' sums). The node above starts at an earlier
@@ -254,14 +275,17 @@ public final class Coordinator: ShardPool {
         let shard = order.shards[0].index
         guard holders[shard] == nil, dealt[shard] == nil else { return nil }
         let tree = ReductionTree(shards: shape.shardCount)
+        let sumsRoot = reduction!.sumsRoot
+        let top = sumsRoot ? tree.topBelowRoot(of: shard) : tree.top(of: shard)
         let target: SumTarget
-        if let receiver = tree.receiver(of: tree.top(of: shard)) {
-            guard let holder = holders[receiver], let peer = relays[holder]?.peer else { return nil }
+        if let parent = tree.parentAndSibling(of: top)?.parent, !(sumsRoot && parent == tree.root) {
+            guard let holder = holders[parent.lo], let peer = relays[holder]?.peer else { return nil }
             target = holder == worker ? .kept : .peer(peer)
         } else {
-            target = .coordinator
+            target = sumsRoot ? .coordinatorSumsRoot : .coordinator
         }
-        // Every chain of receivers ends at shard 0 (the root starts there): a step has targets if and only if shard 0 has.
+        // Every chain of receivers ends at shard 0 (the root starts there; or its left half, and the right half
+        // starts later): a step has targets if and only if shard 0 has.
         if shard == 0 { stats.reducedSteps += 1 }
         holders[shard] = worker
         reduction!.holders = holders
@@ -351,7 +375,9 @@ public final class Coordinator: ShardPool {
     /// Until a result of the step came on its own: the root cannot count after that, and every holder sends its own
     /// results once its patience runs out, so a copy costs the tree nothing more.
     public func isSummedByWorkers(_ shard: Int, step: Int) -> Bool {
-        reduction?.step == step && shard < shape.shardCount && reduction?.holders?[shard] != nil && delivered.isEmpty
+        guard let reduction, reduction.step == step, shard < shape.shardCount, reduction.holders?[shard] != nil else { return false }
+        let input = sumInputs(sumsRoot: reduction.sumsRoot).first { $0.shards.contains(shard) }!
+        return delivered.isDisjoint(with: input.shards)
     }
 
     /// With the tree on and a worker that relays (and so takes its peers' sums): the driver then deals runs.
@@ -468,10 +494,17 @@ public final class Coordinator: ShardPool {
             // After the results: the driver must have the shard in before it releases the order.
             releaseHolders()
         case .sum(let part):
-            // Only the root comes here, chunk by chunk, from shard 0's holder, of the step being reduced; it counts once
-            // whole, and only if none of its shards came otherwise (a sum cannot be taken apart).
-            guard let step = reduction?.step, let holders = reduction?.holders?.compactMap({ $0 }), holders.count == shape.shardCount,
-                  step == envelope.step, step == snapshot?.step, part.node.count == shape.shardCount else {
+            // Only a node we take comes here (the root, or its halves when we sum it), chunk by chunk, from the holder of
+            // its first shard, of the step being reduced; it counts once whole, and only if none of its shards came
+            // otherwise (a sum cannot be taken apart).
+            guard let reduction, let all = reduction.holders, reduction.step == envelope.step, reduction.step == snapshot?.step,
+                  sumInputs(sumsRoot: reduction.sumsRoot).contains(part.node) else {
+                stats.sumsRefused += 1
+                return
+            }
+            let step = reduction.step
+            let holders = all[part.node.shards].compactMap { $0 }
+            guard holders.count == part.node.count else {
                 stats.sumsRefused += 1
                 return
             }
@@ -479,22 +512,27 @@ public final class Coordinator: ShardPool {
                 stats.sumsRefused += 1
                 return strike(peer)
             }
-            if rootAssembly?.step != step { rootAssembly = (step, FloatBuffer(uninitializedCount: shape.parameterCount), [], nil) }
+            if sums?.step != step { sums = (step, [:], []) }
+            var assembly = sums!.parts[part.node] ?? (FloatBuffer(uninitializedCount: shape.parameterCount), [], nil)
             let range = WireCodec.floatRange(part.chunks, parameters: shape.parameterCount)
-            guard delivered.isEmpty, rootAssembly!.chunks.isDisjoint(with: part.chunks) else {
+            guard delivered.isDisjoint(with: part.node.shards), assembly.chunks.isDisjoint(with: part.chunks) else {
                 stats.sumsRefused += 1
                 return
             }
-            (rootAssembly!.floats.base + range.lowerBound).update(from: part.floats.base, count: range.count)
-            rootAssembly!.chunks.formUnion(part.chunks)
-            if let shards = part.shards { rootAssembly!.shards = shards }
-            guard let root = rootAssembly, root.chunks.count == WireCodec.chunkCount(floats: shape.parameterCount), let shards = root.shards else { return }
-            rootAssembly = nil
+            (assembly.floats.base + range.lowerBound).update(from: part.floats.base, count: range.count)
+            assembly.chunks.formUnion(part.chunks)
+            if let shards = part.shards { assembly.shards = shards }
+            guard assembly.chunks.count == WireCodec.chunkCount(floats: shape.parameterCount), let shards = assembly.shards else {
+                sums!.parts[part.node] = assembly
+                return
+            }
+            sums!.parts[part.node] = nil
+            sums!.used.insert(part.node)
             stats.sumsReceived += 1
-            rootStep = step
+            if sums!.used.count == sumInputs(sumsRoot: reduction.sumsRoot).count { rootStep = step }
             delivered.formUnion(part.node.shards)
             answered.formUnion(part.node.shards)
-            pending.append(.sum(step: step, SubtreeSum(node: part.node, gradient: root.floats, losses: shards.losses, states: shards.states), holders: holders))
+            pending.append(.sum(step: step, SubtreeSum(node: part.node, gradient: assembly.floats, losses: shards.losses, states: shards.states), holders: holders))
         case .error(let message):
             weightsSent[peer] = nil
             pending.append(.failed(peer, message: message))

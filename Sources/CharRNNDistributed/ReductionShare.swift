@@ -7,7 +7,9 @@ import CharRNN
 /// for the root, or nowhere when that holder is this worker. Each worker adds its own results and the sums its
 /// peers send it into the step's tree, and sends a top node on as soon as it is complete. So every node is summed
 /// once, by the holder of its first shard, along the fixed tree: the bits are the tree's, whoever holds what. The
-/// coordinator receives one gradient per step, and no worker more than ⌈log₂ S⌉.
+/// coordinator receives one gradient per step, and no worker more than ⌈log₂ S⌉. With more workers the coordinator
+/// sums the root itself (`SumTarget.coordinatorSumsRoot`): it receives the root's two halves, one from shard 0's
+/// holder, which then takes one sum fewer, the other from the holder of the right half's first shard.
 ///
 /// Chunk by chunk: the gradient is cut as the wire cuts it (`WireCodec.chunkRanges`), one `TreeReducer` per
 /// chunk, and a top node's chunk goes to a peer as soon as it is summed (`SumPart`), so the levels of the tree
@@ -108,6 +110,12 @@ struct ReductionShare {
         (lastProgress, lastOwnProgress, progressed) = (now, now, true)
     }
 
+    /// The node whose sum our order for `shard` sends on: its top node, below the root when the coordinator sums
+    /// the root from its halves.
+    private func top(_ shard: Int) -> ReductionNode {
+        targets[shard] == .coordinatorSumsRoot ? tree.topBelowRoot(of: shard) : tree.top(of: shard)
+    }
+
     /// Orders of the step with a target whose results are not in yet.
     var computing: Int { targets.count - leaves.count }
 
@@ -173,12 +181,14 @@ struct ReductionShare {
               let receiver = tree.receiver(of: part.node), reducers[k].accepts(part.node),
               part.node.shards.allSatisfy({ s in targets[s] == nil || leaves.contains { $0.index == s } || partial[s]?.chunks.contains(k) == true })
         else { return [] }
-        guard targets[receiver] != nil else {
+        guard let receiverTarget = targets[receiver] else {
             if early.count < 2 * (tree.depth + 1) * pieces.count, !early.contains(where: { $0.node == part.node && $0.chunks == part.chunks }) {
                 early.append(part)
             }
             return []
         }
+        // Not a half of a root the coordinator sums: that goes to the coordinator, never into our top node.
+        guard receiverTarget != .coordinatorSumsRoot || part.node.hi <= top(receiver).hi else { return [] }
         progress(now)
         let shards: (losses: [Double], states: [FloatBuffer]) = k == 0
             ? part.shards! : (Array(repeating: 0, count: part.node.count), Array(repeating: Self.noState, count: part.node.count))
@@ -249,7 +259,7 @@ struct ReductionShare {
         reducers[k].add(part)
         var out: [Action] = []
         for (shard, target) in targets.sorted(by: { $0.key < $1.key }) where target != .kept {
-            let top = tree.top(of: shard)
+            let top = top(shard)
             guard let done = reducers[k].take(top) else { continue }
             out.append(.send(SumPart(node: top, chunks: k..<(k + 1), floats: done.gradient, shards: k == 0 ? (done.losses, done.states) : nil), to: target))
         }

@@ -1,13 +1,14 @@
 import CharRNN
 
-// The coordinator<->worker wire format, version 10 (4 added the numerics identity to hello; 5 cut bulk vectors
+// The coordinator<->worker wire format, version 11 (4 added the numerics identity to hello; 5 cut bulk vectors
 // into frames of at most 512 KiB, see WireChunks.swift; 6 added the relay tree: a relay endpoint and key in hello,
 // the weights message a step's weights travel down the tree in, need-weights and relay-keys, see RelayRoute.swift;
 // a ping from the coordinator carries the step being dealt; 7 added the reduction up the tree: a sum target in
 // work orders and the sum message, see WireSum.swift, and a ping carries the next step once the step's root sum
 // is in; 8 added tree-alive, the word workers in a step's reduction tree give their neighbours in it; 9 sends the
 // root sum to the coordinator chunk by chunk, as between workers, so an 8 coordinator would refuse it; 10 added
-// computed, with which a worker in the reduction up the tree frees its place for the next shard it pulls). Every
+// computed, with which a worker in the reduction up the tree frees its place for the next shard it pulls; 11 added
+// a sum target for a root the coordinator sums from its two halves, which a 10 worker would refuse). Every
 // message is one ZeroMQ multipart message:
 // frame 0 holds a fixed header and a body; each bulk float vector (weights, a gradient) travels as frames of its
 // own, sent zero-copy straight from the trainer's buffers: ceil(4·P / 524288) frames, all of 524288 bytes but
@@ -17,7 +18,7 @@ import CharRNN
 // | offset | size | field          | notes                                                               |
 // |--------|------|----------------|---------------------------------------------------------------------|
 // | 0      | 4    | magic          | ASCII "CRNN"                                                        |
-// | 4      | 2    | version        | u16, 10                                                             |
+// | 4      | 2    | version        | u16, 11                                                             |
 // | 6      | 2    | type           | u16: 1 hello, 2 welcome, 3 work, 4 result, 5 ping, 6 shutdown, 7 error, 8 weights, 9 need-weights, 10 relay-keys, 11 sum, 12 tree-alive, 13 computed |
 // | 8      | 8    | run id         | u64, chosen by the coordinator; 0 in hello (the worker knows none yet) |
 // | 16     | 8    | step           | u64, global step the message belongs to (0 outside training)        |
@@ -148,7 +149,7 @@ private enum MessageType: UInt16 {
 /// Encodes and decodes messages of one run. A worker starts with no run id and no shape (only control messages
 /// and the welcome decode) and adopts both from the welcome; the coordinator knows both from the start.
 public struct WireCodec: Sendable {
-    public static let version: UInt16 = 10
+    public static let version: UInt16 = 11
     public static let headerSize = 40
     public static let maxNameBytes = 256
     public static let maxErrorBytes = 4096

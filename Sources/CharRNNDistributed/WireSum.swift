@@ -6,6 +6,9 @@ import CharRNN
 public enum SumTarget: Equatable, Sendable {
     /// The top node is the root: the step's sum goes to the coordinator.
     case coordinator
+    /// The coordinator sums the root itself, from its two halves: the sum of the shard's top node below the root
+    /// (`ReductionTree.topBelowRoot(of:)`), one of those halves, goes to it.
+    case coordinatorSumsRoot
     /// This worker holds the shard the node above starts at, too: the sum stays here and goes into that node.
     case kept
     /// Another worker holds that shard: the sum goes to its relay socket.
@@ -45,7 +48,7 @@ public struct SumPart: Sendable {
 // | frames | none |
 //
 // A work order's target follows its shards: u32 kind (0 none: answer with a result; 1 coordinator; 2 kept;
-// 3 peer, then its relay endpoint and key as in hello).
+// 3 peer, then its relay endpoint and key as in hello; 4 coordinator, which sums the root from its halves).
 
 extension WireCodec {
     /// The largest target: kind, then an endpoint and a key.
@@ -59,6 +62,7 @@ extension WireCodec {
         case .peer(let peer):
             body.u32(3)
             try writeRelay(peer, into: &body)
+        case .coordinatorSumsRoot: body.u32(4)
         }
     }
 
@@ -70,6 +74,7 @@ extension WireCodec {
         case 3:
             guard let peer = try readRelay(&reader) else { throw .malformed("a sum target with no relay endpoint") }
             return .peer(peer)
+        case 4: return .coordinatorSumsRoot
         case let kind: throw .malformed("unknown sum target \(kind)")
         }
     }

@@ -67,9 +67,10 @@ final class RelayTests: XCTestCase {
             XCTAssertEqual(status.weightsRelayed, (workers - min(2, workers)) * Self.steps, run)
             XCTAssertEqual(status.weightsResent, 0, run)
             // 6 shards, summed up the tree however many workers pull them (one worker, two at a time, sums all six
-            // itself): the coordinator receives one gradient per step.
+            // itself): the coordinator receives one gradient per step, or from four workers on the root's two halves,
+            // which it sums itself (`Coordinator.workersForRootHere`).
             XCTAssertEqual(status.reducedSteps, Self.steps, "\(run): \(coordinator.output)")
-            XCTAssertEqual(status.sumsReceived, Self.steps, run)
+            XCTAssertEqual(status.sumsReceived, Self.steps * (workers >= 4 ? 2 : 1), run)
             XCTAssertEqual(status.sumsRefused, 0, run)
             XCTAssertEqual(status.resultsReceived, 0, run)
             assertSameCheckpoint(references[cell]!, ckpt.appendingPathComponent(name).path)
@@ -105,19 +106,20 @@ final class RelayTests: XCTestCase {
         }
     }
 
-    /// Four workers, four shards: shard 3's holder sends its result to shard 2's, which stops itself (SIGSTOP)
+    /// Four workers, five shards: shard 3's holder sends its result to shard 2's, which stops itself (SIGSTOP)
     /// at step 4 holding the sum of shards 2..<4, as it is about to send it to shard 0's holder. With no progress
-    /// for --relay-patience, the other three send their own results to the coordinator directly, the stopped
+    /// for --relay-patience, the others send their own results to the coordinator directly, the stopped
     /// worker's shard is dealt again as a straggler's, and the run ends with the bits of an uninterrupted
     /// in-process run, whether the stopped worker is then continued or killed with SIGKILL.
     func testWorkerStoppedMidReductionIsRoutedAround() throws {
-        let model = self.model.map { $0 == "6" ? "4" : $0 }
-        XCTAssertEqual(model[model.firstIndex(of: "--shards")! + 1], "4")
+        let model = self.model.map { ["12": "10", "6": "5"][$0] ?? $0 }
+        XCTAssertEqual(model[model.firstIndex(of: "--shards")! + 1], "5")
         for ending in ["continued", "killed"] {
             let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(
                 ["--steps", "\(Self.steps)", "--min-workers", "3", "--deadline", "60"], model: model)
             // Every worker has the fault; only the one holding shard 2 at step 4 sends a sum of several shards to a peer
-            // (shards 2..<4 to shard 0's holder, with three workers or four).
+            // (shards 2..<4 to shard 0's holder, with three workers or four: the tree over 5 shards is
+            // ((0..<2 + 2..<4) + 4), and shard 4 goes to shard 0's holder or, with 0..<4, to the coordinator).
             let pool = try (0..<4).map { k in
                 try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1",
                                                                   "--fault-stop-mid-reduction", "4"])
@@ -126,9 +128,11 @@ final class RelayTests: XCTestCase {
             let stopped = pool.first { $0.pid == pid }!
             end(stopped, ending, coordinator: coordinator, rest: pool.filter { $0.pid != pid })
             let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt), coordinator.output)
-            // Step 4's root never came; its shards came one by one: three after the patience, one dealt again.
+            // Step 4's sums never came (the root, or from four workers the root's left half, and the right half too
+            // if its holder is one that gave up); its shards came one by one: after the patience, and one dealt again.
+            // Every other step's sums came (one, or two from four workers), but perhaps the next step's.
             XCTAssertEqual(status.reducedSteps, Self.steps, "\(ending): \(coordinator.output)")
-            XCTAssertLessThanOrEqual(status.sumsReceived, Self.steps - 1, "\(ending): \(status)")
+            XCTAssertLessThanOrEqual(status.sumsReceived, 2 * Self.steps - 1, "\(ending): \(status)")
             XCTAssertGreaterThanOrEqual(status.sumsReceived, Self.steps - 2, "\(ending): \(status)\n\(coordinator.output)\n\(pool.map(\.output).joined(separator: "\n"))")
             XCTAssertGreaterThanOrEqual(status.resultsReceived, 4, "\(ending): \(status)")
             let longest = try longestStep(ckpt)

@@ -20,22 +20,7 @@ final class CoordinatorReductionTests: XCTestCase {
             let order = WorkOrder(epoch: 0, shards: [WorkShard(index: shard, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))], weights: weights)
             XCTAssertTrue(coordinator.send(order, step: step, to: workers[k].id))
         }
-        /// The sum target of the next order worker `k` receives (skipping chunks and pings); "none" without one.
-        func target(_ k: Int) throws -> String {
-            while let frames = try workers[k].socket.receiveMultipart(timeoutMs: 5_000) {
-                switch try codec.decode(frames).message {
-                case .work(_, let target), .workSameWeights(_, _, let target):
-                    switch target {
-                    case nil: return "none"
-                    case .coordinator: return "coordinator"
-                    case .kept: return "kept"
-                    case .peer(let peer): return peer.endpoint
-                    }
-                default: continue
-                }
-            }
-            return "no order"
-        }
+        func target(_ k: Int) throws -> String { try Self.target(of: run, k) }
         func root(from k: Int, step: Int) throws {
             let part = SumPart(node: ReductionTree(shards: 3).root, chunks: 0..<1, floats: FloatBuffer(count: shape.parameterCount),
                                shards: ([1, 2, 3], (0..<3).map { _ in FloatBuffer(count: shape.stateCount) }))
@@ -118,6 +103,79 @@ final class CoordinatorReductionTests: XCTestCase {
         XCTAssertEqual(try target(0), "kept")
         XCTAssertEqual(try target(2), "none")
         XCTAssertEqual(coordinator.stats.reducedSteps, 3)
+    }
+
+    /// The sum target of the next order `run`'s worker `k` receives (skipping chunks and pings); "none" without one.
+    static func target(of run: RelayingWorkers, _ k: Int) throws -> String {
+        while let frames = try run.workers[k].socket.receiveMultipart(timeoutMs: 5_000) {
+            switch try run.codec.decode(frames).message {
+            case .work(_, let target), .workSameWeights(_, _, let target):
+                switch target {
+                case nil: return "none"
+                case .coordinator: return "coordinator"
+                case .coordinatorSumsRoot: return "coordinator, root there"
+                case .kept: return "kept"
+                case .peer(let peer): return peer.endpoint
+                }
+            default: continue
+            }
+        }
+        return "no order"
+    }
+
+    /// With five relaying workers (from four on), the coordinator sums the root itself: over 5 shards, (0..<4) + 4, shard 0's
+    /// holder sends the left half and shard 4's the right, both to the coordinator, and shard 2's sum (node 2..<4)
+    /// still goes to shard 0's holder. Each half counts once whole and from the holder of its first shard; the root
+    /// itself from a worker is refused; once both halves are in, pings carry the next step.
+    func testFromFiveWorkersTheCoordinatorSumsTheRootFromItsHalves() throws {
+        let shape = try RunShape(config: ModelConfig(vocab: 11, embed: 3, units: 4), seq: 5, rowsPerShard: 2, shardCount: 5)
+        let run = try RelayingWorkers(shape: shape, fanout: 2, names: ["a", "b", "c", "d", "e"])
+        XCTAssertLessThanOrEqual(Coordinator.workersForRootHere, 5)
+        let ids = [Int32](repeating: 1, count: shape.tokenCount)
+        for k in 0..<5 {
+            let order = WorkOrder(epoch: 0, shards: [WorkShard(index: k, state: nil, rows: ShardRows(rows: 2, seq: 5, inputs: ids, targets: ids))],
+                                  weights: FloatBuffer(count: shape.parameterCount))
+            XCTAssertTrue(run.coordinator.send(order, step: 1, to: run.workers[k].id))
+        }
+        _ = try run.coordinator.poll(until: 0)
+        XCTAssertEqual(try (0..<5).map { try Self.target(of: run, $0) },
+                       ["coordinator, root there", "ipc:///relay/a", "ipc:///relay/a", "ipc:///relay/c", "coordinator, root there"])
+        let tree = ReductionTree(shards: 5)
+        func send(_ node: ReductionNode, from k: Int) throws {
+            let part = SumPart(node: node, chunks: 0..<1, floats: FloatBuffer((0..<shape.parameterCount).map { _ in Float(node.lo + 1) }),
+                               shards: (node.shards.map(Double.init), node.shards.map { _ in FloatBuffer(count: shape.stateCount) }))
+            try run.workers[k].socket.send(run.codec.encode(.sum(part), step: 1))
+        }
+        func sums() throws -> [String] {
+            var out: [String] = []
+            for _ in 0..<20 {
+                for case .sum(1, let sum, let holders) in try run.coordinator.poll(until: PhaseClock.now() + 0.01) {
+                    XCTAssertEqual(holders, run.workers[sum.node.shards].map(\.id))
+                    XCTAssertEqual(sum.gradient.array.first, Float(sum.node.lo + 1))
+                    out.append(sum.node.description)
+                }
+            }
+            return out
+        }
+        try send(tree.root, from: 0)
+        try send(ReductionNode(lo: 0, hi: 4), from: 1)
+        XCTAssertEqual(try sums(), [], "the root, and a half from a worker not holding its first shard")
+        XCTAssertEqual(run.coordinator.stats.sumsRefused, 2)
+        try send(ReductionNode(lo: 4, hi: 5), from: 4)
+        XCTAssertEqual(try sums(), ["shard 4"])
+        try send(ReductionNode(lo: 0, hi: 4), from: 0)
+        try send(ReductionNode(lo: 0, hi: 4), from: 0)
+        XCTAssertEqual(try sums(), ["shards 0..<4"], "once")
+        XCTAssertEqual(run.coordinator.stats.sumsReceived, 2)
+        XCTAssertEqual(run.coordinator.stats.sumsRefused, 3)
+        var pinged = false
+        for _ in 0..<40 where !pinged {
+            guard let frames = try run.workers[3].socket.receiveMultipart(timeoutMs: 2_000) else { break }
+            let envelope = try run.codec.decode(frames)
+            if case .ping = envelope.message, envelope.step == 2 { pinged = true }
+            _ = try run.coordinator.poll(until: PhaseClock.now() + 0.05)
+        }
+        XCTAssertTrue(pinged, "pings carry step 2 once both halves are in")
     }
 
     /// The root comes in chunks, each sent as soon as shard 0's holder has summed it: the coordinator puts them

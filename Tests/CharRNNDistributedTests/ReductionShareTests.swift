@@ -27,17 +27,20 @@ final class ReductionShareTests: XCTestCase {
         let tree: ReductionTree
         let holder: [Int: Int]
         var shares: [Int: ReductionShare] = [:]
-        /// What reached the coordinator: results, and the root once all its chunks are in (put together here as the
-        /// coordinator does), as one whole sum.
+        /// Whether the coordinator sums the root itself (`SumTarget.coordinatorSumsRoot`).
+        let sumsRoot: Bool
+        /// What reached the coordinator: results, and each node it takes (the root, or its halves) once all its chunks
+        /// are in (put together here as the coordinator does), as one whole sum.
         var toCoordinator: [ReductionShare.Action] = []
-        var rootChunks: [Int: SumPart] = [:]
+        var rootChunks: [ReductionNode: [Int: SumPart]] = [:]
         /// Root chunks that came more than once (never, when all is well).
         var rootChunkRepeats = 0
         /// In flight between workers: (to worker, chunks).
         var wire: [(Int, SumPart)] = []
 
-        init(shards: Int, holders: [[Int]]) {
+        init(shards: Int, holders: [[Int]], sumsRoot: Bool = false) {
             tree = ReductionTree(shards: shards)
+            self.sumsRoot = sumsRoot
             var h: [Int: Int] = [:]
             for (w, mine) in holders.enumerated() { for s in mine { h[s] = w } }
             holder = h
@@ -45,8 +48,11 @@ final class ReductionShareTests: XCTestCase {
         }
 
         func target(_ shard: Int) -> SumTarget {
-            guard let receiver = tree.receiver(of: tree.top(of: shard)) else { return .coordinator }
-            return holder[receiver] == holder[shard] ? .kept : .peer(RelayPeer(endpoint: "ipc://w\(holder[receiver]!)"))
+            let top = sumsRoot ? tree.topBelowRoot(of: shard) : tree.top(of: shard)
+            guard let parent = tree.parentAndSibling(of: top)?.parent, !(sumsRoot && parent == tree.root) else {
+                return sumsRoot ? .coordinatorSumsRoot : .coordinator
+            }
+            return holder[parent.lo] == holder[shard] ? .kept : .peer(RelayPeer(endpoint: "ipc://w\(holder[parent.lo]!)"))
         }
 
         /// Chunks sent to peers so far.
@@ -57,20 +63,20 @@ final class ReductionShareTests: XCTestCase {
                 if case .send(let part, .peer(let peer)) = action {
                     sent += 1
                     wire.append((Int(peer.endpoint.dropFirst("ipc://w".count))!, part))
-                } else if case .send(let part, .coordinator) = action {
+                } else if case .send(let part, let target) = action, target == .coordinator || target == .coordinatorSumsRoot {
                     XCTAssertEqual(part.chunks.count, 1, "the root goes chunk by chunk")
-                    if rootChunks[part.chunks.lowerBound] != nil { rootChunkRepeats += 1 }
-                    rootChunks[part.chunks.lowerBound] = part
-                    if rootChunks.count == 3 { toCoordinator.append(.send(wholeRoot(), to: .coordinator)) }
+                    if rootChunks[part.node]?[part.chunks.lowerBound] != nil { rootChunkRepeats += 1 }
+                    rootChunks[part.node, default: [:]][part.chunks.lowerBound] = part
+                    if rootChunks[part.node]!.count == 3 { toCoordinator.append(.send(whole(part.node), to: target)) }
                 } else {
                     toCoordinator.append(action)
                 }
             }
         }
 
-        private mutating func wholeRoot() -> SumPart {
-            let chunks = (0..<3).map { rootChunks[$0]! }
-            rootChunks = [:]
+        private mutating func whole(_ node: ReductionNode) -> SumPart {
+            let chunks = (0..<3).map { rootChunks[node]![$0]! }
+            rootChunks[node] = nil
             return SumPart(node: chunks[0].node, chunks: 0..<3, floats: FloatBuffer(chunks.flatMap(\.floats.array)), shards: chunks[0].shards)
         }
 
@@ -137,27 +143,33 @@ final class ReductionShareTests: XCTestCase {
         }
     }
 
+    static let holderCases: [(Int, [[Int]])] = [(4, [[0], [1], [2], [3]]), (5, [[0], [1], [2], [3], [4]]), (6, [[0, 3], [1, 4], [2, 5]]),
+                                                (6, [[0, 5], [1], [2], [3], [4]]), (3, [[0, 1, 2]]), (7, [[6], [0, 2], [5, 1], [3, 4]])]
+
+    /// Orders and results in a shuffled order (each shard's order before its result), sums delivered at random
+    /// moments between them; in round 0 the last shards come first, so sums arrive early.
+    static func play(_ step: inout Step, round: Int, _ rng: inout RandomSource) {
+        let shards = step.tree.shardCount
+        var events = (0..<shards).flatMap { [(0, $0), (1, $0)] }
+        for i in stride(from: events.count - 1, to: 0, by: -1) { events.swapAt(i, rng.nextIndex(below: i + 1)) }
+        for shard in 0..<shards {
+            let (a, b) = (events.firstIndex { $0 == (0, shard) }!, events.firstIndex { $0 == (1, shard) }!)
+            if b < a { events.swapAt(a, b) }
+        }
+        if round == 0 { events = (0..<shards).reversed().flatMap { [(0, $0), (1, $0)] } }
+        for (kind, shard) in events {
+            if kind == 0 { step.order(shard) } else { step.computed(shard) }
+            if rng.nextIndex(below: 2) == 0 { step.deliver(&rng) }
+        }
+        step.deliver(&rng)
+    }
+
     func testRootHasTheInProcessBitsForAnyHoldersAndOrder() throws {
-        let cases: [(Int, [[Int]])] = [(4, [[0], [1], [2], [3]]), (5, [[0], [1], [2], [3], [4]]), (6, [[0, 3], [1, 4], [2, 5]]),
-                                       (6, [[0, 5], [1], [2], [3], [4]]), (3, [[0, 1, 2]]), (7, [[6], [0, 2], [5, 1], [3, 4]])]
         var rng = RandomSource(seed: 5)
-        for (shards, holders) in cases {
+        for (shards, holders) in Self.holderCases {
             for round in 0..<4 {
                 var step = Step(shards: shards, holders: holders)
-                // Orders and results in a shuffled order (each shard's order before its result), sums delivered at
-                // random moments between them; in round 0 the last shards come first, so sums arrive early.
-                var events = (0..<shards).flatMap { [(0, $0), (1, $0)] }
-                for i in stride(from: events.count - 1, to: 0, by: -1) { events.swapAt(i, rng.nextIndex(below: i + 1)) }
-                for shard in 0..<shards {
-                    let (a, b) = (events.firstIndex { $0 == (0, shard) }!, events.firstIndex { $0 == (1, shard) }!)
-                    if b < a { events.swapAt(a, b) }
-                }
-                if round == 0 { events = (0..<shards).reversed().flatMap { [(0, $0), (1, $0)] } }
-                for (kind, shard) in events {
-                    if kind == 0 { step.order(shard) } else { step.computed(shard) }
-                    if rng.nextIndex(below: 2) == 0 { step.deliver(&rng) }
-                }
-                step.deliver(&rng)
+                Self.play(&step, round: round, &rng)
                 XCTAssertEqual(step.toCoordinator.count, 1, "one message for the coordinator, S = \(shards), \(holders)")
                 guard case .send(let root, .coordinator) = try XCTUnwrap(step.toCoordinator.first) else { return XCTFail("not the root") }
                 XCTAssertEqual(root.node, step.tree.root)
@@ -165,6 +177,34 @@ final class ReductionShareTests: XCTestCase {
                 XCTAssertEqual(root.floats.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
                 XCTAssertEqual(root.shards?.losses, (0..<shards).map { Double($0) + 0.25 })
                 XCTAssertEqual(root.shards?.states.map(\.array), (0..<shards).map { [Float($0), -Float($0)] })
+            }
+        }
+    }
+
+    /// With the coordinator summing the root: it receives the two halves, each once, from the holders of their first
+    /// shards, and their sum has the in-process root's bits. Shard 0's holder takes one sum fewer than when it sums
+    /// the root (with one shard each: none from shard 4's holder over 5 shards, 8's over 9).
+    func testHalvesForTheCoordinatorGiveTheInProcessRoot() throws {
+        var rng = RandomSource(seed: 6)
+        for (shards, holders) in Self.holderCases + [(9, (0..<9).map { [$0] })] where shards > 3 {
+            for round in 0..<3 {
+                var step = Step(shards: shards, holders: holders, sumsRoot: true)
+                Self.play(&step, round: round, &rng)
+                let halves = step.toCoordinator.compactMap { action -> SumPart? in
+                    if case .send(let part, .coordinatorSumsRoot) = action { return part }
+                    return nil
+                }
+                XCTAssertEqual(step.toCoordinator.count, 2, "S = \(shards), \(holders)")
+                let (left, right) = try XCTUnwrap(step.tree.children(of: step.tree.root))
+                XCTAssertEqual(Set(halves.map(\.node)), [left, right])
+                XCTAssertEqual(step.rootChunkRepeats, 0, "each chunk once")
+                var reducer = TreeReducer(tree: step.tree, gradientCount: Self.count)
+                for half in halves {
+                    reducer.add(SubtreeSum(node: half.node, gradient: half.floats, losses: half.shards!.losses, states: half.shards!.states))
+                }
+                let root = reducer.root()
+                XCTAssertEqual(root.gradient.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
+                XCTAssertEqual(root.losses, (0..<shards).map { Double($0) + 0.25 })
             }
         }
     }
@@ -255,7 +295,7 @@ final class ReductionShareTests: XCTestCase {
         for s in 0..<2 { step.order(s) }
         for s in 0..<2 { step.computedPart(s, 0..<(WireCodec.chunkBytes / 4)) }
         step.deliver()
-        XCTAssertEqual(step.rootChunks.keys.sorted(), [0])
+        XCTAssertEqual(step.rootChunks[step.tree.root]?.keys.sorted(), [0])
         XCTAssertEqual(step.shares[0]!.computing, 1)
         for s in 0..<2 { step.computed(s) }
         step.deliver()

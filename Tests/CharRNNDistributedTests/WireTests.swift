@@ -811,7 +811,7 @@ final class WireTests: XCTestCase {
 
     func testWorkOrdersCarryTheirSumTarget() throws {
         let one = WorkOrder(epoch: 1, shards: [WorkShard(index: 1, state: nil, rows: rows(seed: 5))], weights: floats(shape.parameterCount, seed: 4))
-        let targets: [SumTarget?] = [nil, .coordinator, .kept, .peer(RelayPeer(endpoint: "tcp://10.0.0.7:4100")),
+        let targets: [SumTarget?] = [nil, .coordinator, .coordinatorSumsRoot, .kept, .peer(RelayPeer(endpoint: "tcp://10.0.0.7:4100")),
                                      .peer(RelayPeer(endpoint: "ipc:///r", key: CurveKey(bytes: Array(repeating: 3, count: 32))))]
         for target in targets {
             guard case .work(_, let got) = try decode(try encoded(.work(one, sum: target))).message else { return XCTFail("work") }

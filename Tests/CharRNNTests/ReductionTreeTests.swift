@@ -348,6 +348,18 @@ final class ReductionTreeTests: XCTestCase {
         XCTAssertEqual(plan.state.weights.storage.array, StepDriverTests.reference)
     }
 
+    /// With the root summed apart (by the coordinator), shard 0's top is the left half; every other top is as before.
+    func testTopBelowTheRootIsNeverTheRoot() {
+        let five = ReductionTree(shards: 5)
+        XCTAssertEqual((0..<5).map { five.topBelowRoot(of: $0).description }, ["shards 0..<4", "shard 1", "shards 2..<4", "shard 3", "shard 4"])
+        XCTAssertEqual(ReductionTree(shards: 1).topBelowRoot(of: 0), ReductionTree(shards: 1).root, "a lone shard is its root")
+        for s in 2...40 {
+            let tree = ReductionTree(shards: s)
+            for shard in 1..<s { XCTAssertEqual(tree.topBelowRoot(of: shard), tree.top(of: shard)) }
+            XCTAssertEqual(tree.topBelowRoot(of: 0), tree.children(of: tree.root)!.left)
+        }
+    }
+
     /// Each shard's holder sums the nodes that start at its shard and sends the top one to the holder of the
     /// shard the node above starts at: every node is summed by exactly one holder, the root by shard 0's.
     func testEachShardsTopGoesToAnEarlierShard() {

@@ -68,6 +68,14 @@ public struct ReductionTree: Equatable, Sendable {
     /// The shard whose holder sums the node above `node` (`node`'s sum goes there); nil for the root.
     public func receiver(of node: ReductionNode) -> Int? { parentAndSibling(of: node)?.parent.lo }
 
+    /// `top(of:)` when the root is summed apart from its two halves (by the coordinator): never the root, so shard 0's
+    /// holder sends the left half, and the holder of the right half's first shard sends that half, both to whoever
+    /// sums the root.
+    public func topBelowRoot(of shard: Int) -> ReductionNode {
+        let node = top(of: shard)
+        return node == root ? children(of: root)?.left ?? root : node
+    }
+
     /// Whether `node` is a node of this tree (not just any range of shards).
     public func contains(_ node: ReductionNode) -> Bool { ancestors(of: node) != nil }
 
