@@ -147,21 +147,24 @@ final class RelayTests: XCTestCase {
     /// shards are copied to them (or dealt again once the heartbeat drops it, 1.5 s). The step it stalls costs about
     /// the patience, not the stall; the run goes on without it, then with it, with the same bits. (Copying only after
     /// the heartbeat, the longest step was 1.80-1.84 s; with copies once the tree gave up, 1.05-1.12 s.)
+    /// With four workers the coordinator sums the root's halves, and the stopped worker holds shards of both.
     func testStoppedWorkerInTheTreeCostsThePatienceNotItsStall() throws {
-        let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--deadline", "60"])
-        let pool = try (0..<3).map { k in
-            try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"])
+        for workers in [3, 4] {
+            let (dir, data, group, endpoint, ckpt, coordinator) = try startCoordinator(["--deadline", "60"])
+            let pool = try (0..<workers).map { k in
+                try group.worker(endpoint, name: "w\(k)", extra: ["--relay", relayEndpoint("ipc", dir, "w\(k)"), "--relay-patience", "1"])
+            }
+            XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names.count == workers && $0.step >= 5 }, coordinator.output)
+            try stallForFiveSeconds(pool[1], named: "w1", steps: 3, within: 5, ckpt: ckpt, coordinator: coordinator)
+            coordinator.signal(SIGTERM)
+            XCTAssertEqual(coordinator.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(coordinator.output)")
+            let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt))
+            XCTAssertGreaterThan(status.sumsReceived, 0, "\(workers) workers: \(status)")
+            XCTAssertGreaterThan(status.resultsReceived, 0, "\(workers) workers: the stalled step's results came one by one: \(status)")
+            let longest = try longestStep(ckpt)
+            XCTAssertLessThan(longest, 3, "\(workers) workers: the longest step took \(longest) s")
+            try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
         }
-        XCTAssertNotNil(CoordinatorStatusFile.wait(ckpt) { $0.names.count == 3 && $0.step >= 5 }, coordinator.output)
-        try stallForFiveSeconds(pool[1], named: "w1", steps: 3, within: 5, ckpt: ckpt, coordinator: coordinator)
-        coordinator.signal(SIGTERM)
-        XCTAssertEqual(coordinator.waitExit(), 143, "a stopped run exits 128 + SIGTERM: \(coordinator.output)")
-        let status = try XCTUnwrap(CoordinatorStatusFile.read(ckpt))
-        XCTAssertGreaterThan(status.sumsReceived, 0, "\(status)")
-        XCTAssertGreaterThan(status.resultsReceived, 0, "the stalled step's results came one by one: \(status)")
-        let longest = try longestStep(ckpt)
-        XCTAssertLessThan(longest, 3, "the longest step took \(longest) s")
-        try assertMatchesUninterruptedRun(ckpt, data: data, options: model)
     }
 
     /// Three workers, six shards (two each), one of them slow: 1.5 s more per order (hidden `--fault-delay`), so it
