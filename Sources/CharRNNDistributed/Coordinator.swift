@@ -284,8 +284,9 @@ public final class Coordinator: ShardPool {
         } else {
             target = sumsRoot ? .coordinatorSumsRoot : .coordinator
         }
-        // Every chain of receivers ends at shard 0 (the root starts there; or its left half, and the right half
-        // starts later): a step has targets if and only if shard 0 has.
+        // Every chain of receivers ends at shard 0, where the root (or its left half) starts: a step is counted as
+        // reduced by the tree when shard 0 has a target. (With the root here, the right half's chain ends at its own
+        // first shard, and may have targets when shard 0 has none.)
         if shard == 0 { stats.reducedSteps += 1 }
         holders[shard] = worker
         reduction!.holders = holders

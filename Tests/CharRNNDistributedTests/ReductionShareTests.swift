@@ -209,6 +209,25 @@ final class ReductionShareTests: XCTestCase {
         }
     }
 
+    /// The right half of a root the coordinator sums, sent (wrongly) to shard 0's holder, is refused: taken in, it
+    /// would be added to the left half into the root, and the left half would never leave.
+    func testARightHalfFromAPeerIsRefusedWhenTheCoordinatorSumsTheRoot() throws {
+        var step = Step(shards: 5, holders: [[0, 1, 2, 3], [4]], sumsRoot: true)
+        for s in 0..<5 { step.order(s) }
+        let first = WireCodec.chunkBytes / 4
+        let stray = SumPart(node: ReductionNode(lo: 4, hi: 5), chunks: 0..<1, floats: FloatBuffer(Array(Self.leaf(4).gradient.array[0..<first])),
+                            shards: ([4.25], [FloatBuffer([4, -4])]))
+        XCTAssertTrue(step.shares[0]!.add(peerSum: stray, now: 0).isEmpty)
+        for s in 0..<5 { step.computed(s) }
+        step.deliver()
+        XCTAssertEqual(step.toCoordinator.count, 2, "both halves: \(step.toCoordinator)")
+        var reducer = TreeReducer(tree: step.tree, gradientCount: Self.count)
+        for case .send(let half, .coordinatorSumsRoot) in step.toCoordinator {
+            reducer.add(SubtreeSum(node: half.node, gradient: half.floats, losses: half.shards!.losses, states: half.shards!.states))
+        }
+        XCTAssertEqual(reducer.root().gradient.array, Self.inProcessRoot(5))
+    }
+
     /// Levels overlap: shard 2's holder passes chunk 0 of its sum of 2..<4 on as soon as its own result and chunk 0
     /// of shard 3's are in, before shard 3's other chunks come.
     func testAChunkGoesOnAsSoonAsItsInputsAreIn() {
