@@ -49,14 +49,7 @@ final class CoordinatorReductionTests: XCTestCase {
         XCTAssertEqual(coordinator.stats.sumsReceived, 1)
         XCTAssertEqual(coordinator.stats.sumsRefused, 1)
         // The root is in: pings now carry step 2, so workers drop what they kept for step 1.
-        var pinged: Int?
-        for _ in 0..<40 where pinged == nil {
-            guard let frames = try workers[2].socket.receiveMultipart(timeoutMs: 2_000) else { break }
-            let envelope = try codec.decode(frames)
-            if case .ping = envelope.message, envelope.step == 2 { pinged = 2 }
-            _ = try coordinator.poll(until: PhaseClock.now() + 0.05)
-        }
-        XCTAssertEqual(pinged, 2)
+        XCTAssertTrue(try Self.pinged(run, 2, step: 2))
 
         // Step 2: shard 1's result comes on its own first (its holder's patience ran out); the root then overlaps it
         // and is refused whole. An order dealt again in the step goes without a target.
@@ -103,6 +96,17 @@ final class CoordinatorReductionTests: XCTestCase {
         XCTAssertEqual(try target(0), "kept")
         XCTAssertEqual(try target(2), "none")
         XCTAssertEqual(coordinator.stats.reducedSteps, 3)
+    }
+
+    /// Whether `run`'s worker `k` is pinged with `step` within 40 messages, the coordinator polled meanwhile.
+    static func pinged(_ run: RelayingWorkers, _ k: Int, step: Int) throws -> Bool {
+        for _ in 0..<40 {
+            guard let frames = try run.workers[k].socket.receiveMultipart(timeoutMs: 2_000) else { return false }
+            let envelope = try run.codec.decode(frames)
+            if case .ping = envelope.message, envelope.step == step { return true }
+            _ = try run.coordinator.poll(until: PhaseClock.now() + 0.05)
+        }
+        return false
     }
 
     /// The sum target of the next order `run`'s worker `k` receives (skipping chunks and pings); "none" without one.
@@ -168,14 +172,7 @@ final class CoordinatorReductionTests: XCTestCase {
         XCTAssertEqual(try sums(), ["shards 0..<4"], "once")
         XCTAssertEqual(run.coordinator.stats.sumsReceived, 2)
         XCTAssertEqual(run.coordinator.stats.sumsRefused, 3)
-        var pinged = false
-        for _ in 0..<40 where !pinged {
-            guard let frames = try run.workers[3].socket.receiveMultipart(timeoutMs: 2_000) else { break }
-            let envelope = try run.codec.decode(frames)
-            if case .ping = envelope.message, envelope.step == 2 { pinged = true }
-            _ = try run.coordinator.poll(until: PhaseClock.now() + 0.05)
-        }
-        XCTAssertTrue(pinged, "pings carry step 2 once both halves are in")
+        XCTAssertTrue(try Self.pinged(run, 3, step: 2), "pings carry step 2 once both halves are in")
     }
 
     /// The root comes in chunks, each sent as soon as shard 0's holder has summed it: the coordinator puts them

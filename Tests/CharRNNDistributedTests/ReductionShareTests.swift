@@ -135,6 +135,13 @@ final class ReductionShareTests: XCTestCase {
                 tick(t)
             }
         }
+        /// The root's halves that reached the coordinator, whole, when it sums the root.
+        var halves: [SumPart] {
+            toCoordinator.compactMap { action -> SumPart? in
+                if case .send(let part, .coordinatorSumsRoot) = action { return part }
+                return nil
+            }
+        }
         var direct: [[Int]] {
             toCoordinator.compactMap { action -> [Int]? in
                 if case .leaves(let leaves) = action { return leaves.map(\.index) }
@@ -181,6 +188,15 @@ final class ReductionShareTests: XCTestCase {
         }
     }
 
+    /// The root the coordinator sums from the halves it received, as it does: along the tree.
+    static func root(from halves: [SumPart], tree: ReductionTree) -> (gradient: FloatBuffer, losses: [Double], states: [FloatBuffer]) {
+        var reducer = TreeReducer(tree: tree, gradientCount: count)
+        for half in halves {
+            reducer.add(SubtreeSum(node: half.node, gradient: half.floats, losses: half.shards!.losses, states: half.shards!.states))
+        }
+        return reducer.root()
+    }
+
     /// With the coordinator summing the root: it receives the two halves, each once, from the holders of their first
     /// shards, and their sum has the in-process root's bits. Shard 0's holder takes one sum fewer than when it sums
     /// the root (with one shard each: none from shard 4's holder over 5 shards, 8's over 9).
@@ -190,19 +206,12 @@ final class ReductionShareTests: XCTestCase {
             for round in 0..<3 {
                 var step = Step(shards: shards, holders: holders, sumsRoot: true)
                 Self.play(&step, round: round, &rng)
-                let halves = step.toCoordinator.compactMap { action -> SumPart? in
-                    if case .send(let part, .coordinatorSumsRoot) = action { return part }
-                    return nil
-                }
+                let halves = step.halves
                 XCTAssertEqual(step.toCoordinator.count, 2, "S = \(shards), \(holders)")
                 let (left, right) = try XCTUnwrap(step.tree.children(of: step.tree.root))
                 XCTAssertEqual(Set(halves.map(\.node)), [left, right])
                 XCTAssertEqual(step.rootChunkRepeats, 0, "each chunk once")
-                var reducer = TreeReducer(tree: step.tree, gradientCount: Self.count)
-                for half in halves {
-                    reducer.add(SubtreeSum(node: half.node, gradient: half.floats, losses: half.shards!.losses, states: half.shards!.states))
-                }
-                let root = reducer.root()
+                let root = Self.root(from: halves, tree: step.tree)
                 XCTAssertEqual(root.gradient.array, Self.inProcessRoot(shards), "S = \(shards), \(holders), round \(round)")
                 XCTAssertEqual(root.losses, (0..<shards).map { Double($0) + 0.25 })
             }
@@ -221,11 +230,7 @@ final class ReductionShareTests: XCTestCase {
         for s in 0..<5 { step.computed(s) }
         step.deliver()
         XCTAssertEqual(step.toCoordinator.count, 2, "both halves: \(step.toCoordinator)")
-        var reducer = TreeReducer(tree: step.tree, gradientCount: Self.count)
-        for case .send(let half, .coordinatorSumsRoot) in step.toCoordinator {
-            reducer.add(SubtreeSum(node: half.node, gradient: half.floats, losses: half.shards!.losses, states: half.shards!.states))
-        }
-        XCTAssertEqual(reducer.root().gradient.array, Self.inProcessRoot(5))
+        XCTAssertEqual(Self.root(from: step.halves, tree: step.tree).gradient.array, Self.inProcessRoot(5))
     }
 
     /// Levels overlap: shard 2's holder passes chunk 0 of its sum of 2..<4 on as soon as its own result and chunk 0
