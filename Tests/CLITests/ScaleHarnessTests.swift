@@ -52,6 +52,38 @@ final class ScaleHarnessTests: XCTestCase {
         XCTAssertFalse(left.contains("\(prefix)-"), "left behind:\n\(left)")
     }
 
+    /// Issue 14's load test: 16 workers on 1 Gbit/s links at the tutorial's parameter size (16 MB of weights), with
+    /// CURVE, a few steps of negligible compute. Without the relay tree the coordinator's link carries a copy of the
+    /// weights out and a gradient in per worker and step (up to 2 s each way), the load under which 16 MB frames once
+    /// starved libzmq's heartbeats and dropped workers; with the tree it carries about two of each. No worker may be lost
+    /// either way.
+    func testSixteenWorkersOnGigabitLinksLoseNoWorker() throws {
+        guard getuid() == 0 else { throw XCTSkip("network namespaces need root") }
+        guard TestNetwork.sh("command -v ip && command -v tc && command -v nsenter") == 0 else {
+            throw XCTSkip("ip, tc (iproute2) or nsenter is not installed")
+        }
+        let script = CLI.packageRoot.appendingPathComponent("Deploy/scale/scale.sh").path
+        let data = try CLI.write(CLI.text(characters: 20_000), in: try CLI.temporaryDirectory(self))
+        var outgoing: [Double] = []
+        for tree in [[], ["--relay-fanout", "2"]] {
+            let r = try DeployShell.run(["bash", script, "--charrnn", CLI.executable.path, "--workers", "16", "--rates", "1gbit",
+                                         "--steps", "4", "--warmup", "1", "--timeout", "120", "--data", data, "--no-compute"] + tree)
+            let output = r.stdout + r.stderr
+            XCTAssertEqual(r.status, 0, output)
+            let row = try XCTUnwrap(tableRows(r.stdout, first: "1gbit").first, output)
+            XCTAssertEqual(row[1], "16", output)
+            XCTAssertEqual(row[3], "4", "steps in \(row)")
+            XCTAssertEqual(row[11], "0", "lost workers in \(row)")
+            XCTAssertEqual(row.last, "ok", "status in \(row)")
+            outgoing.append(try XCTUnwrap(Double(row[4]), "\(row)"))
+        }
+        // The load was real: without the tree the coordinator sent one 16 MB copy of the weights to each worker that
+        // computed in a step (fewer than 16 when a worker pulled a second shard), at least 100 MB, 0.8 s of its link;
+        // with it, about two copies.
+        XCTAssertGreaterThan(outgoing[0], 100, "\(outgoing)")
+        XCTAssertLessThan(outgoing[1], 3 * 17, "\(outgoing)")
+    }
+
     /// Deploy/scale/hetero.sh (a worker at half speed against the share-by-speed ideal), on a tiny model: one row
     /// with the solo and combined step times, and every shard of the combined run counted. With results one by one
     /// and with the tree; it leaves no process behind.
