@@ -71,6 +71,40 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// A job's blocks in one home range per thread that takes part: every block in exactly one range, in order, the
+    /// ranges even in size.
+    func testHomeRangesCoverEveryBlockOnceEvenly() {
+        for blocks in 0...70 {
+            for threads in 1...9 {
+                let homes = HomeRanges(blocks: blocks, threads: threads)
+                XCTAssertEqual(homes.count, max(1, min(blocks, threads)))
+                let ranges = (0..<homes.count).map { homes[$0] }
+                XCTAssertEqual(ranges.flatMap { Array($0) }, Array(0..<blocks), "\(blocks) blocks, \(threads) threads")
+                let sizes = ranges.map(\.count)
+                XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, "\(blocks) blocks, \(threads) threads")
+            }
+        }
+    }
+
+    /// Each thread starts with its own home range and the caller's is the first: with 2 threads and 4 blocks of 50 ms,
+    /// the caller runs blocks 0 and 1, the pool's thread 2 and 3. (Claimed in one sequence, as before home ranges,
+    /// the pool's thread took block 1 while the caller ran block 0: seen failing.)
+    func testEachThreadTakesItsHomeRangeFirst() {
+        withThreads(2) {
+            let caller = UInt(bitPattern: Int(bitPattern: pthread_self()))
+            let runners = UnsafeMutableBufferPointer<UInt>.allocate(capacity: 4)
+            defer { runners.deallocate() }
+            Parallel.forEach(blocks: 4) { b in
+                runners[b] = UInt(bitPattern: Int(bitPattern: pthread_self()))
+                usleep(50_000)
+            }
+            XCTAssertEqual(runners[0], caller)
+            XCTAssertEqual(runners[1], caller)
+            XCTAssertNotEqual(runners[2], caller)
+            XCTAssertEqual(runners[3], runners[2])
+        }
+    }
+
     /// Waiting threads poll only when each can have a core; oversubscribed (`--threads 8` on 2 cores) a poller
     /// would hold the core a thread with a block is waiting for.
     func testWaitingThreadsPollOnlyWhenEveryThreadHasACore() {

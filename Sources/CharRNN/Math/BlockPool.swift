@@ -9,9 +9,10 @@ import Darwin
 
 /// `threads − 1` persistent threads that, with the caller, take numbered blocks of one job at a time.
 ///
-/// A job is published as a generation number; its blocks are claimed from one atomic word holding
-/// (generation, next block), so a thread that wakes late for a finished job can never claim a block of the
-/// next one. The caller returns when every block has finished. Waiting threads (the pool's for the next job,
+/// A job is published as a generation number; its blocks are cut into home ranges, one per thread that takes part
+/// (`HomeRanges`), each claimed from an atomic word holding (generation, next block), so a thread that wakes late
+/// for a finished job can never claim a block of the next one. A thread takes its own range's blocks first, then
+/// the others'. The caller returns when every block has finished. Waiting threads (the pool's for the next job,
 /// the caller for the last blocks) spin for `spin` seconds, since the recurrence publishes a job every time
 /// step, then sleep on a condition variable: spinning longer, or yielding the core in a loop, costs CPU time
 /// that other threads and processes could use, and on a busy machine a yielded core comes back late. With
@@ -31,8 +32,8 @@ final class BlockPool: @unchecked Sendable {
         var body: UnsafePointer<Body>?
     }
 
-    /// generation << 24 | next unclaimed block.
-    private let claims = Atomic<UInt64>(0)
+    /// Per home range r of the current job: generation << 24 | its next unclaimed block.
+    private let claims: UnsafeMutablePointer<Atomic<UInt64>>
     /// generation << 24 | block count of the latest job, for the pool's threads to see whether it is for them.
     private let published = Atomic<UInt64>(0)
     private let finished = Atomic<Int>(0)
@@ -61,6 +62,8 @@ final class BlockPool: @unchecked Sendable {
         self.threads = threads
         spin = Self.spinTime(threads: threads, cores: cores)
         wake = .allocate(capacity: threads)
+        claims = .allocate(capacity: threads)
+        for i in 0..<threads { (claims + i).initialize(to: Atomic(0)) }
         asleep = Array(repeating: false, count: threads)
         pthread_mutex_init(&lock, nil)
         for i in 0..<threads { pthread_cond_init(wake + i, nil) }
@@ -75,6 +78,8 @@ final class BlockPool: @unchecked Sendable {
     deinit {
         for i in 0..<threads { pthread_cond_destroy(wake + i) }
         wake.deallocate()
+        claims.deinitialize(count: threads)
+        claims.deallocate()
         pthread_cond_destroy(&done)
         pthread_mutex_destroy(&lock)
     }
@@ -99,12 +104,15 @@ final class BlockPool: @unchecked Sendable {
                 pthread_mutex_lock(&lock)
                 job = Job(generation: job.generation + 1, count: count, body: pointer)
                 finished.store(0, ordering: .relaxed)
-                claims.store(job.generation << Self.indexBits, ordering: .releasing)
+                let homes = HomeRanges(blocks: count, threads: threads)
+                for r in 0..<homes.count {
+                    claims[r].store(job.generation << Self.indexBits | UInt64(homes[r].lowerBound), ordering: .releasing)
+                }
                 published.store(job.generation << Self.indexBits | UInt64(count), ordering: .releasing)
                 for i in 1..<min(count, threads) where asleep[i] { pthread_cond_signal(wake + i) }
                 let mine = job
                 pthread_mutex_unlock(&lock)
-                take(mine)
+                take(mine, index: 0)
                 if !spin(until: { finished.load(ordering: .acquiring) == count }) {
                     pthread_mutex_lock(&lock)
                     while finished.load(ordering: .acquiring) < count {
@@ -119,26 +127,32 @@ final class BlockPool: @unchecked Sendable {
         return true
     }
 
-    /// Claims and runs blocks of `job` until none is left or the job is over.
-    private func take(_ job: Job) {
-        var seen = claims.load(ordering: .acquiring)
-        while seen >> Self.indexBits == job.generation {
-            let index = Int(seen & Self.indexMask)
-            guard index < job.count else { return }
-            let (exchanged, current) = claims.compareExchange(
-                expected: seen, desired: seen + 1, successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring)
-            if exchanged {
-                // The claim succeeded, so the job is not finished and its caller (and `body`) is still there.
-                job.body!.pointee(index)
-                if finished.add(1, ordering: .acquiringAndReleasing).newValue == job.count {
-                    pthread_mutex_lock(&lock)
-                    if callerWaits { pthread_cond_signal(&done) }
-                    pthread_mutex_unlock(&lock)
+    /// Claims and runs blocks of `job` until none is left or the job is over: thread `index`'s home range first,
+    /// then the others' in turn.
+    private func take(_ job: Job, index: Int) {
+        let homes = HomeRanges(blocks: job.count, threads: threads)
+        for k in 0..<homes.count {
+            let r = (index + k) % homes.count
+            let end = UInt64(homes[r].upperBound)
+            var seen = claims[r].load(ordering: .acquiring)
+            while seen >> Self.indexBits == job.generation, seen & Self.indexMask < end {
+                let (exchanged, current) = claims[r].compareExchange(
+                    expected: seen, desired: seen + 1, successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring)
+                if exchanged {
+                    // The claim succeeded, so the job is not finished and its caller (and `body`) is still there.
+                    job.body!.pointee(Int(seen & Self.indexMask))
+                    if finished.add(1, ordering: .acquiringAndReleasing).newValue == job.count {
+                        pthread_mutex_lock(&lock)
+                        if callerWaits { pthread_cond_signal(&done) }
+                        pthread_mutex_unlock(&lock)
+                    }
+                    seen = claims[r].load(ordering: .acquiring)
+                } else {
+                    seen = current
                 }
-                seen = claims.load(ordering: .acquiring)
-            } else {
-                seen = current
             }
+            // A newer job: every block of this one is claimed.
+            if seen >> Self.indexBits != job.generation { return }
         }
     }
 
@@ -173,9 +187,28 @@ final class BlockPool: @unchecked Sendable {
             let next = job
             pthread_mutex_unlock(&lock)
             if stopping.load(ordering: .relaxed) { break }
-            take(next)
+            take(next, index: index)
             last = next.generation
         }
         exited.signal()
     }
+}
+
+/// A job's blocks cut into one home range per thread that takes part (min(blocks, threads) of them; thread 0 is the
+/// caller), even in size. Thread i takes its own range's blocks first, then those left in ranges i + 1, i + 2, ….
+/// While every thread keeps up, a block goes to the same thread at every time step of the recurrence, so what it
+/// writes and reads again there (its units' states and carried gradients, the bias and input-table gradient pieces
+/// it adds to) stays in one core's cache instead of moving between cores; a late thread's blocks are taken by the
+/// others. Which thread computes a block never changes what it computes.
+struct HomeRanges {
+    let blocks: Int
+    /// The number of ranges.
+    let count: Int
+
+    init(blocks: Int, threads: Int) {
+        self.blocks = blocks
+        count = max(1, min(blocks, threads))
+    }
+
+    subscript(r: Int) -> Range<Int> { (r * blocks / count)..<((r + 1) * blocks / count) }
 }
