@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 @testable import CharRNN
 
@@ -71,37 +72,45 @@ final class ParallelTests: XCTestCase {
         }
     }
 
-    /// A job's blocks in one home range per thread that takes part: every block in exactly one range, in order, the
-    /// ranges even in size.
-    func testHomeRangesCoverEveryBlockOnceEvenly() {
-        for blocks in 0...70 {
-            for threads in 1...9 {
-                let homes = HomeRanges(blocks: blocks, threads: threads)
-                XCTAssertEqual(homes.count, max(1, min(blocks, threads)))
-                let ranges = (0..<homes.count).map { homes[$0] }
-                XCTAssertEqual(ranges.flatMap { Array($0) }, Array(0..<blocks), "\(blocks) blocks, \(threads) threads")
-                let sizes = ranges.map(\.count)
-                XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, "\(blocks) blocks, \(threads) threads")
+    /// A job's blocks shared out among the threads that take part, in runs or dealt round: every block in exactly
+    /// one set, each set in increasing order (consecutive in runs), the sets even in size.
+    func testHomeBlocksHoldEveryBlockOnceEvenly() {
+        for inIndexOrder in [false, true] {
+            for blocks in 0...70 {
+                for threads in 1...9 {
+                    let homes = HomeBlocks(blocks: blocks, threads: threads, inIndexOrder: inIndexOrder)
+                    let label = "\(blocks) blocks, \(threads) threads, in index order: \(inIndexOrder)"
+                    XCTAssertEqual(homes.sets, max(1, min(blocks, threads)), label)
+                    let sets = (0..<homes.sets).map { r in (0..<homes.size(of: r)).map { homes.block($0, of: r) } }
+                    XCTAssertEqual(sets.flatMap { $0 }.sorted(), Array(0..<blocks), label)
+                    let consecutive = sets.flatMap { $0 } == Array(0..<blocks)
+                    XCTAssertEqual(consecutive, !inIndexOrder || homes.sets == 1 || homes.sets == blocks, label)
+                    XCTAssertTrue(sets.allSatisfy { $0 == $0.sorted() }, label)
+                    let sizes = sets.map(\.count)
+                    XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, label)
+                }
             }
         }
     }
 
-    /// Each thread starts with its own home range and the caller's is the first: with 2 threads and 4 blocks of 50 ms,
-    /// the caller runs blocks 0 and 1, the pool's thread 2 and 3. (Claimed in one sequence, as before home ranges,
-    /// the pool's thread took block 1 while the caller ran block 0: seen failing.)
-    func testEachThreadTakesItsHomeRangeFirst() {
+    /// Each thread takes its own home blocks before the others'. 2 threads, 4 blocks, block 0 takes 200 ms and the
+    /// others 20 ms. In runs, the pool's thread runs its own 2 and 3, then the caller's 1, which the caller, busy with
+    /// 0, left; dealt round, its own 1 and 3, then 2. (Claimed in one sequence, as before home blocks, it ran 1, 2, 3
+    /// either way: seen failing.)
+    func testEachThreadTakesItsHomeBlocksFirst() {
         withThreads(2) {
-            let caller = UInt(bitPattern: Int(bitPattern: pthread_self()))
-            let runners = UnsafeMutableBufferPointer<UInt>.allocate(capacity: 4)
-            defer { runners.deallocate() }
-            Parallel.forEach(blocks: 4) { b in
-                runners[b] = UInt(bitPattern: Int(bitPattern: pthread_self()))
-                usleep(50_000)
+            for (inIndexOrder, expected) in [(false, [2, 3, 1]), (true, [1, 3, 2])] {
+                let caller = UInt(bitPattern: Int(bitPattern: pthread_self()))
+                let order = Mutex<[(block: Int, thread: UInt)]>([])
+                Parallel.forEach(blocks: 4, inIndexOrder: inIndexOrder) { b in
+                    order.withLock { $0.append((b, UInt(bitPattern: Int(bitPattern: pthread_self())))) }
+                    usleep(b == 0 ? 200_000 : 20_000)
+                }
+                let runs = order.withLock { $0 }
+                XCTAssertEqual(runs.filter { $0.thread == caller }.map(\.block), [0], "in index order: \(inIndexOrder)")
+                let pool = runs.filter { $0.thread != caller }.map(\.block)
+                XCTAssertEqual(pool, expected, "in index order: \(inIndexOrder)")
             }
-            XCTAssertEqual(runners[0], caller)
-            XCTAssertEqual(runners[1], caller)
-            XCTAssertNotEqual(runners[2], caller)
-            XCTAssertEqual(runners[3], runners[2])
         }
     }
 

@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// `rowsDone`, if given, is called once per band of tile rows as soon as all of its tiles are written, on the
 /// thread that wrote the last one: the caller can use those rows of C while the others are still computed.
-/// Threads take tiles in order, so the bands end roughly in order.
+/// Threads then take tiles roughly in order (`inIndexOrder`), so the bands end roughly in order.
 public func gemm(
     _ a: UnsafePointer<Float>, transA: Bool = false,
     _ b: UnsafePointer<Float>, transB: Bool = false,
@@ -23,7 +23,7 @@ public func gemm(
     let (lda, ldb, ldc) = (lda ?? (transA ? m : k), ldb ?? (transB ? k : n), ldc ?? n)
     let tiles = GemmTiles(m: m, n: n)
     let left = Mutex([Int](repeating: tiles.colTiles, count: rowsDone == nil ? 0 : tiles.rowTiles))
-    Parallel.forEach(blocks: tiles.count) { t in
+    Parallel.forEach(blocks: tiles.count, inIndexOrder: rowsDone != nil) { t in
         defer {
             if let rowsDone {
                 let band = t / tiles.colTiles

@@ -9,15 +9,15 @@ import Darwin
 
 /// `threads − 1` persistent threads that, with the caller, take numbered blocks of one job at a time.
 ///
-/// A job is published as a generation number; its blocks are cut into home ranges, one per thread that takes part
-/// (`HomeRanges`), each claimed from an atomic word holding (generation, next block), so a thread that wakes late
-/// for a finished job can never claim a block of the next one. A thread takes its own range's blocks first, then
-/// the others'. The caller returns when every block has finished. Waiting threads (the pool's for the next job,
-/// the caller for the last blocks) spin for `spin` seconds, since the recurrence publishes a job every time
-/// step, then sleep on a condition variable: spinning longer, or yielding the core in a loop, costs CPU time
-/// that other threads and processes could use, and on a busy machine a yielded core comes back late. With
-/// more threads than cores they do not spin at all (as libgomp does): a spinning thread would hold a core
-/// that a thread with a block to run is waiting for.
+/// A job is published as a generation number; its blocks are shared out as home blocks, one set per thread that
+/// takes part (`HomeBlocks`), each set claimed from an atomic word holding (generation, next of the set), so a
+/// thread that wakes late for a finished job can never claim a block of the next one. A thread takes its own set
+/// first, then what the others left. The caller returns when every block has finished. Waiting threads (the
+/// pool's for the next job, the caller for the last blocks) spin for `spin` seconds, since the recurrence
+/// publishes a job every time step, then sleep on a condition variable: spinning longer, or yielding the core in
+/// a loop, costs CPU time that other threads and processes could use, and on a busy machine a yielded core comes
+/// back late. With more threads than cores they do not spin at all (as libgomp does): a spinning thread would
+/// hold a core that a thread with a block to run is waiting for.
 ///
 /// Pool thread `i` (1 …) joins only jobs of more than `i` blocks: a job of n blocks needs n threads at most,
 /// and the others would only spin and be woken for nothing at every time step of a small model (H 256 has
@@ -29,10 +29,11 @@ final class BlockPool: @unchecked Sendable {
     private struct Job {
         var generation: UInt64 = 0
         var count = 0
+        var inIndexOrder = false
         var body: UnsafePointer<Body>?
     }
 
-    /// Per home range r of the current job: generation << 24 | its next unclaimed block.
+    /// Per home set r of the current job: generation << 24 | how many of its blocks are claimed.
     private let claims: UnsafeMutablePointer<Atomic<UInt64>>
     /// generation << 24 | block count of the latest job, for the pool's threads to see whether it is for them.
     private let published = Atomic<UInt64>(0)
@@ -95,18 +96,17 @@ final class BlockPool: @unchecked Sendable {
 
     /// Runs the job's blocks on the pool and the calling thread. Returns false, having run nothing, when the
     /// pool is already running a job.
-    func run(count: Int, _ body: (Int) -> Void) -> Bool {
+    func run(count: Int, inIndexOrder: Bool = false, _ body: (Int) -> Void) -> Bool {
         precondition(count < Self.maxBlocks, "too many blocks")
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         defer { busy.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { body in
             withUnsafePointer(to: body) { pointer in
                 pthread_mutex_lock(&lock)
-                job = Job(generation: job.generation + 1, count: count, body: pointer)
+                job = Job(generation: job.generation + 1, count: count, inIndexOrder: inIndexOrder, body: pointer)
                 finished.store(0, ordering: .relaxed)
-                let homes = HomeRanges(blocks: count, threads: threads)
-                for r in 0..<homes.count {
-                    claims[r].store(job.generation << Self.indexBits | UInt64(homes[r].lowerBound), ordering: .releasing)
+                for r in 0..<homes(of: job).sets {
+                    claims[r].store(job.generation << Self.indexBits, ordering: .releasing)
                 }
                 published.store(job.generation << Self.indexBits | UInt64(count), ordering: .releasing)
                 for i in 1..<min(count, threads) where asleep[i] { pthread_cond_signal(wake + i) }
@@ -127,20 +127,21 @@ final class BlockPool: @unchecked Sendable {
         return true
     }
 
-    /// Claims and runs blocks of `job` until none is left or the job is over: thread `index`'s home range first,
-    /// then the others' in turn.
+    /// Claims and runs blocks of `job` until none is left or the job is over: thread `index`'s home blocks first,
+    /// then what is left of the others' sets, in turn.
     private func take(_ job: Job, index: Int) {
-        let homes = HomeRanges(blocks: job.count, threads: threads)
-        for k in 0..<homes.count {
-            let r = (index + k) % homes.count
-            let end = UInt64(homes[r].upperBound)
+        let homes = homes(of: job)
+        for k in 0..<homes.sets {
+            let r = (index + k) % homes.sets
+            let size = UInt64(homes.size(of: r))
             var seen = claims[r].load(ordering: .acquiring)
-            while seen >> Self.indexBits == job.generation, seen & Self.indexMask < end {
+            while seen >> Self.indexBits == job.generation, seen & Self.indexMask < size {
                 let (exchanged, current) = claims[r].compareExchange(
-                    expected: seen, desired: seen + 1, successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring)
+                    expected: seen, desired: seen + 1, successOrdering: .acquiringAndReleasing,
+                    failureOrdering: .acquiring)
                 if exchanged {
                     // The claim succeeded, so the job is not finished and its caller (and `body`) is still there.
-                    job.body!.pointee(Int(seen & Self.indexMask))
+                    job.body!.pointee(homes.block(Int(seen & Self.indexMask), of: r))
                     if finished.add(1, ordering: .acquiringAndReleasing).newValue == job.count {
                         pthread_mutex_lock(&lock)
                         if callerWaits { pthread_cond_signal(&done) }
@@ -154,6 +155,10 @@ final class BlockPool: @unchecked Sendable {
             // A newer job: every block of this one is claimed.
             if seen >> Self.indexBits != job.generation { return }
         }
+    }
+
+    private func homes(of job: Job) -> HomeBlocks {
+        HomeBlocks(blocks: job.count, threads: threads, inIndexOrder: job.inIndexOrder)
     }
 
     /// Seconds a waiting thread polls before it sleeps: none when the threads outnumber the cores.
@@ -194,21 +199,32 @@ final class BlockPool: @unchecked Sendable {
     }
 }
 
-/// A job's blocks cut into one home range per thread that takes part (min(blocks, threads) of them; thread 0 is the
-/// caller), even in size. Thread i takes its own range's blocks first, then those left in ranges i + 1, i + 2, ….
-/// While every thread keeps up, a block goes to the same thread at every time step of the recurrence, so what it
-/// writes and reads again there (its units' states and carried gradients, the bias and input-table gradient pieces
-/// it adds to) stays in one core's cache instead of moving between cores; a late thread's blocks are taken by the
-/// others. Which thread computes a block never changes what it computes.
-struct HomeRanges {
+/// A job's blocks shared out among the P threads that take part (min(blocks, threads) of them; thread 0 is the
+/// caller): thread r's home blocks are one run of consecutive blocks, the r-th of P even runs, or, for a job whose
+/// caller uses results as runs of them complete (`gemm`'s bands of tiles), dealt round: r, r + P, r + 2P, …, so
+/// that the blocks are still taken roughly in index order. Each thread takes its own in order, then what is left
+/// of the others'. So while every thread keeps up, a block goes to the same thread at every time step of the
+/// recurrence, and what it writes and reads again there (its units' states and carried gradient, the pieces of the
+/// bias and input-table gradients it adds to) stays in one core's cache; in one run, adjacent units stay on one core
+/// too, as with a static OpenMP schedule. A late thread's blocks are taken by the others. Which thread computes a
+/// block never changes what it computes.
+struct HomeBlocks {
     let blocks: Int
-    /// The number of ranges.
-    let count: Int
+    /// P: the number of sets.
+    let sets: Int
+    let inIndexOrder: Bool
 
-    init(blocks: Int, threads: Int) {
+    init(blocks: Int, threads: Int, inIndexOrder: Bool = false) {
         self.blocks = blocks
-        count = max(1, min(blocks, threads))
+        self.inIndexOrder = inIndexOrder
+        sets = max(1, min(blocks, threads))
     }
 
-    subscript(r: Int) -> Range<Int> { (r * blocks / count)..<((r + 1) * blocks / count) }
+    /// How many blocks set r holds.
+    func size(of r: Int) -> Int { inIndexOrder ? (blocks - r + sets - 1) / sets : start(r + 1) - start(r) }
+
+    /// The block at `position` in set r.
+    func block(_ position: Int, of r: Int) -> Int { inIndexOrder ? r + position * sets : start(r) + position }
+
+    private func start(_ r: Int) -> Int { r * blocks / sets }
 }

@@ -22,12 +22,14 @@ public enum Parallel {
         pool = n > 1 ? BlockPool(threads: n, cores: ThreadCount.available()) : nil
     }
 
-    /// Runs `body(0) … body(count − 1)`, each once, on up to `threads` threads; returns when all did. Nested
-    /// or concurrent calls run their blocks on the calling thread: the same blocks, so the same bits.
+    /// Runs `body(0) … body(count − 1)`, each once, on up to `threads` threads; returns when all did. Each thread
+    /// takes its own run of consecutive blocks first, or with `inIndexOrder` blocks dealt round the threads, so
+    /// that they are taken roughly in index order (`HomeBlocks`). Nested or concurrent calls run their blocks on
+    /// the calling thread: the same blocks, so the same bits.
     @inline(__always)
-    static func forEach(blocks count: Int, _ body: (Int) -> Void) {
+    static func forEach(blocks count: Int, inIndexOrder: Bool = false, _ body: (Int) -> Void) {
         if profile != nil { return profiled(blocks: count, body) }
-        if count > 1, let pool, pool.run(count: count, body) { return }
+        if count > 1, let pool, pool.run(count: count, inIndexOrder: inIndexOrder, body) { return }
         for b in 0..<count { body(b) }
     }
 
