@@ -18,7 +18,9 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
         // The core: data, model, training, checkpoints, sampling. Knows nothing of sockets.
-        .target(name: "CharRNN", dependencies: ["COpenBLAS"]),
+        // The recurrent products, with U packed once per step (OpenBLAS re-packs it on every call); see its header.
+        .target(name: "CPackedProduct"),
+        .target(name: "CharRNN", dependencies: ["COpenBLAS", "CPackedProduct"]),
         // Coordinator and workers over ZeroMQ. Knows the core's shard step and step plan, not GRU internals.
         .target(name: "CharRNNDistributed", dependencies: ["CharRNN", "CZeroMQ"]),
         .executableTarget(
