@@ -126,15 +126,15 @@ struct BlockRates {
         BLASRuntime.setThreads(1)
         defer { BLASRuntime.setThreads(saved) }
         let uw = min(w, h)
-        let forward = SgemmProbe.rate(m: b, n: g * uw, k: h)
-        let backward = SgemmProbe.rate(m: b, n: uw, k: g * h, transB: true)
+        let forward = SgemmProbe.packedRate(m: b, n: g * uw, k: h)
+        let backward = SgemmProbe.packedRate(m: b, n: uw, k: g * h, transB: true)
         let tile = Parallel.gemmTile
         let (tm, tn, tk) = (min(tile.rows, h), min(tile.cols, g * h), b * seq)
         let gradient = SgemmProbe.rate(m: tm, n: tn, k: tk, transA: true)
         rows = [
             ["recurrent blocks per time step (\(w) units each)", "\(Parallel.unitBlocks(units: h))"],
-            ["1 core, forward block [\(b)x\(h)]x[\(h)x\(g * uw)] GFLOP/s", fmt(forward / 1e9, 1)],
-            ["1 core, backward block [\(b)x\(g * h)]x[\(g * h)x\(uw)] GFLOP/s", fmt(backward / 1e9, 1)],
+            ["1 core, forward block [\(b)x\(h)]x[\(h)x\(g * uw)], U packed, GFLOP/s", fmt(forward / 1e9, 1)],
+            ["1 core, backward block [\(b)x\(g * h)]x[\(g * h)x\(uw)], U packed, GFLOP/s", fmt(backward / 1e9, 1)],
             ["1 core, weight-gradient tile [\(tm)x\(tk)]x[\(tk)x\(tn)] GFLOP/s", fmt(gradient / 1e9, 1)],
         ]
     }
@@ -192,15 +192,33 @@ struct StepFlops {
 /// sgemm's rate at one shape, measured here and now, so achieved rates are judged against this machine. It
 /// times `gemm`, the same tiled, `--threads`-parallel product the trainer calls.
 enum SgemmProbe {
+    /// FLOP/s of `gemm` (OpenBLAS) on one product of this shape.
     static func rate(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) -> Double {
+        let (a, b, c) = operands(m: m, n: n, k: k)
+        return best(m: m, n: n, k: k) { gemm(a.base, transA: transA, b.base, transB: transB, into: c.base, m: m, n: n, k: k) }
+    }
+
+    /// FLOP/s of a `PackedProduct` of this shape, B packed beforehand as the recurrent products' U is.
+    static func packedRate(m: Int, n: Int, k: Int, transB: Bool = false) -> Double {
+        let (a, b, c) = operands(m: m, n: n, k: k)
+        let packed = FloatBuffer(count: PackedProduct.count(k: k, n: n))
+        PackedProduct.pack(b.base, ldb: transB ? k : n, transposed: transB, k: k, n: n, into: packed.base)
+        return best(m: m, n: n, k: k) { PackedProduct.multiply(a.base, lda: k, packed.base, into: c.base, ldc: n, m: m, n: n, k: k) }
+    }
+
+    private static func operands(m: Int, n: Int, k: Int) -> (FloatBuffer, FloatBuffer, FloatBuffer) {
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
         for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
+        return (a, b, c)
+    }
+
+    private static func best(m: Int, n: Int, k: Int, _ product: () -> Void) -> Double {
         var best = Double.infinity
         let reps = max(3, Int(2e8 / Double(2 * m * n * k)))
         for _ in 0..<5 {
             var clock = PhaseClock()
-            for _ in 0..<reps { gemm(a.base, transA: transA, b.base, transB: transB, into: c.base, m: m, n: n, k: k) }
+            for _ in 0..<reps { product() }
             best = min(best, clock.lap() / Double(reps))
         }
         return 2 * Double(m * n * k) / best

@@ -162,8 +162,8 @@ final class ParallelTests: XCTestCase {
         var covered = 0
         for t in 0..<tiles.count { covered += tiles[t].rows.count * tiles[t].cols.count }
         XCTAssertEqual(covered, 1024 * 3072)
-        XCTAssertEqual(UnitBlocks(units: 1024).count, 16, "a tutorial time step offers 16 blocks")
-        XCTAssertEqual(UnitBlocks(units: 72).count, 2)
-        XCTAssertEqual(UnitBlocks(units: 72)[1], 64..<72)
+        XCTAssertEqual(UnitBlocks(units: 1024, gates: 3).count, 32, "a tutorial time step offers 32 blocks")
+        XCTAssertEqual(UnitBlocks(units: 72, gates: 3).count, 3)
+        XCTAssertEqual(UnitBlocks(units: 72, gates: 3)[2], 64..<72)
     }
 }

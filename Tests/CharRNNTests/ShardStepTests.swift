@@ -17,6 +17,22 @@ final class ShardStepTests: XCTestCase {
         }
     }
 
+    /// A worker checks `floatCount` against its memory limit before it builds a workspace, so it must count every
+    /// buffer the workspace allocates.
+    func testFloatCountIsWhatTheWorkspaceAllocates() {
+        let configs = [
+            ModelConfig(vocab: 13, embed: 8, units: 72), ModelConfig(vocab: 13, embed: 8, units: 40, cell: .lstm, layers: 2),
+        ]
+        for config in configs {
+            for dropout in [nil, Dropout(rate: 0.25, seed: 3)] {
+                let step = ShardStep(config: config, maxRows: rows, seq: seq, dropout: dropout)
+                XCTAssertEqual(
+                    step.allocatedFloats, ShardStep.floatCount(config: config, maxRows: rows, seq: seq, dropout: dropout != nil),
+                    "\(config), dropout \(dropout != nil)")
+            }
+        }
+    }
+
     private func check(_ config: ModelConfig, threads: Int) {
         let saved = BLASRuntime.threads
         defer { BLASRuntime.setThreads(saved) }

@@ -118,7 +118,7 @@ extension Parallel {
     }
 
     /// Blocks per recurrent time step (forward or backward) of a layer of `units` units.
-    public static func unitBlocks(units: Int) -> Int { UnitBlocks(units: units).count }
+    public static func unitBlocks(units: Int) -> Int { UnitBlocks.count(units: units) }
     /// Units per recurrent block.
     public static var unitsPerBlock: Int { UnitBlocks.width }
     /// The largest `gemm` tile, rows × columns.

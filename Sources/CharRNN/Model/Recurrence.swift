@@ -9,7 +9,7 @@
 ///                          columns with dg, the gradient of the recurrent product, so dU is one product
 ///   scratch [b, G·H]       h·U in the forward pass (block by block, see `UnitBlocks`), the carried gradients (dh,
 ///                          an LSTM's dc) in the backward pass
-///   panels  [H, G·H]       the recurrent kernel U regrouped by `UnitBlocks.pack`, read by the forward pass
+///   panels                 the recurrent kernel U packed by `UnitBlocks.pack`, read by both passes
 public struct LayerPass {
     public var rows: Int
     public var steps: Int
@@ -17,7 +17,6 @@ public struct LayerPass {
     public var xw: UnsafePointer<Float>
     /// Time-major [T, b] symbols when `xw` is the input table, nil when it is the input product.
     public var tokens: UnsafePointer<Int32>?
-    public var recurrentKernel: UnsafePointer<Float>
     public var panels: UnsafePointer<Float>
     /// A GRU's recurrent bias b1 [3H]; an LSTM has none.
     public var recurrentBias: UnsafePointer<Float>?
@@ -58,7 +57,8 @@ protocol RecurrentCell {
 ///
 /// Threads: unit j's gates need only column j of each gate block, so each block of `UnitBlocks` owns a range of
 /// units, computes its own columns of h·U (or of dg·Uᵀ) and then its gates while they are still in cache. The
-/// only synchronisation is one barrier per step, where the next step needs every unit of h (or of dg).
+/// only synchronisation is one barrier per step, where the next step needs every unit of h (or of dg). The
+/// products read U packed once per step (`PackedProduct`), not re-packed by every block of every time step.
 public enum Recurrence {
     /// Runs T steps forward; `p.hs[0]` (and `p.cs[0]`) must hold the initial state.
     public static func forward(_ cell: Cell, _ p: LayerPass) {
@@ -92,16 +92,18 @@ public enum Recurrence {
 
     static func forward<C: RecurrentCell>(_: C.Type, _ p: LayerPass) {
         let (b, h, g) = (p.rows, p.units, C.gates)
-        let blocks = UnitBlocks(units: h)
+        let blocks = UnitBlocks(units: h, gates: g)
         for t in 0..<p.steps {
             Parallel.forEach(blocks: blocks.count) { k in
                 let units = blocks[k]
                 let w = units.count
-                // This block's h·U [b, G·w] = h [b, H] · its panel [H, G·w], in one product.
+                // This block's h·U [b, G·w] = h [b, H] · its columns of U, gate by gate: hu[:, g·w ..< (g+1)·w].
                 let hu = p.scratch + units.lowerBound * g * b
-                gemmSerial(
-                    p.hs + t * b * h, transA: false, p.panels + units.lowerBound * g * h, transB: false, into: hu,
-                    m: b, n: g * w, k: h, lda: h, ldb: g * w, ldc: g * w)
+                for gate in 0..<g {
+                    PackedProduct.multiply(
+                        p.hs + t * b * h, lda: h, p.panels + blocks.forwardPanel(k, gate: gate), into: hu + gate * w, ldc: g * w,
+                        m: b, n: w, k: h)
+                }
                 for i in 0..<b { C.forward(units: units, step: t, row: i, hu: hu + i * g * w, huStride: w, p) }
             }
         }
@@ -112,18 +114,18 @@ public enum Recurrence {
     ) {
         let (b, h, steps, width) = (p.rows, p.units, p.steps, C.gates * p.units)
         let (ldCache, ldCarry) = (C.cacheBlocks * h, C.carryBlocks * h)
-        let blocks = UnitBlocks(units: h)
+        let blocks = UnitBlocks(units: h, gates: C.gates)
         p.scratch.update(repeating: 0, count: b * ldCarry)
         dBias?.update(repeating: 0, count: width)
         for t in stride(from: steps - 1, through: 0, by: -1) {
             Parallel.forEach(blocks: blocks.count) { k in
                 let units = blocks[k]
                 if t + 1 < steps {
-                    // dh[:, units] += dg_{t+1}·U[units, :]ᵀ — the part of dh that comes through step t+1.
-                    gemmSerial(
-                        p.cache + (t + 1) * b * ldCache, transA: false, p.recurrentKernel + units.lowerBound * width,
-                        transB: true, into: p.scratch + units.lowerBound, m: b, n: units.count, k: width, beta: 1,
-                        lda: ldCache, ldb: width, ldc: ldCarry)
+                    // dh[:, units] += dg_{t+1}·U[units, :]ᵀ — the part of dh that comes through step t+1; each
+                    // element's chain starts from what the cell left in the carry.
+                    PackedProduct.multiply(
+                        p.cache + (t + 1) * b * ldCache, lda: ldCache, p.panels + blocks.backwardPanel(k),
+                        into: p.scratch + units.lowerBound, ldc: ldCarry, m: b, n: units.count, k: width, accumulate: true)
                 }
                 for i in 0..<b {
                     let r = t * b + i
@@ -137,30 +139,49 @@ public enum Recurrence {
 }
 
 /// A recurrent time step cut into blocks of `width` units: block k owns units k·width ..< (k+1)·width of every
-/// gate (the last block fewer). A function of H alone. 64 gives the tutorial's H 1024 16 blocks per time step
-/// (as many as its weight gradient has tiles); 32 units gave 32 blocks but cost ≈ 13 % more per step on two
-/// threads, 64 units ≈ 3 %, 128 units ≈ 4 % with only 8 blocks (BENCHMARKS.md). A block's product,
-/// [b, H]·[H, G·64], runs near OpenBLAS's full single-core rate once its columns of U are contiguous (`pack`).
+/// gate (the last block fewer). A function of H alone, and only a matter of speed: a block's products are
+/// `PackedProduct`s, whose bits do not depend on how the columns are cut. 32 gives the tutorial's H 1024 32
+/// blocks per time step, enough for 32 cores (BENCHMARKS.md measures 32 against 64 units).
+///
+/// U's panels, packed once per step (`pack`), hold per block its G forward panels, gate g's columns of U for the
+/// block's units ([H, w] packed), then its backward panel, the block's rows of U transposed ([G·H, w] packed).
 struct UnitBlocks {
-    static let width = 64
+    static let width = 32
     let units: Int
+    let gates: Int
 
-    var count: Int { Parallel.blocks(of: units, size: Self.width) }
+    var count: Int { Self.count(units: units) }
+
+    static func count(units: Int) -> Int { Parallel.blocks(of: units, size: width) }
 
     subscript(k: Int) -> Range<Int> { Parallel.range(k, of: units, size: Self.width) }
 
-    /// Regroups U [H, G·H] into one panel per block, panel k = U's columns of block k's units for gate 0, then
-    /// gate 1, …: [H, G·w] at offset k·width·G·H (the blocks before it hold k·width units of G·H floats each).
-    static func pack(_ u: UnsafePointer<Float>, units h: Int, gates g: Int, into panels: UnsafeMutablePointer<Float>) {
-        let blocks = UnitBlocks(units: h)
-        Parallel.forEach(blocks: blocks.count) { k in
-            let units = blocks[k]
-            let (w, panel) = (units.count, panels + units.lowerBound * g * h)
-            for row in 0..<h {
-                for gate in 0..<g {
-                    (panel + row * g * w + gate * w).update(from: u + row * g * h + gate * h + units.lowerBound, count: w)
-                }
+    /// Floats of one block's panels, w units wide.
+    private func blockFloats(_ w: Int) -> Int {
+        gates * PackedProduct.count(k: units, n: w) + PackedProduct.count(k: gates * units, n: w)
+    }
+
+    /// Floats of all panels.
+    var panelFloats: Int { (0..<count).reduce(0) { $0 + blockFloats(self[$1].count) } }
+
+    /// Offset of block k's forward panel for `gate`; every block before k is full width.
+    func forwardPanel(_ k: Int, gate: Int) -> Int {
+        k * blockFloats(Self.width) + gate * PackedProduct.count(k: units, n: self[k].count)
+    }
+
+    /// Offset of block k's backward panel.
+    func backwardPanel(_ k: Int) -> Int { forwardPanel(k, gate: gates) }
+
+    /// Packs U [H, G·H] into `panels` (`panelFloats`).
+    func pack(_ u: UnsafePointer<Float>, into panels: UnsafeMutablePointer<Float>) {
+        let (h, g) = (units, gates)
+        Parallel.forEach(blocks: count) { k in
+            let first = self[k].lowerBound
+            let w = self[k].count
+            for gate in 0..<g {
+                PackedProduct.pack(u + gate * h + first, ldb: g * h, transposed: false, k: h, n: w, into: panels + forwardPanel(k, gate: gate))
             }
+            PackedProduct.pack(u + first * g * h, ldb: g * h, transposed: true, k: g * h, n: w, into: panels + backwardPanel(k))
         }
     }
 }

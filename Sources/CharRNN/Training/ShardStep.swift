@@ -30,7 +30,7 @@ public final class ShardStep {
     private var weights: Parameters
     private let table: FloatBuffer      // [V, G·H]  embedding·W + b0
     private let dTable: FloatBuffer     // [V, G·H]
-    private let panels: [FloatBuffer]   // per layer [H, G·H]: U regrouped by unit block (`UnitBlocks.pack`)
+    private let panels: [FloatBuffer]   // per layer: U packed for the recurrent products (`UnitBlocks.pack`)
     private let hs: [FloatBuffer]       // per layer [(T+1)·b, H]
     private let cs: [FloatBuffer]       // per layer [(T+1)·b, H]: an LSTM's cell states
     private let caches: [FloatBuffer]   // per layer [T·b, K·H]
@@ -54,7 +54,8 @@ public final class ShardStep {
     public static func floatCount(config: ModelConfig, maxRows: Int, seq: Int, dropout: Bool) -> Int {
         let (v, h, n, width, layers) = (config.vocab, config.units, maxRows * seq, config.cell.gates * config.units, config.layers)
         let states = (n + maxRows) * h * (config.cell == .lstm ? 2 : 1)
-        let perLayer = states + n * config.cell.cacheBlocks * h + (dropout ? 2 * n * h : 0)
+        let panels = UnitBlocks(units: h, gates: config.cell.gates).panelFloats
+        let perLayer = panels + states + n * config.cell.cacheBlocks * h + (dropout ? 2 * n * h : 0)
         return ParameterLayout(config).count + 2 * v * width + layers * perLayer + (layers > 1 ? n * width : 0)
             + n * v + n * h + maxRows * width + 2 * n
     }
@@ -70,7 +71,7 @@ public final class ShardStep {
         weights = Parameters(config)
         table = FloatBuffer(count: v * width)
         dTable = FloatBuffer(count: v * width)
-        panels = perLayer(h * width)
+        panels = perLayer(UnitBlocks(units: h, gates: config.cell.gates).panelFloats)
         hs = perLayer((n + maxRows) * h)
         cs = config.cell == .lstm ? perLayer((n + maxRows) * h) : []
         caches = perLayer(n * config.cell.cacheBlocks * h)
@@ -89,6 +90,12 @@ public final class ShardStep {
         targets.deallocate()
     }
 
+    /// Floats (and int32 tokens) this workspace holds: what `floatCount` must predict (ShardStepTests).
+    var allocatedFloats: Int {
+        let buffers = [table, dTable, layerInput, logits, dhs, scratch] + panels + hs + cs + caches + masks + maskedOutputs
+        return weights.layout.count + buffers.reduce(0) { $0 + $1.count } + tokens.count + targets.count
+    }
+
     /// Binds the weights for the following shards and builds their input table and recurrent panels (once per
     /// step, not per shard).
     public func load(weights w: Parameters) {
@@ -96,7 +103,7 @@ public final class ShardStep {
         weights = w
         InputTable.forward(w, into: table.base)
         for l in 0..<config.layers {
-            UnitBlocks.pack(w[.recurrentKernel(l)], units: config.units, gates: config.cell.gates, into: panels[l].base)
+            UnitBlocks(units: config.units, gates: config.cell.gates).pack(w[.recurrentKernel(l)], into: panels[l].base)
         }
     }
 
@@ -179,8 +186,7 @@ public final class ShardStep {
     private func pass(_ l: Int, rows b: Int) -> LayerPass {
         LayerPass(
             rows: b, steps: seq, units: config.units, xw: l == 0 ? table.base : layerInput.base,
-            tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, recurrentKernel: weights[.recurrentKernel(l)],
-            panels: panels[l].base,
+            tokens: l == 0 ? UnsafePointer(tokens.baseAddress!) : nil, panels: panels[l].base,
             recurrentBias: config.cell == .gru ? weights[.bias(l)] + config.cell.gates * config.units : nil, hs: hs[l].base,
             cs: config.cell == .lstm ? cs[l].base : nil, cache: caches[l].base, scratch: scratch.base)
     }
