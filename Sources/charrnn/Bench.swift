@@ -121,7 +121,8 @@ struct BlockRates {
     let rows: [[String]]
 
     init(config c: ModelConfig, rows b: Int, seq: Int) {
-        let (h, g, w) = (c.units, c.cell.gates, Parallel.unitsPerBlock)
+        let (h, g) = (c.units, c.cell.gates)
+        let w = Parallel.unitsPerBlock(units: h)
         let saved = BLASRuntime.threads
         BLASRuntime.setThreads(1)
         defer { BLASRuntime.setThreads(saved) }

@@ -163,7 +163,10 @@ final class ParallelTests: XCTestCase {
         for t in 0..<tiles.count { covered += tiles[t].rows.count * tiles[t].cols.count }
         XCTAssertEqual(covered, 1024 * 3072)
         XCTAssertEqual(UnitBlocks(units: 1024, gates: 3).count, 32, "a tutorial time step offers 32 blocks")
-        XCTAssertEqual(UnitBlocks(units: 72, gates: 3).count, 3)
-        XCTAssertEqual(UnitBlocks(units: 72, gates: 3)[2], 64..<72)
+        XCTAssertEqual(UnitBlocks(units: 2080, gates: 3).count, 65)
+        XCTAssertEqual(UnitBlocks(units: 2080, gates: 3)[64], 2048..<2080)
+        XCTAssertEqual(UnitBlocks(units: 256, gates: 3).count, 4, "64-unit blocks below H 1024")
+        XCTAssertEqual(UnitBlocks(units: 72, gates: 3).count, 2)
+        XCTAssertEqual(UnitBlocks(units: 72, gates: 3)[1], 64..<72)
     }
 }

@@ -119,8 +119,8 @@ extension Parallel {
 
     /// Blocks per recurrent time step (forward or backward) of a layer of `units` units.
     public static func unitBlocks(units: Int) -> Int { UnitBlocks.count(units: units) }
-    /// Units per recurrent block.
-    public static var unitsPerBlock: Int { UnitBlocks.width }
+    /// Units per recurrent block of a layer of `units` units.
+    public static func unitsPerBlock(units: Int) -> Int { UnitBlocks.width(units: units) }
     /// The largest `gemm` tile, rows × columns.
     public static var gemmTile: (rows: Int, cols: Int) { (GemmTiles.rows, GemmTiles.cols) }
 }

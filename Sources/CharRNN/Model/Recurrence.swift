@@ -140,21 +140,31 @@ public enum Recurrence {
 
 /// A recurrent time step cut into blocks of `width` units: block k owns units k·width ..< (k+1)·width of every
 /// gate (the last block fewer). A function of H alone, and only a matter of speed: a block's products are
-/// `PackedProduct`s, whose bits do not depend on how the columns are cut. 32 gives the tutorial's H 1024 32
-/// blocks per time step, enough for 32 cores (BENCHMARKS.md measures 32 against 64 units).
+/// `PackedProduct`s, whose bits do not depend on how the columns are cut.
+///
+/// 32 units where that gives a time step at least 32 blocks, enough for 32 cores (H ≥ 1024: the tutorial's
+/// time step has 32); below that, 64 units. A smaller model's time step is too short to spread over many cores
+/// (at H 256 one step's product is ≈ 0.2 ms on one core), and its 32-unit blocks cost 5–8 % more per step on 2
+/// threads and 10–14 % more CPU with 8 threads on 2 cores (BENCHMARKS.md).
 ///
 /// U's panels, packed once per step (`pack`), hold per block its G forward panels, gate g's columns of U for the
 /// block's units ([H, w] packed), then its backward panel, the block's rows of U transposed ([G·H, w] packed).
 struct UnitBlocks {
-    static let width = 32
     let units: Int
     let gates: Int
+    let width: Int
+
+    init(units: Int, gates: Int) {
+        (self.units, self.gates, width) = (units, gates, Self.width(units: units))
+    }
+
+    static func width(units: Int) -> Int { units >= 32 * 32 ? 32 : 64 }
 
     var count: Int { Self.count(units: units) }
 
-    static func count(units: Int) -> Int { Parallel.blocks(of: units, size: width) }
+    static func count(units: Int) -> Int { Parallel.blocks(of: units, size: width(units: units)) }
 
-    subscript(k: Int) -> Range<Int> { Parallel.range(k, of: units, size: Self.width) }
+    subscript(k: Int) -> Range<Int> { Parallel.range(k, of: units, size: width) }
 
     /// Floats of one block's panels, w units wide.
     private func blockFloats(_ w: Int) -> Int {
@@ -166,7 +176,7 @@ struct UnitBlocks {
 
     /// Offset of block k's forward panel for `gate`; every block before k is full width.
     func forwardPanel(_ k: Int, gate: Int) -> Int {
-        k * blockFloats(Self.width) + gate * PackedProduct.count(k: units, n: self[k].count)
+        k * blockFloats(width) + gate * PackedProduct.count(k: units, n: self[k].count)
     }
 
     /// Offset of block k's backward panel.
