@@ -49,6 +49,17 @@ static void portable(int m, int n, int k, const float *a, ptrdiff_t lda, const f
 }
 
 #if defined(__x86_64__)
+// The 1–5 rows left below the 6-row tiles: TILE(mr, ...) with mr a constant, so each row count gets its own code.
+#define LEFTOVER_ROWS(left, TILE, ...)    \
+    switch (left) {                       \
+    case 5: TILE(5, __VA_ARGS__); break;  \
+    case 4: TILE(4, __VA_ARGS__); break;  \
+    case 3: TILE(3, __VA_ARGS__); break;  \
+    case 2: TILE(2, __VA_ARGS__); break;  \
+    case 1: TILE(1, __VA_ARGS__); break;  \
+    default: break;                       \
+    }
+
 // mr (≤ 6) rows of C against one strip, 12 accumulators: each k reads two vectors of the strip and broadcasts mr
 // elements of A, for 2·mr multiply-adds; A's rows stream from cache unpacked. Always inlined with a constant mr,
 // so each row count gets its own unrolled code.
@@ -92,16 +103,7 @@ __attribute__((target("avx2,fma"))) static void
 avx2_strip(int m, int k, const float *a, ptrdiff_t lda, const float *strip, float *c, ptrdiff_t ldc, int w, int accumulate) {
     int r = 0;
     for (; r + 6 <= m; r += 6) avx2_tile(6, k, a + r * lda, lda, strip, c + r * ldc, ldc, w, accumulate);
-    const float *ar = a + r * lda;
-    float *cr = c + r * ldc;
-    switch (m - r) {
-    case 5: avx2_tile(5, k, ar, lda, strip, cr, ldc, w, accumulate); break;
-    case 4: avx2_tile(4, k, ar, lda, strip, cr, ldc, w, accumulate); break;
-    case 3: avx2_tile(3, k, ar, lda, strip, cr, ldc, w, accumulate); break;
-    case 2: avx2_tile(2, k, ar, lda, strip, cr, ldc, w, accumulate); break;
-    case 1: avx2_tile(1, k, ar, lda, strip, cr, ldc, w, accumulate); break;
-    default: break;
-    }
+    LEFTOVER_ROWS(m - r, avx2_tile, k, a + r * lda, lda, strip, c + r * ldc, ldc, w, accumulate);
 }
 
 __attribute__((target("avx2,fma"))) static void
@@ -147,16 +149,7 @@ avx512(int m, int n, int k, const float *a, ptrdiff_t lda, const float *packed, 
         const float *s0 = packed + (size_t)s * (size_t)k, *s1 = s0 + (size_t)PP_STRIP * (size_t)k;
         int r = 0;
         for (; r + 6 <= m; r += 6) avx512_tile(6, k, a + r * lda, lda, s0, s1, c + r * ldc + s, ldc, accumulate);
-        const float *ar = a + r * lda;
-        float *cr = c + r * ldc + s;
-        switch (m - r) {
-        case 5: avx512_tile(5, k, ar, lda, s0, s1, cr, ldc, accumulate); break;
-        case 4: avx512_tile(4, k, ar, lda, s0, s1, cr, ldc, accumulate); break;
-        case 3: avx512_tile(3, k, ar, lda, s0, s1, cr, ldc, accumulate); break;
-        case 2: avx512_tile(2, k, ar, lda, s0, s1, cr, ldc, accumulate); break;
-        case 1: avx512_tile(1, k, ar, lda, s0, s1, cr, ldc, accumulate); break;
-        default: break;
-        }
+        LEFTOVER_ROWS(m - r, avx512_tile, k, a + r * lda, lda, s0, s1, c + r * ldc + s, ldc, accumulate);
     }
     if (s < n) avx2(m, n - s, k, a, lda, packed + (size_t)s * (size_t)k, c + s, ldc, accumulate);
 }
