@@ -3,7 +3,7 @@ public import CPackedProduct
 /// Products whose right operand is packed once and multiplied many times (`packed_product.h`): the recurrent
 /// kernel U against every time step's h (forward) or dg (backward). Each element of C is one chain of fused
 /// multiply-adds in k order, so its bits depend only on the operands, never on how C is cut into blocks, which
-/// thread computes a block, or which path (AVX2 or portable) runs it.
+/// thread computes a block, or which path (AVX-512, AVX2 or portable) runs it.
 public enum PackedProduct {
     /// The path this process runs: the fastest this CPU has. All paths give the same bits (PackedProductTests).
     public static let path = pp_best_path()
