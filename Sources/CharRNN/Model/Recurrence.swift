@@ -152,11 +152,8 @@ public enum Recurrence {
 struct UnitBlocks {
     let units: Int
     let gates: Int
-    let width: Int
 
-    init(units: Int, gates: Int) {
-        (self.units, self.gates, width) = (units, gates, Self.width(units: units))
-    }
+    var width: Int { Self.width(units: units) }
 
     static func width(units: Int) -> Int { units >= 32 * 32 ? 32 : 64 }
 
